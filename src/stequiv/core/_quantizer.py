@@ -1,0 +1,191 @@
+r"""Uniform and binary weight quantizers (the paper's Eq. 1, with a zero-point offset).
+
+.. math::  Q(x) = \Delta\,\big(\operatorname{round}(\operatorname{clip}(x/\Delta - z,\ l,\ u)) + z\big)
+
+``round`` is round-half-to-even (NumPy's and PyTorch's). All positions are also expressed in the
+*grid coordinate* :math:`v = x/\Delta - z`, in which the levels are the integers ``l..u`` and the
+decision boundaries (the paper's boundary points) are the half-integers ``l+½ .. u-½``.
+
+* ``offset=0`` is Eq. 1 (mid-tread, a zero level);
+* ``offset=0.5`` is the symmetric grid with no zero level used in the paper's experiments:
+  levels :math:`\pm\Delta/2, \pm3\Delta/2, \dots` spanning exactly :math:`[-m, m]` with
+  :math:`\Delta = 2m/(2^b-1)` (see :meth:`UniformQuantizer.symmetric`).
+
+:class:`BinaryQuantizer` is :math:`Q(x) = s\cdot\operatorname{sign}(x)` with sign(0) = +1, which
+is the uniform quantizer with :math:`\Delta = 2s`, ``offset=½``, ``l=-1``, ``u=0``: one boundary
+point (0), no finite bin, and therefore :math:`\alpha := 1` as in the paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._validate import finite_float, integer, positive_finite_array, positive_float
+
+__all__ = ["BinaryQuantizer", "UniformQuantizer"]
+
+
+@dataclass(frozen=True, eq=False)
+class UniformQuantizer:
+    """The uniform quantizer of Eq. 1 with zero-point offset ``offset`` (z).
+
+    Args:
+        bits: number of bits b; sets ``lower = -2**(b-1)`` and ``upper = 2**(b-1) - 1`` unless
+            those are given (Appendix A's symmetric choice).
+        delta: the step Δ: a positive scalar, or a 1-D array with one Δ per output channel
+            (indexed along ``channel_axis`` of the weights).
+        offset: the zero-point offset z (0 = Eq. 1, 0.5 = symmetric grid without a zero level).
+        lower, upper: the integer clip limits l < u of the grid coordinate.
+        channel_axis: the weight axis that a per-channel Δ runs along.
+    """
+
+    bits: int | None = None
+    delta: Any = 1.0
+    offset: float = 0.0
+    lower: int | None = None
+    upper: int | None = None
+    channel_axis: int = 0
+    _delta: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.bits is not None:
+            bits = integer("bits", self.bits, minimum=1)
+            lower = -(2 ** (bits - 1)) if self.lower is None else self.lower
+            upper = 2 ** (bits - 1) - 1 if self.upper is None else self.upper
+        elif self.lower is None or self.upper is None:
+            raise ValueError("give `bits`, or both `lower` and `upper` (integers, lower < upper)")
+        else:
+            lower, upper = self.lower, self.upper
+        lower = integer("lower", lower)
+        upper = integer("upper", upper)
+        if lower >= upper:
+            raise ValueError(f"`lower` must be < `upper`, got lower={lower}, upper={upper}")
+        object.__setattr__(self, "lower", lower)
+        object.__setattr__(self, "upper", upper)
+        object.__setattr__(self, "offset", finite_float("offset", self.offset))
+        object.__setattr__(self, "channel_axis", integer("channel_axis", self.channel_axis))
+        object.__setattr__(self, "_delta", positive_finite_array("delta", self.delta))
+
+    # ----------------------------------------------------------------------------- construction
+    @classmethod
+    def symmetric(cls, bits: int, max_abs: Any, *, channel_axis: int = 0) -> UniformQuantizer:
+        r"""Levels spanning exactly :math:`[-m, m]`: :math:`\Delta = 2m/(2^b-1)`, offset ½.
+
+        This is the grid of the paper's experiments, with ``max_abs`` the bound of the weight
+        initialisation distribution (a scalar, or one value per output channel).
+        """
+        bits = integer("bits", bits, minimum=1)
+        m = positive_finite_array("max_abs", max_abs)
+        delta = 2.0 * m / (2**bits - 1)
+        return cls(bits=bits, delta=delta if delta.ndim else float(delta), offset=0.5,
+                   channel_axis=channel_axis)
+
+    # ------------------------------------------------------------------------------- structure
+    @property
+    def per_channel(self) -> bool:
+        """Whether Δ has one value per output channel."""
+        return self._delta.ndim == 1
+
+    @property
+    def delta_array(self) -> np.ndarray:
+        """Δ as a float64 array (0-D, or 1-D per channel)."""
+        return self._delta
+
+    @property
+    def levels(self) -> np.ndarray:
+        """Integer level indices ``l..u`` (grid coordinate); level k sits at (k + z)·Δ."""
+        return np.arange(self.lower, self.upper + 1)
+
+    @property
+    def boundaries(self) -> np.ndarray:
+        """Decision boundaries (boundary points) in the grid coordinate: ``l+½ .. u-½``."""
+        return np.arange(self.lower, self.upper) + 0.5
+
+    @property
+    def num_finite_bins(self) -> int:
+        """Number of finite bins (between two adjacent boundary points): ``u - l - 1``."""
+        return self.upper - self.lower - 1
+
+    @property
+    def num_bins(self) -> int:
+        """All bins, the two outer (half-infinite) ones included: ``u - l + 1``."""
+        return self.upper - self.lower + 1
+
+    @property
+    def outer_bins(self) -> tuple[int, int]:
+        """Level indices of the two outer bins, ``(l, u)``."""
+        return (self.lower, self.upper)
+
+    def boundary_points(self) -> np.ndarray:
+        """Boundary points in weight units, shape ``(u-l,)`` or ``(C, u-l)`` per channel."""
+        return (self.boundaries + self.offset) * self._delta[..., None]
+
+    def representable_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """The range spanned by the levels, ``[Δ(l+z), Δ(u+z)]`` (Appendix A)."""
+        return (self.lower + self.offset) * self._delta, (self.upper + self.offset) * self._delta
+
+    def range_length(self) -> np.ndarray:
+        """Length of the representable range, ``Δ(u-l)``: Ē is normalised by it."""
+        return (self.upper - self.lower) * self._delta
+
+    # ------------------------------------------------------------------------------ evaluation
+    def delta_for(self, w: np.ndarray) -> np.ndarray:
+        """Δ shaped to broadcast against ``w`` (per-channel Δ runs along ``channel_axis``)."""
+        if not self.per_channel:
+            return self._delta
+        w = np.asarray(w)
+        axis = self.channel_axis % max(w.ndim, 1)
+        if w.ndim == 0 or w.shape[axis] != self._delta.size:
+            raise ValueError(
+                f"per-channel `delta` has {self._delta.size} entries but the weights have shape "
+                f"{np.shape(w)} (channel_axis={self.channel_axis}); give one Δ per channel"
+            )
+        shape = [1] * w.ndim
+        shape[axis] = self._delta.size
+        return self._delta.reshape(shape)
+
+    def to_grid(self, w: np.ndarray) -> np.ndarray:
+        """The grid coordinate ``v = w/Δ - z`` (levels at integers, boundaries at half-integers)."""
+        w = np.asarray(w)
+        return w / self.delta_for(w).astype(w.dtype, copy=False) - w.dtype.type(self.offset)
+
+    def from_grid(self, v: np.ndarray, like: np.ndarray) -> np.ndarray:
+        """Weights ``(v + z)·Δ`` in the dtype of ``like``."""
+        like = np.asarray(like)
+        dt = like.dtype
+        return ((v + dt.type(self.offset)) * self.delta_for(like).astype(dt, copy=False)).astype(
+            dt, copy=False
+        )
+
+    def code(self, w: np.ndarray) -> np.ndarray:
+        """The integer level index ``round(clip(w/Δ - z, l, u))`` of every weight."""
+        return np.rint(np.clip(self.to_grid(w), self.lower, self.upper))
+
+    def __call__(self, w: np.ndarray) -> np.ndarray:
+        """Q(w), same shape and dtype as ``w``."""
+        w = np.asarray(w)
+        return self.from_grid(self.code(w), like=w)
+
+    def describe(self) -> str:
+        """One line for reports."""
+        d = self._delta
+        dtext = f"{float(d):.6g}" if d.ndim == 0 else f"per-channel ({d.size})"
+        return f"uniform(l={self.lower}, u={self.upper}, offset={self.offset:g}, Δ={dtext})"
+
+
+@dataclass(frozen=True, eq=False)
+class BinaryQuantizer(UniformQuantizer):
+    """Q(x) = scale·sign(x), sign(0) = +1: one boundary point (0), no finite bin, α := 1."""
+
+    scale: float = 1.0
+
+    def __init__(self, scale: float = 1.0) -> None:
+        scale = positive_float("scale", scale)
+        object.__setattr__(self, "scale", scale)
+        super().__init__(bits=1, delta=2.0 * scale, offset=0.5, lower=-1, upper=0)
+
+    def describe(self) -> str:
+        return f"binary(scale={self.scale:g})"

@@ -1,0 +1,62 @@
+"""Argument checks shared by the core: each error names the argument, the bad value and the fix."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+def finite_float(name: str, value: Any) -> float:
+    """Return ``value`` as a float, or raise if it is not a finite real number."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a real number, got {value!r}") from None
+    if not math.isfinite(out):
+        raise ValueError(f"`{name}` must be finite, got {value!r}")
+    return out
+
+
+def positive_float(name: str, value: Any) -> float:
+    """Return ``value`` as a float, or raise if it is not finite and > 0."""
+    out = finite_float(name, value)
+    if out <= 0:
+        raise ValueError(f"`{name}` must be > 0, got {value!r}")
+    return out
+
+
+def in_open_interval(name: str, value: Any, lo: float, hi: float) -> float:
+    """Return ``value`` as a float, or raise if it is not in the open interval (lo, hi)."""
+    out = finite_float(name, value)
+    if not lo < out < hi:
+        raise ValueError(f"`{name}` must lie in ({lo}, {hi}), got {value!r}")
+    return out
+
+
+def integer(name: str, value: Any, *, minimum: int | None = None) -> int:
+    """Return ``value`` as an int (bools and non-integral floats refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"`{name}` must be an integer, got {value!r}")
+    out = int(value)
+    if minimum is not None and out < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {out}")
+    return out
+
+
+def positive_finite_array(name: str, value: Any) -> np.ndarray:
+    """Return ``value`` as a float64 array of finite, strictly positive entries (scalar or 1-D)."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim > 1:
+        raise ValueError(
+            f"`{name}` must be a scalar or a 1-D array (one value per output channel), "
+            f"got shape {arr.shape}"
+        )
+    if arr.size == 0:
+        raise ValueError(f"`{name}` must not be empty")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"`{name}` must be finite everywhere, got {value!r}")
+    if not np.all(arr > 0):
+        raise ValueError(f"`{name}` must be > 0 everywhere, got {value!r}")
+    return arr
