@@ -30,8 +30,8 @@ from .core import unremap as unremap
 __version__ = "0.1.0"
 
 _TORCH_NAMES = {
-    "QuantConfig", "quantize_", "dequantize_", "to_ste", "to_estimator", "alignment",
-    "AlignmentTracker", "quantized_layers",
+    "QuantConfig", "quantize_", "dequantize_", "to_ste", "from_ste", "alignment",
+    "AlignmentTracker", "quantized_layers", "latent_weight", "optimizer_kind",
 }
 
 

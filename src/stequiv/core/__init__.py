@@ -5,6 +5,8 @@ Appendix G (twins of vanishing estimators) and Appendix H (the constants of Theo
 """
 
 from . import estimators as estimators
+from ._constants import TheoremConstants as TheoremConstants
+from ._constants import constants as constants
 from ._estimator import Estimator as Estimator
 from ._estimator import custom_estimator as custom_estimator
 from ._estimator import get_estimator as get_estimator
@@ -18,6 +20,4 @@ from ._remap import plan_for as plan_for
 from ._remap import remap as remap
 from ._remap import remap_derivative as remap_derivative
 from ._remap import unremap as unremap
-from ._constants import TheoremConstants as TheoremConstants
-from ._constants import constants as constants
 from ._twin import ste_twin as ste_twin

@@ -1,6 +1,6 @@
 r"""Uniform and binary weight quantizers (the paper's Eq. 1, with a zero-point offset).
 
-.. math::  Q(x) = \Delta\,\big(\operatorname{round}(\operatorname{clip}(x/\Delta - z,\ l,\ u)) + z\big)
+.. math::  Q(x) = \Delta\,\big(\operatorname{round}(\operatorname{clip}(x\cdot\Delta^{-1} - z,\ l,\ u)) + z\big)
 
 ``round`` is round-half-to-even (NumPy's and PyTorch's). All positions are also expressed in the
 *grid coordinate* :math:`v = x/\Delta - z`, in which the levels are the integers ``l..u`` and the
@@ -147,10 +147,20 @@ class UniformQuantizer:
         shape[axis] = self._delta.size
         return self._delta.reshape(shape)
 
-    def to_grid(self, w: np.ndarray) -> np.ndarray:
-        """The grid coordinate ``v = w/Δ - z`` (levels at integers, boundaries at half-integers)."""
+    def inverse_delta_for(self, w: np.ndarray) -> np.ndarray:
+        """1/Δ (computed in float64, then rounded to ``w``'s dtype), shaped like :meth:`delta_for`."""
         w = np.asarray(w)
-        return w / self.delta_for(w).astype(w.dtype, copy=False) - w.dtype.type(self.offset)
+        return (1.0 / self.delta_for(w)).astype(w.dtype, copy=False)
+
+    def to_grid(self, w: np.ndarray) -> np.ndarray:
+        """The grid coordinate ``v = w·(1/Δ) - z`` (levels at integers, boundaries at half-integers).
+
+        The reciprocal is taken once in float64 and rounded to the weights' dtype, and then
+        multiplied: the torch fake-quantizer does exactly the same operations, so the two agree
+        bit for bit on which bin a weight is in, also one ulp from a boundary.
+        """
+        w = np.asarray(w)
+        return w * self.inverse_delta_for(w) - w.dtype.type(self.offset)
 
     def from_grid(self, v: np.ndarray, like: np.ndarray) -> np.ndarray:
         """Weights ``(v + z)·Δ`` in the dtype of ``like``."""

@@ -203,6 +203,11 @@ def plan_for(estimator: EstimatorLike, quantizer: UniformQuantizer) -> RemapPlan
 
 @functools.lru_cache(maxsize=256)
 def _plan(est: Estimator, lower: int, upper: int, offset: float) -> RemapPlan:
+    if est.units == "weight" and est.kind != "binary" and not est.cyclical:
+        raise NoRemapError(
+            f"{est.describe()} is not cyclical (its shape differs from bin to bin), so α and M "
+            "of Eq. 4 are not defined; Theorem 5.1 covers cyclical estimators only"
+        )
     if est.units == "weight":
         return _weight_plan(est, lower, upper, offset)
     prim = _bin_primitive(est)
@@ -263,10 +268,12 @@ def _weight_plan(est: Estimator, lower: int, upper: int, offset: float) -> Remap
 
     def forward(w: Arr) -> Arr:
         inside = np.clip(w, lo, hi)
-        with np.errstate(over="ignore", invalid="ignore"):
+        # both branches are evaluated: ±inf edges (infinite support, or M infinite at the edge)
+        # give inf - inf in the branch that np.where discards
+        with np.errstate(all="ignore"):
             out = prim(inside)
-        out = np.where(w > hi, m_hi + (w - hi), out)
-        out = np.where(w < lo, m_lo + (w - lo), out)
+            out = np.where(w > hi, m_hi + (w - hi), out)
+            out = np.where(w < lo, m_lo + (w - lo), out)
         if not np.all(np.isfinite(out)):
             raise NoRemapError(
                 f"{est.describe()} vanishes at the edge of its support [{lo:g}, {hi:g}] so fast that "
@@ -278,8 +285,9 @@ def _weight_plan(est: Estimator, lower: int, upper: int, offset: float) -> Remap
     def backward(y: Arr) -> Arr:
         inner = np.clip(y, m_lo, m_hi)
         out = prim.inverse(inner)
-        out = np.where(y > m_hi, hi + (y - m_hi), out)
-        return np.where(y < m_lo, lo + (y - m_lo), out).astype(y.dtype, copy=False)
+        with np.errstate(all="ignore"):  # as in forward
+            out = np.where(y > m_hi, hi + (y - m_hi), out)
+            return np.where(y < m_lo, lo + (y - m_lo), out).astype(y.dtype, copy=False)
 
     return RemapPlan(est, lower, upper, offset, 1.0, forward, backward)
 
@@ -319,13 +327,14 @@ def _keep_bins(quantizer: UniformQuantizer, w: Arr, m: Arr) -> Arr:
     m = m.copy()
     dt = m.dtype.type
     delta = np.broadcast_to(quantizer.delta_for(w), w.shape)[bad].astype(m.dtype)
+    inv = np.broadcast_to(quantizer.inverse_delta_for(w), w.shape)[bad]
     k = target[bad]
     above = m[bad] > w[bad]
     edge = np.where(above, k + 0.5, k - 0.5)
     fixed = ((edge + dt(quantizer.offset)) * delta).astype(m.dtype)
     toward = np.where(above, -np.inf, np.inf).astype(m.dtype)
     for _ in range(64):
-        code = np.rint(np.clip(fixed / delta - dt(quantizer.offset), quantizer.lower, quantizer.upper))
+        code = np.rint(np.clip(fixed * inv - dt(quantizer.offset), quantizer.lower, quantizer.upper))
         wrong = code != k
         if not wrong.any():
             m[bad] = fixed

@@ -1,0 +1,15 @@
+"""PyTorch integration: fake-quantize any model, convert it to its STE twin, measure alignment."""
+
+from ._alignment import Alignment as Alignment
+from ._alignment import AlignmentTracker as AlignmentTracker
+from ._alignment import alignment as alignment
+from ._config import QuantConfig as QuantConfig
+from ._fake_quant import WeightFakeQuant as WeightFakeQuant
+from ._optim import optimizer_kind as optimizer_kind
+from ._quantize import default_filter as default_filter
+from ._quantize import dequantize_ as dequantize_
+from ._quantize import latent_weight as latent_weight
+from ._quantize import quantize_ as quantize_
+from ._quantize import quantized_layers as quantized_layers
+from ._twin import from_ste as from_ste
+from ._twin import to_ste as to_ste

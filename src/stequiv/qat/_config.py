@@ -1,0 +1,99 @@
+"""Typed, validated configuration of weight fake-quantization for one layer or a whole model."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..core import Estimator, UniformQuantizer, get_estimator
+from ..core._validate import finite_float, integer, positive_float
+
+__all__ = ["QuantConfig"]
+
+_SCALES = ("init-bound", "absmax")
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """How to fake-quantize a layer's weight.
+
+    Args:
+        estimator: a registered name, a ``{"name": ..., **params}`` dict, or an Estimator.
+        bits: quantizer bits b (≥ 1).
+        offset: zero-point offset z (0.5: symmetric grid without a zero level, the paper's).
+        scale: how the range bound m (levels span ``[-m, m]``, Δ = 2m/(2^b − 1)) is chosen:
+            ``"init-bound"`` = the He-uniform bound √(6/fan_in) (the paper's choice),
+            ``"absmax"`` = max |W| of the weight at quantization time, or a positive number.
+        per_channel: one Δ per output channel (axis 0) instead of one per tensor.
+        estimator_params: extra estimator parameters, merged into ``estimator``.
+    """
+
+    estimator: str | Mapping[str, Any] | Estimator = "ste"
+    bits: int = 2
+    offset: float = 0.5
+    scale: str | float = "absmax"
+    per_channel: bool = False
+    estimator_params: Mapping[str, Any] = field(default_factory=dict)
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        integer("bits", self.bits, minimum=1)
+        finite_float("offset", self.offset)
+        if isinstance(self.scale, str):
+            if self.scale not in _SCALES:
+                raise ValueError(f"`scale` must be one of {_SCALES} or a positive number, "
+                                 f"got {self.scale!r}")
+        else:
+            positive_float("scale", self.scale)
+        object.__setattr__(self, "estimator",
+                           get_estimator(self.estimator, **dict(self.estimator_params)))
+        object.__setattr__(self, "estimator_params", {})
+
+    @property
+    def est(self) -> Estimator:
+        """The resolved estimator."""
+        assert isinstance(self.estimator, Estimator)
+        return self.estimator
+
+    def range_bound(self, weight: torch.Tensor) -> torch.Tensor:
+        """m per tensor (0-D) or per output channel (1-D), float64 on the CPU."""
+        if self.scale == "init-bound":
+            fan_in = weight[0].numel()
+            m = torch.tensor(math.sqrt(6.0 / fan_in), dtype=torch.float64)
+            return m.expand(weight.shape[0]).clone() if self.per_channel else m
+        if self.scale == "absmax":
+            w = weight.detach().to("cpu", torch.float64)
+            m = w.abs().flatten(1).amax(dim=1) if self.per_channel else w.abs().max()
+            if not bool(torch.all(m > 0)):
+                raise ValueError("`scale='absmax'` needs a weight with a non-zero entry in every "
+                                 "channel; initialise the layer first or give a number")
+            return m
+        m = torch.tensor(float(self.scale), dtype=torch.float64)
+        return m.expand(weight.shape[0]).clone() if self.per_channel else m
+
+    def quantizer_for(self, weight: torch.Tensor) -> UniformQuantizer:
+        """The core quantizer of this config for ``weight``."""
+        m = self.range_bound(weight).numpy()
+        return UniformQuantizer.symmetric(self.bits, m) if self.offset == 0.5 else UniformQuantizer(
+            bits=self.bits, delta=2.0 * m / (2**self.bits - 1), offset=self.offset)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; :meth:`from_dict` inverts it."""
+        out = dataclasses.asdict(self)
+        out["estimator"] = self.est.to_dict()
+        out.pop("estimator_params")
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> QuantConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown QuantConfig key(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)

@@ -1,0 +1,157 @@
+"""``to_ste`` / ``from_ste``: convert a Q̂-model and its optimizer into the STE twin, and back.
+
+Tables 1 and 2 of the paper, per quantized layer (its own Δ and estimator):
+
+====================  ==========================  ========================
+                      SGD-like                    Adam-like
+====================  ==========================  ========================
+estimator             STE (PWL, Appendix G)       STE (PWL, Appendix G)
+latent weights        M(w)                        w
+learning rate         α·η (quantized weights)     η
+optimizer state       see :mod:`._optim`          see :mod:`._optim`
+====================  ==========================  ========================
+
+Nothing is modified in place and nothing half-converted is returned: every check runs before the
+deep copy is touched.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..core import Estimator, NoRemapError, UniformQuantizer, get_estimator, ste_twin
+from ..core._remap import plan_for, remap, remap_derivative, unremap
+from . import _optim
+from ._fake_quant import WeightFakeQuant
+from ._quantize import latent_weight, quantized_layers
+
+__all__ = ["from_ste", "to_ste"]
+
+Scheduler = torch.optim.lr_scheduler.LRScheduler
+
+
+@dataclass(frozen=True)
+class _LayerPlan:
+    """How one quantized layer converts: the new estimator, weight map, lr factor, state scale."""
+
+    name: str
+    target: Estimator
+    lr_factor: float
+    weights: Callable[[torch.Tensor], torch.Tensor]
+    state_scale: Callable[[torch.Tensor], torch.Tensor]
+
+
+def _numpy_map(fn: Callable[..., np.ndarray], est: Estimator, q: UniformQuantizer) -> Callable[[torch.Tensor], torch.Tensor]:
+    def apply(w: torch.Tensor) -> torch.Tensor:
+        out = fn(est, q, w.detach().to("cpu").numpy())
+        return torch.from_numpy(np.ascontiguousarray(out)).to(device=w.device, dtype=w.dtype)
+    return apply
+
+
+def _adam_scale(est: Estimator, fq: WeightFakeQuant, q: UniformQuantizer) -> Callable[[torch.Tensor], torch.Tensor]:
+    """s = 1/Q̂′(w) where Q̂′ > 0, else 1 (the twin's PWL is zero there too)."""
+    def scale(w: torch.Tensor) -> torch.Tensor:
+        x = w.detach() if est.units == "weight" else w.detach() * fq.inv_delta.to(w.dtype) - fq.offset
+        g = est.gradient(x, q.lower, q.upper, q.offset)
+        return torch.where(g > 0, 1.0 / torch.where(g > 0, g, torch.ones_like(g)), torch.ones_like(g))
+    return scale
+
+
+def _plan_layer(name: str, fq: WeightFakeQuant, kind: str, estimator: Estimator,
+                reverse: bool) -> _LayerPlan:
+    q = fq.quantizer()
+    try:
+        twin = ste_twin(estimator, q, kind)  # type: ignore[arg-type]
+        a = plan_for(estimator, q).alpha
+    except NoRemapError as err:
+        hint = ("Appendix G: only estimators that vanish *outside* the range have a (PWL) twin"
+                if kind == "sgd" else "Theorem 5.2 also needs Q̂′ >= L- > 0")
+        raise ValueError(f"layer {name!r}: {err}. {hint}") from err
+    if kind == "sgd":
+        def sgd_scale(w: torch.Tensor) -> torch.Tensor:
+            return _numpy_map(remap_derivative, estimator, q)(w) / a
+        forward = _numpy_map(remap, estimator, q)
+        backward = _numpy_map(unremap, estimator, q)
+        if reverse:
+            return _LayerPlan(name, estimator, 1.0 / a, backward,
+                              lambda w_ste: 1.0 / sgd_scale(backward(w_ste)))
+        return _LayerPlan(name, twin, a, forward, sgd_scale)
+    adam = _adam_scale(estimator, fq, q)
+    if reverse:
+        return _LayerPlan(name, estimator, 1.0, lambda w: w, lambda w: 1.0 / adam(w))
+    return _LayerPlan(name, twin, 1.0, lambda w: w, adam)
+
+
+def _convert(model: nn.Module, optimizer: torch.optim.Optimizer | None,
+             scheduler: Scheduler | None, kind: str | None,
+             estimators: Callable[[str, WeightFakeQuant], Estimator], reverse: bool):
+    layers = quantized_layers(model)
+    if not layers:
+        raise ValueError("the model has no quantized layer: call stequiv.quantize_(model, config) first")
+    if optimizer is not None:
+        kind = _optim.optimizer_kind(optimizer)
+    elif kind not in ("sgd", "adam"):
+        raise ValueError("without an optimizer, give `optimizer_kind='sgd'` or 'adam'")
+    if scheduler is not None and (optimizer is None or scheduler.optimizer is not optimizer):
+        raise ValueError("`scheduler` must drive the `optimizer` passed alongside it")
+    latents = {name: latent_weight(model, name) for name in layers}
+    model_params = {id(p) for p in model.parameters()}
+    if optimizer is not None:
+        foreign = [p for g in optimizer.param_groups for p in g["params"] if id(p) not in model_params]
+        if foreign:
+            raise ValueError(f"the optimizer holds {len(foreign)} parameter(s) that are not the "
+                             "model's; pass the optimizer that trains this model")
+        _optim.check_weight_decay(optimizer, {id(p) for p in latents.values()})
+    plans = {name: _plan_layer(name, fq, kind, estimators(name, fq), reverse)  # type: ignore[arg-type]
+             for name, fq in layers.items()}
+
+    twin_model = copy.deepcopy(model)
+    by_latent = {id(latents[n]): plans[n] for n in layers}
+    twin_params = dict(twin_model.named_parameters())
+    param_map = {id(p): twin_params[n] for n, p in model.named_parameters()}
+    twin_layers = quantized_layers(twin_model)
+    with torch.no_grad():
+        for name, plan in plans.items():
+            twin_layers[name].estimator = plan.target
+            new = latent_weight(twin_model, name)
+            new.copy_(plan.weights(latents[name]))
+    if optimizer is None:
+        return twin_model, None, None
+    twin_opt, origin = _optim.rebuild(
+        optimizer, param_map, lambda p: by_latent[id(p)].lr_factor if id(p) in by_latent else 1.0)
+    _optim.map_state(optimizer, twin_opt, param_map,
+                     lambda p: by_latent[id(p)].state_scale(p) if id(p) in by_latent else None)
+    twin_sched = None if scheduler is None else _optim.rebuild_scheduler(scheduler, twin_opt, origin)
+    return twin_model, twin_opt, twin_sched
+
+
+def to_ste(model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+           scheduler: Scheduler | None = None, *, optimizer_kind: str | None = None):
+    """The STE twin of a Q̂-model: ``(twin_model, twin_optimizer)`` (+ scheduler if given).
+
+    Works at the start of training or in the middle of it (optimizer state is mapped, see
+    :mod:`stequiv.qat._optim`). Without an optimizer give ``optimizer_kind`` ('sgd' or 'adam') and
+    get ``(twin_model, None)``.
+    """
+    twin_model, twin_opt, twin_sched = _convert(
+        model, optimizer, scheduler, optimizer_kind, lambda name, fq: fq.estimator, reverse=False)
+    return (twin_model, twin_opt) if scheduler is None else (twin_model, twin_opt, twin_sched)
+
+
+def from_ste(model: nn.Module, estimator: str | dict | Estimator,
+             optimizer: torch.optim.Optimizer | None = None, scheduler: Scheduler | None = None,
+             *, optimizer_kind: str | None = None):
+    """The Q̂-model that an STE model mirrors (weights M⁻¹, learning rates /α, state mapped back).
+
+    ``estimator`` is the Q̂ to use on every quantized layer (the inverse of :func:`to_ste`).
+    """
+    est = get_estimator(estimator)
+    twin_model, twin_opt, twin_sched = _convert(
+        model, optimizer, scheduler, optimizer_kind, lambda name, fq: est, reverse=True)
+    return (twin_model, twin_opt) if scheduler is None else (twin_model, twin_opt, twin_sched)
