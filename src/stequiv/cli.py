@@ -101,3 +101,73 @@ def plot_estimators_cmd(out_dir: Path, names: tuple[str, ...]) -> None:
     except ValueError as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"wrote {len(paths)} PNG files to {out_dir}")
+
+
+def _override(pairs: tuple[str, ...]) -> dict[str, object]:
+    """``KEY=VALUE`` pairs with YAML-typed values (``epochs=3``, ``optimizers=[sgd]``)."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+@main.command("reproduce")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Results folder (resumed if it holds the same config).")
+@click.option("--quick", is_flag=True, help="Preset: the whole table on 5,000 embedded MNIST digits (~3 min).")
+@click.option("--preset", type=click.Choice(["quick", "full", "resnet"]), default=None,
+              help="A named preset (full: Fashion-MNIST; resnet: ResNet-20 with the 10% switch).")
+@click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path),
+              help="YAML/JSON file of config values (applied after the preset).")
+@click.option("--dataset", help="mnist-5k | mnist | fashion-mnist.")
+@click.option("--data-dir", help="Folder holding the IDX files.")
+@click.option("--download", is_flag=True, default=None, help="Download MNIST (checksums verified).")
+@click.option("--model", help="convnet | resnet20 | resnet18 | resnet34 | resnet50.")
+@click.option("--epochs", type=int)
+@click.option("--bits", type=int)
+@click.option("--estimator", help="Q̂ of the Q̂-net (any registered estimator).")
+@click.option("--device", help="auto | cpu | cuda.")
+@click.option("--set", "sets", multiple=True, help="Any config value, KEY=VALUE (repeatable).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def reproduce_cmd(out_dir: Path, quick: bool, preset: str | None, config_file: Path | None,
+                  sets: tuple[str, ...], no_progress: bool, **options: object) -> None:
+    """Reproduce Section 6: paired Q̂/STE training, Tables 3-5, Figures 1 and 3, report.md.
+
+    Works under `torchrun --nproc-per-node N -m stequiv reproduce ...` (DistributedDataParallel).
+    """
+    from .experiments import PRESETS, ExperimentConfig, reproduce
+
+    if quick and preset not in (None, "quick"):
+        raise click.UsageError("--quick and --preset name different presets; give one")
+    values: dict[str, object] = dict(PRESETS["quick" if quick else preset] if (quick or preset) else {})
+    cli_values = {k: v for k, v in options.items() if v is not None}
+    cli_values.update(_override(sets))
+    try:
+        if config_file is not None:
+            config = ExperimentConfig.load(config_file, **{**values, **cli_values})
+        else:
+            config = ExperimentConfig.from_dict({**values, **cli_values})
+        summary = reproduce(config, out_dir, progress=not no_progress)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from err
+    if summary:
+        click.echo(json.dumps(summary, indent=2))
+        click.echo(f"report: {out_dir / 'report.md'}")
+
+
+@main.command("report")
+@click.argument("results_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def report_cmd(results_dir: Path) -> None:
+    """Rebuild summary.json, tables, figures and report.md from a results folder's saved files."""
+    from .experiments._report import write_report
+
+    try:
+        path = write_report(results_dir)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"wrote {path}")

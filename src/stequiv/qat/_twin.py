@@ -90,7 +90,8 @@ def _plan_layer(name: str, fq: WeightFakeQuant, kind: str, estimator: Estimator,
 
 def _convert(model: nn.Module, optimizer: torch.optim.Optimizer | None,
              scheduler: Scheduler | None, kind: str | None,
-             estimators: Callable[[str, WeightFakeQuant], Estimator], reverse: bool):
+             estimators: Callable[[str, WeightFakeQuant], Estimator], reverse: bool,
+             remap_weights: bool = True, scale_lr: bool = True):
     layers = quantized_layers(model)
     if not layers:
         raise ValueError("the model has no quantized layer: call stequiv.quantize_(model, config) first")
@@ -119,28 +120,35 @@ def _convert(model: nn.Module, optimizer: torch.optim.Optimizer | None,
     with torch.no_grad():
         for name, plan in plans.items():
             twin_layers[name].estimator = plan.target
-            new = latent_weight(twin_model, name)
-            new.copy_(plan.weights(latents[name]))
+            if remap_weights:
+                latent_weight(twin_model, name).copy_(plan.weights(latents[name]))
     if optimizer is None:
         return twin_model, None, None
+    exact = remap_weights and scale_lr
     twin_opt, origin = _optim.rebuild(
-        optimizer, param_map, lambda p: by_latent[id(p)].lr_factor if id(p) in by_latent else 1.0)
+        optimizer, param_map,
+        lambda p: by_latent[id(p)].lr_factor if scale_lr and id(p) in by_latent else 1.0)
     _optim.map_state(optimizer, twin_opt, param_map,
-                     lambda p: by_latent[id(p)].state_scale(p) if id(p) in by_latent else None)
+                     lambda p: by_latent[id(p)].state_scale(p) if exact and id(p) in by_latent else None)
     twin_sched = None if scheduler is None else _optim.rebuild_scheduler(scheduler, twin_opt, origin)
     return twin_model, twin_opt, twin_sched
 
 
 def to_ste(model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-           scheduler: Scheduler | None = None, *, optimizer_kind: str | None = None):
+           scheduler: Scheduler | None = None, *, optimizer_kind: str | None = None,
+           remap_weights: bool = True, scale_lr: bool = True):
     """The STE twin of a Q̂-model: ``(twin_model, twin_optimizer)`` (+ scheduler if given).
 
     Works at the start of training or in the middle of it (optimizer state is mapped, see
     :mod:`stequiv.qat._optim`). Without an optimizer give ``optimizer_kind`` ('sgd' or 'adam') and
     get ``(twin_model, None)``.
+
+    ``remap_weights=False`` / ``scale_lr=False`` drop M or α (SGD only): the ablations of the
+    paper's Point B ("unadjusted" drops both). The optimizer state is then copied unscaled.
     """
     twin_model, twin_opt, twin_sched = _convert(
-        model, optimizer, scheduler, optimizer_kind, lambda name, fq: fq.estimator, reverse=False)
+        model, optimizer, scheduler, optimizer_kind, lambda name, fq: fq.estimator, reverse=False,
+        remap_weights=remap_weights, scale_lr=scale_lr)
     return (twin_model, twin_opt) if scheduler is None else (twin_model, twin_opt, twin_sched)
 
 

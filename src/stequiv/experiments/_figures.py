@@ -1,0 +1,206 @@
+"""The report's figures, drawn from the saved run files only: Figure 3, Ē(t), agreement(t), lr sweep.
+
+Each figure is rendered in memory (a bare :class:`matplotlib.figure.Figure`, no pyplot state and no
+global backend switch) and returned as PNG bytes; :func:`~._report.write_report` writes them.
+Subsampling uses a fixed seed, so a rebuild draws the same points.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
+
+from ._report import OPTIMIZERS, ebar_percent, find_run
+
+__all__ = ["RenderedFigure", "render_figures"]
+
+MAX_POINTS = 20_000  # Figure 3 scatter: enough to show the shape, small enough to stay a light PNG
+METRICS_COLUMNS = ("step", "epoch", "ebar", "agreement", "loss_a", "loss_b", "lr")
+_WEIGHT_KEYS = ("x", "y", "layer", "layer_names")
+_DPI = 100
+
+
+@dataclass(frozen=True)
+class RenderedFigure:
+    """A figure ready to write: ``name`` is its file name under ``figures/``."""
+
+    name: str
+    caption: str
+    png: bytes
+
+
+def render_figures(runs: Sequence[dict[str, Any]]) -> list[RenderedFigure]:
+    """Every figure the runs have data for (a figure whose files are all missing is skipped)."""
+    figures = [
+        _figure3(runs),
+        _curves(runs, "ebar", "ebar_curves.png", "Ē(t): normalized weight alignment error during training"),
+        _curves(runs, "agreement", "agreement_curves.png", "Quantized weight agreement during training"),
+        _sweep(runs),
+    ]
+    return [f for f in figures if f is not None]
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _label(run: dict[str, Any]) -> str:
+    if run["experiment"] == "lr-sweep":
+        return f"lr-sweep ×{float(run['lr_factor']):g} ({run['partner']})"
+    return str(run["experiment"])
+
+# ------------------------------------------------------------------------------------------ files
+
+
+def _weights(run: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """``weights.npz`` of a run as a dict of arrays, or ``None`` if the run saved none."""
+    path = Path(run["dir"]) / "weights.npz"
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"write_report: cannot read {path} ({err})") from err
+    missing = [k for k in _WEIGHT_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"write_report: {path} is missing array(s) {missing}")
+    return data
+
+
+def _metrics(run: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """``step``, ``ebar`` and ``agreement`` columns of a run's ``metrics.csv`` (``None`` if absent)."""
+    path = Path(run["dir"]) / "metrics.csv"
+    if not path.exists():
+        return None
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    try:
+        return {k: np.array([float(r[k]) if r[k] else np.nan for r in rows]) for k in ("step", "ebar", "agreement")}
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"write_report: {path} is malformed ({err!r}); expected the columns "
+                         f"{','.join(METRICS_COLUMNS)}") from err
+
+# --------------------------------------------------------------------------------------- Figure 3
+
+_FIG3_PANELS = (("baseline", "(a) default SGD"),
+                ("unadjusted", "(b) without re-initializing STE-net weights"))
+
+
+def _figure3(runs: Sequence[dict[str, Any]]) -> RenderedFigure | None:
+    """Figure 3: M(w_Q̂) vs w_STE at the end of training, SGD baseline and unadjusted side by side."""
+    panels = [(run, w, title) for exp, title in _FIG3_PANELS
+              if (run := find_run(runs, "sgd", exp)) and (w := _weights(run)) is not None]
+    if not panels:
+        return None
+    fig = Figure(figsize=(5.2 * len(panels), 5.0), layout="constrained")
+    for ax, (run, w, title) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
+        _weights_panel(ax, run, w, title)
+    return RenderedFigure("figure3_weights.png", "Figure 3: Q̂-net weights vs STE-net weights at the end "
+                          "of training (SGD)", _png(fig))
+
+
+def _subsample(n: int) -> np.ndarray:
+    """At most :data:`MAX_POINTS` sorted indices out of ``n``, the same ones on every rebuild."""
+    if n <= MAX_POINTS:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, MAX_POINTS, replace=False))
+
+
+def _weights_panel(ax: Axes, run: dict[str, Any], w: dict[str, np.ndarray], title: str) -> None:
+    """One scatter, coloured by layer, with the y = x line and each layer's bin boundaries."""
+    x, y, layer = w["x"], w["y"], w["layer"]
+    idx = _subsample(len(x))
+    for i, name in enumerate(w["layer_names"]):
+        sel = idx[layer[idx] == i]
+        ax.scatter(x[sel], y[sel], s=2, alpha=0.4, color=f"C{i}", label=str(name), rasterized=True, lw=0)
+        for b in w.get(f"boundaries_{i}", ()):
+            ax.axvline(b, color=f"C{i}", lw=0.5, ls=":", alpha=0.7)
+            ax.axhline(b, color=f"C{i}", lw=0.5, ls=":", alpha=0.7)
+    lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+    ax.plot([lo, hi], [lo, hi], color="k", lw=0.8, label="$y = x$")
+    ax.set_xlabel(r"$M(w_{\hat{Q}})$: $\hat{Q}$-net, remapped" if run["remap"] else r"$w_{\hat{Q}}$: $\hat{Q}$-net")
+    ax.set_ylabel(r"$w_{STE}$: STE-net")
+    ax.set_title(f"{title}\n" + rf"$\bar{{E}}$ = {ebar_percent(float(run['ebar']))}", fontsize=9)
+    ax.legend(fontsize=7, markerscale=3, loc="upper left")
+
+# ------------------------------------------------------------------------------------------ curves
+
+
+def _curves(runs: Sequence[dict[str, Any]], key: str, name: str, caption: str) -> RenderedFigure | None:
+    """``key`` against the training step, one panel per optimizer; Ē on a log axis."""
+    series = [(run, m) for run in runs if (m := _metrics(run)) is not None and len(m["step"])]
+    opts = [opt for opt in OPTIMIZERS if any(run["optimizer"] == opt for run, _ in series)]
+    if not opts:
+        return None
+    fig = Figure(figsize=(6.0 * len(opts), 4.2), layout="constrained")
+    for ax, opt in zip(fig.subplots(1, len(opts), squeeze=False)[0], opts, strict=True):
+        _curves_panel(ax, [s for s in series if s[0]["optimizer"] == opt], key)
+        ax.set_title(opt.upper(), fontsize=10)
+    return RenderedFigure(name, caption, _png(fig))
+
+
+_COLORS = {"baseline": "C0", "lr-tweak": "C1", "m-only": "C2", "unadjusted": "C3", "alpha-only": "C4"}
+
+
+def _curves_panel(ax: Axes, series: list[tuple[dict[str, Any], dict[str, np.ndarray]]], key: str) -> None:
+    """The main experiments in fixed colours, the lr-sweep runs as thin grey dashes behind them."""
+    log, scale = key == "ebar", (100.0 if key == "ebar" else 1.0)  # Ē in percent, as in the paper
+    main, sweep = [], []
+    for run, m in sorted(series, key=lambda s: _order(s[0])):
+        keep = np.isfinite(m[key]) & (m[key] > 0 if log else True)
+        is_sweep = run["experiment"] == "lr-sweep"
+        style = {"color": "0.6", "lw": 0.7, "ls": "--", "zorder": 1} if is_sweep else \
+            {"color": _COLORS[run["experiment"]], "lw": 1.8, "zorder": 2}
+        (sweep if is_sweep else main).extend(ax.plot(m["step"][keep], scale * m[key][keep], label=_label(run), **style))
+    if log and any(len(line.get_xdata()) for line in main + sweep):  # else a log axis only warns
+        ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(r"$\bar{E}$ (%)" if log else "quantized weight agreement")
+    ax.legend(handles=main + sweep, fontsize=6, ncol=2)
+
+
+def _order(run: dict[str, Any]) -> tuple[int, float, str]:
+    """Main experiments in :data:`_COLORS` order, then the sweep by lr factor and partner."""
+    if run["experiment"] == "lr-sweep":
+        return len(_COLORS), float(run["lr_factor"]), run["partner"]
+    return list(_COLORS).index(run["experiment"]), 0.0, ""
+
+# ---------------------------------------------------------------------------------------- lr sweep
+
+
+def _sweep(runs: Sequence[dict[str, Any]]) -> RenderedFigure | None:
+    """Final Ē against the lr factor, log-log, one line per optimizer and partner."""
+    sweep = [r for r in runs if r["experiment"] == "lr-sweep" and float(r["ebar"]) > 0]
+    if not sweep:
+        return None
+    fig = Figure(figsize=(6.0, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for opt in OPTIMIZERS:
+        for partner, label in (("ste", r"$\hat{Q}$ vs STE twin"), ("lr-tweak", r"$\hat{Q}$ vs $\hat{Q}$ with lr × 1.01")):
+            pts = sorted((float(r["lr_factor"]), float(r["ebar"])) for r in sweep
+                         if r["optimizer"] == opt and r["partner"] == partner)
+            if pts:
+                factors, ebars = zip(*pts, strict=True)
+                ax.plot(factors, 100 * np.array(ebars), marker="o", label=f"{opt.upper()}: {label}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    factors = sorted({float(r["lr_factor"]) for r in sweep})
+    ax.set_xticks(factors, [f"×{f:g}" for f in factors])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(r"learning-rate factor (of the $\hat{Q}$-net's default lr)")
+    ax.set_ylabel(r"final $\bar{E}$ (%)")
+    ax.legend(fontsize=7)
+    return RenderedFigure("lr_sweep.png", "Final Ē against the learning-rate factor (log-log)", _png(fig))

@@ -1,0 +1,145 @@
+"""Building the pieces of a pair: the Q̂-net, its optimizer and schedule, and its partner."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .. import qat
+from ..core import ste_twin
+from ..models import build_model
+from ..qat import _optim
+from ..qat._quantize import DEFAULT_LAYERS
+from ._config import ExperimentConfig
+
+__all__ = ["PairSpec", "build_partner", "build_qnet", "make_optimizer", "pair_specs"]
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """One paired run: the Q̂-net against a partner built by ``experiment``."""
+
+    run_id: str
+    optimizer: str
+    experiment: str
+    lr_factor: float = 1.0
+    partner: str = "ste"
+
+    @property
+    def remap(self) -> bool:
+        """Eq. 5's SGD form (through M) where the partner started at M(w), so that E(0) = 0."""
+        return self.optimizer == "sgd" and self.partner == "ste" and self.experiment in (
+            "baseline", "m-only", "lr-sweep")
+
+
+def pair_specs(config: ExperimentConfig) -> list[PairSpec]:
+    """The runs of a reproduction: Table 4's experiments, the ablations and the lr sweep."""
+    specs = []
+    for opt in config.optimizers:
+        for exp in config.experiments:
+            if opt == "adam" and exp in ("m-only", "alpha-only"):
+                continue  # Table 2: no M and no α under Adam, nothing to ablate
+            specs.append(PairSpec(f"{opt}-{exp}", opt, exp,
+                                  partner="lr-tweak" if exp == "lr-tweak" else "ste"))
+    if "sgd" in config.optimizers:
+        for f in config.lr_sweep:
+            specs.append(PairSpec(f"sgd-lr-sweep-x{f:g}", "sgd", "lr-sweep", lr_factor=f))
+            specs.append(PairSpec(f"sgd-lr-sweep-tweak-x{f:g}", "sgd", "lr-sweep", lr_factor=f,
+                                  partner="lr-tweak"))
+    return specs
+
+
+def _filter(config: ExperimentConfig, model: nn.Module):
+    first = getattr(model, "first_conv", None)
+    classifier = getattr(model, "classifier", None)
+
+    def keep(module: nn.Module, name: str) -> bool:
+        if not isinstance(module, DEFAULT_LAYERS):
+            return False
+        if name == classifier:
+            return config.quantize_classifier
+        if name == first:
+            return config.quantize_first_conv
+        return True
+
+    return keep
+
+
+def build_qnet(config: ExperimentConfig, in_channels: int, num_classes: int,
+               device: torch.device) -> nn.Module:
+    """The Q̂-net: He-uniform init (seeded), weights quantized on a grid spanning the init bound."""
+    model = build_model(config.model, num_classes=num_classes, in_channels=in_channels,
+                        generator=torch.Generator().manual_seed(config.seed))
+    qcfg = qat.QuantConfig(estimator=config.estimator_spec(), bits=config.bits, offset=0.5,
+                           scale="init-bound")
+    qat.quantize_(model, qcfg, filter_fn=_filter(config, model))
+    if config.sync_batchnorm:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model.to(device)
+
+
+def warmup_cosine(total_steps: int, warmup_fraction: float):
+    """Linear warm-up over the first ``warmup_fraction`` of steps, then cosine decay to zero."""
+    warm = max(1, round(total_steps * warmup_fraction)) if warmup_fraction > 0 else 0
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def make_optimizer(config: ExperimentConfig, kind: str, model: nn.Module, lr_factor: float,
+                   total_steps: int):
+    """SGD + momentum or Adam with the paper's settings, and the warm-up + cosine schedule."""
+    if kind == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            model.parameters(), lr=config.lr_sgd * lr_factor, momentum=config.momentum)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr_adam * lr_factor,
+                               betas=tuple(config.betas))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total_steps, config.warmup_fraction))
+    return opt, sched
+
+
+def _clone_with_lr(model: nn.Module, opt: torch.optim.Optimizer, sched, factor: float):
+    """A copy of model, optimizer (state included) and schedule, every learning rate × factor.
+
+    (A plain deepcopy of an optimizer is not enough: the scheduler's step wrapper it carries
+    would keep stepping the original.)
+    """
+    b = copy.deepcopy(model)
+    params_b = dict(b.named_parameters())
+    param_map = {id(p): params_b[n] for n, p in model.named_parameters()}
+    opt_b, origin = _optim.rebuild(opt, param_map, lambda p: factor)
+    _optim.map_state(opt, opt_b, param_map, lambda p: None)
+    return b, opt_b, _optim.rebuild_scheduler(sched, opt_b, origin)
+
+
+def build_partner(config: ExperimentConfig, spec: PairSpec, model: nn.Module,
+                  opt: torch.optim.Optimizer, sched):
+    """The partner of the Q̂-net, from its current weights and optimizer state.
+
+    baseline: the STE twin (Tables 1/2); lr-tweak: the Q̂-net with lr × ``config.lr_tweak``;
+    unadjusted: the twin without M and α; m-only / alpha-only: the twin with one of them.
+    """
+    if spec.partner == "lr-tweak":
+        return _clone_with_lr(model, opt, sched, config.lr_tweak)
+    remap = spec.experiment in ("baseline", "m-only", "lr-sweep")
+    scale = spec.experiment in ("baseline", "alpha-only", "lr-sweep")
+    return qat.to_ste(model, opt, sched, remap_weights=remap, scale_lr=scale)
+
+
+def describe_partner(spec: PairSpec, model: nn.Module) -> str:
+    """A label for net b."""
+    if spec.partner == "lr-tweak":
+        return "Q̂ with lr × 1.01"
+    layer = next(iter(qat.quantized_layers(model).values()))
+    twin = ste_twin(layer.estimator, layer.quantizer(), spec.optimizer)  # type: ignore[arg-type]
+    return f"{twin.describe()} twin ({spec.experiment})"
