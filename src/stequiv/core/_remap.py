@@ -317,8 +317,10 @@ def _keep_bins(quantizer: UniformQuantizer, w: Arr, m: Arr) -> Arr:
     """Undo rounding that pushed M(w) across a boundary, so that Q(M(w)) == Q(w) exactly.
 
     Only weights within a few ulp of a boundary point are affected: they are put on that boundary
-    point and stepped ulp by ulp into the bin of ``w`` (M fixes boundary points, so this is the
-    correctly rounded answer up to those ulp).
+    point and stepped into the bin of ``w`` (M fixes boundary points, so this is the correctly
+    rounded answer up to those ulp). The steps start at one ulp and double, and are never below
+    eps·Δ/256: a boundary point at 0 has subnormal ulps, while ``code`` rounds at the scale of Δ
+    (in float64, BinaryQuantizer puts every w ∈ (-1.1e-16, 0) in the +1 bin).
     """
     target = quantizer.code(w)
     bad = quantizer.code(m) != target
@@ -332,14 +334,16 @@ def _keep_bins(quantizer: UniformQuantizer, w: Arr, m: Arr) -> Arr:
     above = m[bad] > w[bad]
     edge = np.where(above, k + 0.5, k - 0.5)
     fixed = ((edge + dt(quantizer.offset)) * delta).astype(m.dtype)
-    toward = np.where(above, -np.inf, np.inf).astype(m.dtype)
+    toward = np.where(above, -1.0, 1.0).astype(m.dtype)
+    step = np.maximum(np.spacing(np.abs(fixed)), np.finfo(m.dtype).eps * delta / 256)
     for _ in range(64):
         code = np.rint(np.clip(fixed * inv - dt(quantizer.offset), quantizer.lower, quantizer.upper))
         wrong = code != k
         if not wrong.any():
             m[bad] = fixed
             return m
-        fixed = np.where(wrong, np.nextafter(fixed, toward), fixed)
+        fixed = np.where(wrong, fixed + toward * step, fixed)
+        step = np.where(wrong, 2 * step, step)
     raise AssertionError("could not place M(w) inside the bin of w")  # impossible for finite w
 
 

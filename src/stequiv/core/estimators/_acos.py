@@ -29,10 +29,15 @@ class RoundAcos(Estimator):
 
     (Q̂ is continuous: cos vanishes at the boundaries), but Q̂′ **jumps** from 1 + a to 1 - a at
     every boundary: bounded and positive for |δ| < 2, not Lipschitz, not symmetric about the
-    level; zero outside the clip range (Eq. 1's clip). Closed forms, with :math:`r = \sqrt{1-a^2}` and
-    :math:`G(\theta) = (2/r)\arctan((\tan(\theta/2) + a)/r)`:
-    :math:`\int_{1/2}^{1/2+d} ds/\hat Q' = (G(\pi(d-\tfrac12)) - G(-\tfrac\pi2))/\pi` and
-    :math:`I = 1/\sqrt{1 - \delta^2/4}`, so α = :math:`\sqrt{1 - \delta^2/4}`.
+    level; zero outside the clip range (Eq. 1's clip). Closed forms, with
+    :math:`r = \sqrt{1-a^2}` and :math:`\kappa = \sqrt{(1+a)/(1-a)}` (the Weierstrass substitution
+    and :math:`\tan(\pi/4 + \varphi) = (1 + \tan\varphi)/(1 - \tan\varphi)`):
+
+    .. math:: \int_{1/2}^{1/2+d} \frac{ds}{\hat Q'(s)} = \frac{2}{\pi r}
+              \arctan\big(\kappa\tan(\pi d/2)\big), \qquad I = \frac{1}{\sqrt{1 - \delta^2/4}}
+
+    so α = :math:`\sqrt{1 - \delta^2/4}` (evaluated from the nearer end of the bin, so that
+    P(0) = 0 and P(1) = I exactly and float32 never meets tan(π/2)).
 
     Args:
         g_scale: δ in (-2, 2) (the configs' ``g_scale``; 5e-3 for EfficientNet-Lite0 W3A3).
@@ -63,6 +68,8 @@ class RoundAcos(Estimator):
         xp = array_namespace(d)
         a = 0.5 * self.g_scale
         r = math.sqrt(1.0 - a * a)
-        lo = (2.0 / r) * math.atan((a - 1.0) / r)  # G(-π/2): tan(-π/4) = -1
-        g = (2.0 / r) * xp.atan((xp.tan(0.5 * math.pi * (d - 0.5)) + a) / r)
-        return (g - lo) / math.pi
+        kappa = math.sqrt((1.0 + a) / (1.0 - a))
+        c = 2.0 / (math.pi * r)
+        near = c * xp.atan(kappa * xp.tan(0.5 * math.pi * d))
+        far = 1.0 / r - c * xp.atan(xp.tan(0.5 * math.pi * (1.0 - d)) / kappa)
+        return xp.where(d <= 0.5, near, far)

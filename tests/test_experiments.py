@@ -1,0 +1,129 @@
+"""Paired training: determinism, resume, a short end-to-end pair, and configuration errors."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stequiv.experiments import ExperimentConfig, PairSpec, load_data, pair_specs, run_pair
+from stequiv.experiments import _pair as pair_module
+from stequiv.experiments._distributed import Dist
+
+CPU = Dist(0, 1, torch.device("cpu"))
+TINY = {"max_train_samples": 256, "epochs": 2, "batch_size": 32, "eval_every": 4,
+        "checkpoint_every": 5, "optimizers": ("sgd",)}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    config = ExperimentConfig(**TINY)
+    return config, load_data(config)
+
+
+def _run(config, data, spec, folder):
+    return run_pair(config, spec, data, folder, CPU, progress=False)
+
+
+def _same(a: Path, b: Path):
+    fa, fb = (json.loads((d / "final.json").read_text()) for d in (a, b))
+    fa.pop("seconds"), fb.pop("seconds")
+    assert fa == fb
+    assert (a / "metrics.csv").read_text() == (b / "metrics.csv").read_text()
+    wa, wb = np.load(a / "weights.npz"), np.load(b / "weights.npz")
+    np.testing.assert_array_equal(wa["x"], wb["x"])
+    np.testing.assert_array_equal(wa["y"], wb["y"])
+
+
+def test_two_runs_are_bit_identical(tiny, tmp_path):
+    config, data = tiny
+    spec = PairSpec("sgd-baseline", "sgd", "baseline")
+    _run(config, data, spec, tmp_path / "one")
+    _run(config, data, spec, tmp_path / "two")
+    _same(tmp_path / "one", tmp_path / "two")
+
+
+def test_interrupted_run_resumes_bit_identically(tiny, tmp_path, monkeypatch):
+    config, data = tiny
+    spec = PairSpec("sgd-baseline", "sgd", "baseline")
+    _run(config, data, spec, tmp_path / "straight")
+    original = pair_module._Pair.train_step
+
+    def crash_after_seven(self, idx):
+        if self.step == 7:
+            raise KeyboardInterrupt
+        original(self, idx)
+
+    monkeypatch.setattr(pair_module._Pair, "train_step", crash_after_seven)
+    with pytest.raises(KeyboardInterrupt):
+        _run(config, data, spec, tmp_path / "resumed")
+    assert (tmp_path / "resumed" / "checkpoint.pt").exists()
+    assert not (tmp_path / "resumed" / "final.json").exists()
+    monkeypatch.setattr(pair_module._Pair, "train_step", original)
+    _run(config, data, spec, tmp_path / "resumed")
+    assert not (tmp_path / "resumed" / "checkpoint.pt").exists()
+    _same(tmp_path / "straight", tmp_path / "resumed")
+
+
+def test_resume_with_another_world_size_is_refused(tiny, tmp_path, monkeypatch):
+    config, data = tiny
+    spec = PairSpec("sgd-baseline", "sgd", "baseline")
+    original = pair_module._Pair.train_step
+
+    def crash(self, idx):
+        if self.step == 6:
+            raise KeyboardInterrupt
+        original(self, idx)
+
+    monkeypatch.setattr(pair_module._Pair, "train_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        _run(config, data, spec, tmp_path)
+    monkeypatch.setattr(pair_module._Pair, "train_step", original)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    ckpt["world_size"] = 2
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="written by 2 process"):
+        _run(config, data, spec, tmp_path)
+
+
+def test_short_pair_shows_points_a_and_b(tiny, tmp_path):
+    config, data = tiny
+    results = {}
+    for spec in pair_specs(config):
+        if spec.experiment in ("baseline", "lr-tweak", "unadjusted"):
+            results[spec.experiment] = _run(config, data, spec, tmp_path / spec.run_id)
+    base, tweak, unadj = (results[k]["ebar"] for k in ("baseline", "lr-tweak", "unadjusted"))
+    assert 0 < base < 3 * tweak  # Point A (loose: 16 steps on 256 images)
+    assert unadj > 3 * base  # Point B
+    assert results["baseline"]["agreement"] > 0.99
+    assert results["baseline"]["nets"]["b"]["label"].startswith("pwl")
+
+
+def test_switch_protocol_builds_the_twin_mid_training(tiny, tmp_path):
+    config = ExperimentConfig(**{**TINY, "switch_fraction": 0.25})
+    _, data = tiny
+    final = _run(config, data, PairSpec("sgd-baseline", "sgd", "baseline"), tmp_path)
+    assert final["switch_step"] == 4
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert rows[1].split(",")[0] == "4"  # alignment recorded from the switch on
+    first_ebar = float(rows[1].split(",")[2])
+    assert first_ebar < 1e-3
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['epoch'\]"):
+        ExperimentConfig.from_dict({"epoch": 3})
+    with pytest.raises(ValueError, match="`bits` must be >= 1"):
+        ExperimentConfig(bits=0)
+    with pytest.raises(ValueError, match="is not registered"):
+        ExperimentConfig(estimator="nope")
+    with pytest.raises(ValueError, match="must include 'baseline'"):
+        ExperimentConfig(experiments=("lr-tweak",))
+    with pytest.raises(ValueError, match="`sharpness` must be > 0"):
+        ExperimentConfig(sharpness=-1.0)
+
+
+def test_default_sharpness_is_5_5_over_max():
+    assert ExperimentConfig(bits=2).estimator_spec() == {"name": "htge", "t": pytest.approx(11 / 3)}
+    assert ExperimentConfig(bits=4).estimator_spec()["t"] == pytest.approx(11 / 15)
