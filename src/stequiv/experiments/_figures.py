@@ -55,12 +55,6 @@ def _png(fig: Figure) -> bytes:
     fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
     return buf.getvalue()
 
-
-def _label(run: dict[str, Any]) -> str:
-    if run["experiment"] == "lr-sweep":
-        return f"lr-sweep ×{float(run['lr_factor']):g} ({run['partner']})"
-    return str(run["experiment"])
-
 # ------------------------------------------------------------------------------------------ files
 
 
@@ -164,19 +158,18 @@ def _curves_panel(ax: Axes, series: list[tuple[dict[str, Any], dict[str, np.ndar
         is_sweep = run["experiment"] == "lr-sweep"
         style = {"color": "0.6", "lw": 0.7, "ls": "--", "zorder": 1} if is_sweep else \
             {"color": _COLORS[run["experiment"]], "lw": 1.8, "zorder": 2}
-        (sweep if is_sweep else main).extend(ax.plot(m["step"][keep], scale * m[key][keep], label=_label(run), **style))
+        label = "lr-sweep runs" if is_sweep else run["experiment"]
+        (sweep if is_sweep else main).extend(ax.plot(m["step"][keep], scale * m[key][keep], label=label, **style))
     if log and any(len(line.get_xdata()) for line in main + sweep):  # else a log axis only warns
         ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel(r"$\bar{E}$ (%)" if log else "quantized weight agreement")
-    ax.legend(handles=main + sweep, fontsize=6, ncol=2)
+    ax.legend(handles=main + sweep[:1], fontsize=7)  # one grey entry stands for the whole sweep
 
 
-def _order(run: dict[str, Any]) -> tuple[int, float, str]:
-    """Main experiments in :data:`_COLORS` order, then the sweep by lr factor and partner."""
-    if run["experiment"] == "lr-sweep":
-        return len(_COLORS), float(run["lr_factor"]), run["partner"]
-    return list(_COLORS).index(run["experiment"]), 0.0, ""
+def _order(run: dict[str, Any]) -> int:
+    """Main experiments in :data:`_COLORS` order, then the sweep."""
+    return list(_COLORS).index(run["experiment"]) if run["experiment"] in _COLORS else len(_COLORS)
 
 # ---------------------------------------------------------------------------------------- lr sweep
 
@@ -193,8 +186,8 @@ def _sweep(runs: Sequence[dict[str, Any]]) -> RenderedFigure | None:
             pts = sorted((float(r["lr_factor"]), float(r["ebar"])) for r in sweep
                          if r["optimizer"] == opt and r["partner"] == partner)
             if pts:
-                factors, ebars = zip(*pts, strict=True)
-                ax.plot(factors, 100 * np.array(ebars), marker="o", label=f"{opt.upper()}: {label}")
+                xs, ys = zip(*pts, strict=True)
+                ax.plot(xs, 100 * np.array(ys), marker="o", label=f"{opt.upper()}: {label}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     factors = sorted({float(r["lr_factor"]) for r in sweep})

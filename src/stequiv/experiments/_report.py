@@ -114,11 +114,13 @@ def _read_run(path: Path) -> dict[str, Any]:
     _require(run, _RUN_KEYS, str(path))
     _require_choice(run, "optimizer", OPTIMIZERS, path)
     _require_choice(run, "experiment", EXPERIMENTS, path)
+    _require_numbers(run, ("lr", "ebar", "agreement"), str(path))
     _require(run["nets"], ("a", "b"), f"{path} `nets`")
     for net in ("a", "b"):
-        _require(run["nets"][net], _NET_KEYS, f"{path} `nets.{net}`")
+        _require_numbers(run["nets"][net], _NET_KEYS, f"{path} `nets.{net}`")
     if run["experiment"] == "lr-sweep":
         _require(run, _SWEEP_KEYS, str(path))
+        _require_numbers(run, ("lr_factor",), str(path))
         _require_choice(run, "partner", _SWEEP_PARTNERS, path)
     return {**run, "dir": str(path.parent)}
 
@@ -130,6 +132,14 @@ def _require(obj: Any, keys: Iterable[str], where: str) -> None:
     missing = [k for k in keys if k not in obj]
     if missing:
         raise ValueError(f"load_runs: {where} is missing key(s) {missing}")
+
+
+def _require_numbers(obj: Any, keys: Sequence[str], where: str) -> None:
+    """Raise unless every one of ``keys`` holds a JSON number (a table cannot format anything else)."""
+    _require(obj, keys, where)
+    bad = {k: obj[k] for k in keys if isinstance(obj[k], bool) or not isinstance(obj[k], int | float)}
+    if bad:
+        raise ValueError(f"load_runs: {where}: expected numbers, got {bad}")
 
 
 def _require_choice(run: dict[str, Any], key: str, allowed: Sequence[str], path: Path) -> None:
@@ -231,11 +241,13 @@ def _ebar_ratio(rows: dict[str, dict[str, Any]], num: str, den: str) -> float | 
 
 # ------------------------------------------------------------------------------------------ tables
 
+
 def ebar_percent(ebar: float) -> str:
     """Ē as a percentage with three significant digits, trailing zeros kept: 0.005 → ``0.500%``."""
     pct = 100 * ebar
-    digits = 2 - math.floor(math.log10(abs(pct))) if pct else 0
-    return f"{pct:.{max(digits, 0)}f}%"
+    if pct == 0 or not math.isfinite(pct):  # a diverged run's nan must not break the report
+        return f"{pct:g}%"
+    return f"{pct:.{max(2 - math.floor(math.log10(abs(pct))), 0)}f}%"
 
 
 _FORMATS: dict[str, Callable[[Any], str]] = {
@@ -327,10 +339,10 @@ def _table4(runs: Sequence[dict[str, Any]]) -> Table:
     rows = []
     for opt in OPTIMIZERS:
         for exp in SUMMARY_EXPERIMENTS:
-            run, mnist, imnet = find_run(runs, opt, exp), paper["mnist"][opt].get(exp), paper["imagenet"][opt].get(exp)
-            if run or mnist:
-                rows.append((f"{exp} ({_OPT_TAG[opt]})",
-                             *(v for key in ("ebar", "agreement") for v in (_get(run, key), _get(mnist, key), _get(imnet, key)))))
+            sources = (find_run(runs, opt, exp), paper["mnist"][opt].get(exp), paper["imagenet"][opt].get(exp))
+            if sources[0] or sources[1]:
+                cells = (_get(src, key) for key in ("ebar", "agreement") for src in sources)
+                rows.append((f"{exp} ({_OPT_TAG[opt]})", *cells))
     cols = (Column("experiment", "Experiment"),
             *(Column(f"{key}_{who.replace(', ', '_').lower()}", f"{label} ({who})", kind)
               for key, label, kind in (("ebar", "Ē", "ebar"), ("agreement", "Agreement", "pct"))
@@ -381,7 +393,7 @@ _ABLATION = {
 
 def _ablation(runs: Sequence[dict[str, Any]]) -> Table:
     rows = []
-    for opt in OPTIMIZERS:
+    for opt in (o for o in OPTIMIZERS if find_run(runs, o, "m-only") or find_run(runs, o, "alpha-only")):
         base = _get(find_run(runs, opt, "baseline"), "ebar")
         for exp, desc in _ABLATION.items():
             if run := find_run(runs, opt, exp):
