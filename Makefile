@@ -25,8 +25,7 @@ test: lint
 	$(BIN)/python -m pytest -n 2 -q
 
 reproduce: setup
-	$(BIN)/stequiv estimators
-	$(BIN)/stequiv plot-estimators -o $(OUT)
+	$(BIN)/stequiv reproduce --quick --out $(OUT)
 
 # Full-size Fashion-MNIST (Debian's dataset-fashion-mnist; installed here when apt is usable).
 reproduce-full: setup

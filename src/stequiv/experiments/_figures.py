@@ -114,19 +114,32 @@ def _subsample(n: int) -> np.ndarray:
 
 
 def _weights_panel(ax: Axes, run: dict[str, Any], w: dict[str, np.ndarray], title: str) -> None:
-    """One scatter, coloured by layer, with the y = x line and each layer's bin boundaries."""
-    x, y, layer = w["x"], w["y"], w["layer"]
+    """One scatter, coloured by layer, with the y = x line and the bin boundaries.
+
+    Weights are drawn in units of their layer's step Δ, so that every layer's boundaries fall on
+    the same lines and layers with small weights are as visible as the others.
+    """
+    x, y, layer = w["x"].astype(np.float64), w["y"].astype(np.float64), w["layer"]
     idx = _subsample(len(x))
+    drawn: set[float] = set()
     for i, name in enumerate(w["layer_names"]):
+        bounds = np.asarray(w.get(f"boundaries_{i}", ()), dtype=np.float64).ravel()
+        step = float(np.diff(bounds).min()) if bounds.size > 1 else 1.0
         sel = idx[layer[idx] == i]
-        ax.scatter(x[sel], y[sel], s=2, alpha=0.4, color=f"C{i}", label=str(name), rasterized=True, lw=0)
-        for b in w.get(f"boundaries_{i}", ()):
-            ax.axvline(b, color=f"C{i}", lw=0.5, ls=":", alpha=0.7)
-            ax.axhline(b, color=f"C{i}", lw=0.5, ls=":", alpha=0.7)
+        ax.scatter(x[sel] / step, y[sel] / step, s=2, alpha=0.4, color=f"C{i}", label=str(name),
+                   rasterized=True, lw=0)
+        for b in np.round(bounds / step, 6):
+            if b not in drawn:
+                drawn.add(b)
+                ax.axvline(b, color="0.5", lw=0.6, ls=":")
+                ax.axhline(b, color="0.5", lw=0.6, ls=":")
+        x[layer == i] /= step
+        y[layer == i] /= step
     lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
     ax.plot([lo, hi], [lo, hi], color="k", lw=0.8, label="$y = x$")
-    ax.set_xlabel(r"$M(w_{\hat{Q}})$: $\hat{Q}$-net, remapped" if run["remap"] else r"$w_{\hat{Q}}$: $\hat{Q}$-net")
-    ax.set_ylabel(r"$w_{STE}$: STE-net")
+    ax.set_xlabel((r"$M(w_{\hat{Q}})$: $\hat{Q}$-net, remapped" if run["remap"]
+                   else r"$w_{\hat{Q}}$: $\hat{Q}$-net") + r" (units of $\Delta$)")
+    ax.set_ylabel(r"$w_{STE}$: STE-net (units of $\Delta$)")
     ax.set_title(f"{title}\n" + rf"$\bar{{E}}$ = {ebar_percent(float(run['ebar']))}", fontsize=9)
     ax.legend(fontsize=7, markerscale=3, loc="upper left")
 
