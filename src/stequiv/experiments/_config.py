@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from ..core import get_estimator, list_estimators
+from ..data import list_datasets
 
 __all__ = ["EXPERIMENTS", "PRESETS", "ExperimentConfig"]
 
 EXPERIMENTS = ("baseline", "lr-tweak", "unadjusted", "m-only", "alpha-only")
 _OPTIMIZERS = ("sgd", "adam")
+IMAGE_FOLDER = "imagefolder"
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,13 @@ class ExperimentConfig:
     every layer since Δ ∝ max. (The literal reading, t = 5.5·max, would make HTGE flatter for
     layers with smaller weights, which contradicts "chosen so that Q̂ differs significantly from
     the STE"; the authors' code also gives sharpness in units of 1/max.)
+
+    ``dataset``: a name of :func:`stequiv.data.list_datasets`, or ``"imagefolder"`` with
+    ``data_dir`` holding ``train/`` and ``val/`` folders of class sub-folders (ImageNet layout),
+    read at ``image_size`` by ``workers`` DataLoader processes per rank (0: in the training
+    process). ``quantize_first_conv`` left unset (``None``) resolves to true for the convnet and
+    false for the ResNets, whose first conv and classifier stay float by default. ``max_train_samples``
+    keeps that many training images, evenly spaced over the split (all classes keep their share).
     """
 
     dataset: str = "mnist-5k"
@@ -42,7 +51,7 @@ class ExperimentConfig:
     sharpness: float = 5.5
     estimator_params: Mapping[str, float] = dataclasses.field(default_factory=dict)
     quantize_classifier: bool = False
-    quantize_first_conv: bool = True
+    quantize_first_conv: bool | None = None
     optimizers: tuple[str, ...] = _OPTIMIZERS
     experiments: tuple[str, ...] = EXPERIMENTS
     lr_sgd: float = 1e-3
@@ -61,6 +70,8 @@ class ExperimentConfig:
     device: str = "auto"
     checkpoint_every: int = 200
     max_train_samples: int | None = None
+    image_size: int = 224
+    workers: int = 0
 
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -84,6 +95,15 @@ class ExperimentConfig:
         need(all(f > 0 for f in self.lr_sweep), "`lr_sweep` factors must be > 0")
         need(self.max_train_samples is None or self.max_train_samples > 0,
              "`max_train_samples` must be > 0")
+        need(self.dataset in (*list_datasets(), IMAGE_FOLDER),
+             f"`dataset` {self.dataset!r} is unknown; choose from {[*list_datasets(), IMAGE_FOLDER]}")
+        need(self.dataset != IMAGE_FOLDER or self.data_dir is not None,
+             "`dataset` 'imagefolder' needs `data_dir` (--data-dir): a folder holding train/ and "
+             "val/, each with one sub-folder of images per class")
+        need(self.image_size > 0, f"`image_size` must be > 0, got {self.image_size}")
+        need(self.workers >= 0, f"`workers` must be >= 0, got {self.workers}")
+        if self.quantize_first_conv is None:  # ResNets keep their stem float (Section 6.1)
+            object.__setattr__(self, "quantize_first_conv", not self.model.startswith("resnet"))
         self.estimator_spec()  # validates the estimator parameters
 
     def estimator_spec(self) -> dict[str, Any]:
@@ -134,5 +154,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "full": {"dataset": "fashion-mnist", "epochs": 6, "eval_every": 100},
     # The ResNet experiment of Section 6 at CPU scale: ResNet-20, switch after 10 % (issue 5).
     "resnet": {"dataset": "fashion-mnist", "model": "resnet20", "epochs": 3,
-               "switch_fraction": 0.1, "eval_every": 100, "lr_sweep": ()},
+               "switch_fraction": 0.1, "eval_every": 100, "lr_sweep": (),
+               "quantize_first_conv": False},
+    # The paper's ImageNet experiment (Table 4, right): ResNet-50, 100 epochs, Q̂-net alone for the
+    # first 10 %, global batch 256, SGD 1e-3 / Adam 1e-4. Needs --data-dir and GPUs (torchrun).
+    "resnet50": {"dataset": IMAGE_FOLDER, "model": "resnet50", "epochs": 100, "batch_size": 256,
+                 "switch_fraction": 0.1, "optimizers": _OPTIMIZERS, "lr_sgd": 1e-3,
+                 "lr_adam": 1e-4, "experiments": ("baseline", "lr-tweak", "unadjusted"),
+                 "lr_sweep": (), "quantize_first_conv": False, "sync_batchnorm": True,
+                 "image_size": 224, "workers": 8, "eval_every": 500, "checkpoint_every": 1000},
 }

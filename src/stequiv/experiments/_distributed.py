@@ -49,6 +49,12 @@ class Dist:
         dist.all_reduce(t)
         return t.tolist()
 
+    def broadcast_buffers(self, model: nn.Module) -> None:
+        """Give every rank rank 0's buffers (BatchNorm running statistics)."""
+        if self.enabled:
+            for buffer in model.buffers():
+                dist.broadcast(buffer, 0)
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()

@@ -3,9 +3,13 @@
 Both nets see identical batches in identical order (one seeded ``DistributedSampler``
 permutation per epoch, sharded over torchrun ranks so that the global batch is the same for any
 number of processes), with identical seeds. Ē and agreement are recorded every ``eval_every``
-steps. A checkpoint (both nets, optimizers, schedules, history) is written atomically by rank 0
-every ``checkpoint_every`` steps; a resumed run skips the batches already seen and continues
-bit-identically.
+steps. A checkpoint (both nets, optimizers, schedules, history, the config) is written atomically
+by rank 0 every ``checkpoint_every`` steps; a resumed run (same config, same number of processes)
+skips the batches already seen and continues bit-identically.
+
+The data is any :class:`~stequiv.data.Split` (in-memory arrays or an image folder): the engine
+deals out indices and asks the split for ``batches(index_lists, epoch, workers)``; tensors move
+to ``dist.device`` here, so the same code runs on CPU and CUDA.
 
 With ``switch_fraction = p > 0`` (the paper's ImageNet protocol) only the Q̂-net trains for the
 first p of the steps; then the partner is built from its weights *and optimizer state* and both
@@ -19,7 +23,6 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +34,8 @@ from torch.utils.data import BatchSampler, DistributedSampler
 from tqdm.auto import tqdm
 
 from .. import qat
-from ..data import ArrayData
-from ._config import ExperimentConfig
+from ..data import Split
+from ._config import IMAGE_FOLDER, ExperimentConfig
 from ._distributed import Dist
 from ._setup import PairSpec, build_partner, build_qnet, describe_partner, make_optimizer
 
@@ -43,8 +46,8 @@ __all__ = ["TrainData", "run_pair"]
 class TrainData:
     """The train and validation splits."""
 
-    train: ArrayData
-    val: ArrayData
+    train: Split
+    val: Split
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
@@ -55,7 +58,7 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     os.replace(tmp, path)
 
 
-def _batches(n: int, config: ExperimentConfig, dist: Dist, epoch: int) -> Iterator[torch.Tensor]:
+def _index_batches(n: int, config: ExperimentConfig, dist: Dist, epoch: int) -> list[list[int]]:
     """This rank's share of each global batch of ``epoch`` (same global batches for any world size)."""
     if config.batch_size % dist.world_size:
         raise ValueError(f"`batch_size` {config.batch_size} must be divisible by the number of "
@@ -66,19 +69,25 @@ def _batches(n: int, config: ExperimentConfig, dist: Dist, epoch: int) -> Iterat
     sampler = DistributedSampler(range(n), num_replicas=dist.world_size, rank=dist.rank,
                                  shuffle=True, seed=config.seed, drop_last=True)
     sampler.set_epoch(epoch)
-    for idx in BatchSampler(sampler, per_rank, drop_last=True):
-        yield torch.as_tensor(idx)
+    return list(BatchSampler(sampler, per_rank, drop_last=True))
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, data: ArrayData, dist: Dist, batch: int = 1000) -> dict[str, float]:
-    """Accuracy and mean cross-entropy over ``data`` (sharded over ranks, then summed)."""
+def evaluate(model: torch.nn.Module, data: Split, dist: Dist, batch: int = 1000,
+             workers: int = 0) -> dict[str, float]:
+    """Accuracy and mean cross-entropy over ``data`` (sharded over ranks, then summed).
+
+    BatchNorm buffers are first taken from rank 0 (under DDP each rank's running statistics
+    drift by its own last local update), so every shard is evaluated by the same model.
+    """
     was_training = model.training
     model.eval()
+    dist.broadcast_buffers(model)
     loss = correct = 0.0
-    for start in range(dist.rank * batch, len(data), batch * dist.world_size):
-        x = data.images[start:start + batch].to(dist.device)
-        y = data.labels[start:start + batch].to(dist.device)
+    shards = [list(range(start, min(start + batch, len(data))))
+              for start in range(dist.rank * batch, len(data), batch * dist.world_size)]
+    for x, y in data.batches(shards, 0, workers):
+        x, y = x.to(dist.device), y.to(dist.device)
         out = model(x)
         loss += F.cross_entropy(out, y, reduction="sum").item()
         correct += (out.argmax(1) == y).sum().item()
@@ -98,7 +107,7 @@ class _Pair:
                              "training images")
         self.total = self.steps_per_epoch * config.epochs
         self.switch_step = round(self.total * config.switch_fraction)
-        self.a = build_qnet(config, data.train.images.shape[1], data.train.num_classes, dist.device)
+        self.a = build_qnet(config, data.train.in_channels, data.train.num_classes, dist.device)
         self.opt_a, self.sched_a = make_optimizer(config, spec.optimizer, self.a, spec.lr_factor,
                                                   self.total)
         self.b = self.opt_b = self.sched_b = None
@@ -115,6 +124,7 @@ class _Pair:
 
     def state(self) -> dict[str, Any]:
         s = {"step": self.step, "history": self.history, "world_size": self.dist.world_size,
+             "config": self.config.to_dict(), "run_id": self.spec.run_id,
              "a": self.a.state_dict(), "opt_a": self.opt_a.state_dict(),
              "sched_a": self.sched_a.state_dict(), "loss_sum": self.loss_sum}
         if self.b is not None:
@@ -122,7 +132,8 @@ class _Pair:
                      sched_b=self.sched_b.state_dict())
         return s
 
-    def load(self, s: dict[str, Any]) -> None:
+    def load(self, s: dict[str, Any], path: Path) -> None:
+        self._check_origin(s, path)
         if s["world_size"] != self.dist.world_size:
             raise ValueError(f"the checkpoint was written by {s['world_size']} process(es) but this "
                              f"run has {self.dist.world_size}; resume with the same --nproc-per-node")
@@ -138,9 +149,18 @@ class _Pair:
             self.opt_b.load_state_dict(s["opt_b"])
             self.sched_b.load_state_dict(s["sched_b"])
 
-    def train_step(self, idx: torch.Tensor) -> None:
-        x = self.data.train.images[idx].to(self.dist.device)
-        y = self.data.train.labels[idx].to(self.dist.device)
+    def _check_origin(self, s: dict[str, Any], path: Path) -> None:
+        """Refuse a checkpoint of another run or config (its tensors would not fit, or mislead)."""
+        ours = json.loads(json.dumps(self.config.to_dict()))
+        theirs = json.loads(json.dumps(s.get("config", ours)))
+        if theirs != ours or s.get("run_id", self.spec.run_id) != self.spec.run_id:
+            keys = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+            raise ValueError(f"checkpoint {str(path)!r} was written by another run or config "
+                             f"(run {s.get('run_id')!r}, keys that differ: {keys}); delete it to "
+                             "start this pair afresh, or resume with the config that wrote it")
+
+    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        x, y = (t.to(self.dist.device) for t in batch)
         nets = [(self.ddp_a, self.opt_a, self.sched_a)]
         if self.b is not None:
             nets.append((self.ddp_b, self.opt_b, self.sched_b))
@@ -212,16 +232,15 @@ def run_pair(config: ExperimentConfig, spec: PairSpec, data: TrainData, out_dir:
     pair = _Pair(config, spec, data, dist)
     ckpt = out_dir / "checkpoint.pt"
     if ckpt.exists():
-        pair.load(torch.load(ckpt, map_location=dist.device, weights_only=False))
+        pair.load(torch.load(ckpt, map_location=dist.device, weights_only=False), ckpt)
     started = time.perf_counter()
     bar = tqdm(total=pair.total, initial=pair.step, desc=spec.run_id, leave=False,
                disable=not (progress and dist.is_main), dynamic_ncols=True)
     while pair.step < pair.total:
         epoch, skip = divmod(pair.step, pair.steps_per_epoch)
-        for k, idx in enumerate(_batches(len(data.train), config, dist, epoch)):
-            if k < skip:
-                continue
-            pair.train_step(idx)
+        todo = _index_batches(len(data.train), config, dist, epoch)[skip:]
+        for batch in data.train.batches(todo, epoch, config.workers):
+            pair.train_step(batch)
             bar.update(1)
             if pair.step % config.eval_every == 0 or pair.step == pair.total:
                 row = pair.measure()
@@ -250,10 +269,14 @@ def _finish(pair: _Pair, spec: PairSpec, seconds: float) -> dict[str, Any]:
     al = qat.alignment(pair.a, pair.b, remap=spec.remap)
     lr = pair.config.lr_sgd if spec.optimizer == "sgd" else pair.config.lr_adam
     nets = {}
+    # Decoded image-folder batches are large (3 x 224 x 224 floats each) and the DataLoader
+    # workers prefetch several: evaluate those in training-size batches.
+    batch = pair.config.batch_size if pair.config.dataset == IMAGE_FOLDER else 1000
+    opts = {"batch": batch, "workers": pair.config.workers}
     for key, model, label in (("a", pair.a, f"Q̂ ({pair.config.estimator})"),
                               ("b", pair.b, describe_partner(spec, pair.a))):
-        tr = evaluate(model, pair.data.train, pair.dist)
-        va = evaluate(model, pair.data.val, pair.dist)
+        tr = evaluate(model, pair.data.train.eval_view(), pair.dist, **opts)
+        va = evaluate(model, pair.data.val, pair.dist, **opts)
         nets[key] = {"label": label, "train_acc": tr["acc"], "train_loss": tr["loss"],
                      "val_acc": va["acc"], "val_loss": va["loss"]}
     final: dict[str, Any] = {
@@ -264,7 +287,4 @@ def _finish(pair: _Pair, spec: PairSpec, seconds: float) -> dict[str, Any]:
         "steps": pair.total, "switch_step": pair.switch_step, "seconds": seconds,
         "world_size": pair.dist.world_size,
     }
-    if spec.optimizer == "adam" and spec.experiment == "unadjusted":
-        final["note"] = ("Adam: the STE-net needs neither M nor α (Table 2), so 'unadjusted' is "
-                         "the same set-up as 'baseline' (the paper reports no such row)")
     return final

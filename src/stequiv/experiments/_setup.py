@@ -15,6 +15,7 @@ from ..models import build_model
 from ..qat import _optim
 from ..qat._quantize import DEFAULT_LAYERS
 from ._config import ExperimentConfig
+from ._sync_batchnorm import convert_sync_batchnorm
 
 __all__ = ["PairSpec", "build_partner", "build_qnet", "make_optimizer", "pair_specs"]
 
@@ -41,8 +42,8 @@ def pair_specs(config: ExperimentConfig) -> list[PairSpec]:
     specs = []
     for opt in config.optimizers:
         for exp in config.experiments:
-            if opt == "adam" and exp in ("m-only", "alpha-only"):
-                continue  # Table 2: no M and no α under Adam, nothing to ablate
+            if opt == "adam" and exp in ("m-only", "alpha-only", "unadjusted"):
+                continue  # Table 2: no M and no α under Adam: nothing to drop (see reproduce)
             specs.append(PairSpec(f"{opt}-{exp}", opt, exp,
                                   partner="lr-tweak" if exp == "lr-tweak" else "ste"))
     if "sgd" in config.optimizers:
@@ -78,7 +79,7 @@ def build_qnet(config: ExperimentConfig, in_channels: int, num_classes: int,
                            scale="init-bound")
     qat.quantize_(model, qcfg, filter_fn=_filter(config, model))
     if config.sync_batchnorm:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = convert_sync_batchnorm(model, device)
     return model.to(device)
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "BasicBlock",
     "Bottleneck",
     "CifarResNet",
+    "GlobalAvgPool",
     "ResNet",
     "resnet18",
     "resnet20",
@@ -50,6 +51,18 @@ def _reset_batchnorm(module: nn.Module) -> None:
         if isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+class GlobalAvgPool(nn.Module):
+    """Mean over the spatial dimensions, N x C x H x W -> N x C x 1 x 1.
+
+    The value of ``nn.AdaptiveAvgPool2d((1, 1))``, as a plain reduction: the adaptive pool's
+    CUDA backward has no deterministic implementation, so under
+    ``torch.use_deterministic_algorithms(True)`` (every reproduction) it raises on GPUs.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
 
 
 class BasicBlock(nn.Module):
@@ -124,7 +137,7 @@ class ResNet(_ResNetBase):
 
     Stem: ``conv1`` 7x7 stride 2 -> ``bn1`` -> ReLU -> ``maxpool`` 3x3 stride 2; then
     ``layer1`` .. ``layer4`` (widths 64/128/256/512 times ``block.expansion``, strides
-    1/2/2/2), global average pooling and ``fc``. The adaptive pooling accepts any input
+    1/2/2/2), global average pooling and ``fc``. The global pooling accepts any input
     of at least 32x32 (overall stride 32).
 
     Attributes ``first_conv = "conv1"`` and ``classifier = "fc"`` name the layers that
@@ -152,7 +165,7 @@ class ResNet(_ResNetBase):
         self.layer2, planes = self._make_layer(block, planes, 128, layers[1], 2)
         self.layer3, planes = self._make_layer(block, planes, 256, layers[2], 2)
         self.layer4, planes = self._make_layer(block, planes, 512, layers[3], 2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.avgpool = GlobalAvgPool()
         self.fc = nn.Linear(planes, num_classes)
         self._init_weights(generator)
 
@@ -187,7 +200,7 @@ class CifarResNet(_ResNetBase):
         self.layer1, planes = self._make_layer(BasicBlock, planes, 16, blocks_per_stage, 1)
         self.layer2, planes = self._make_layer(BasicBlock, planes, 32, blocks_per_stage, 2)
         self.layer3, planes = self._make_layer(BasicBlock, planes, 64, blocks_per_stage, 2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.avgpool = GlobalAvgPool()
         self.fc = nn.Linear(planes, num_classes)
         self._init_weights(generator)
 
