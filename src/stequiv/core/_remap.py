@@ -21,6 +21,8 @@ outer bins works; the translation keeps their alignment error at zero). A ``tail
 
 Floating point: after evaluation, any M(w) that rounding pushed across a boundary is moved back by
 one ulp, so ``Q(M(w)) == Q(w)`` holds exactly for every finite ``w`` in float32 and float64.
+Float32 weights of bin-unit estimators are mapped through a uniform cubic table of one period,
+compiled with numba when available (:mod:`._fastmap`), at a few times the cost of ``np.clip``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _fastmap
 from ._estimator import Estimator, get_estimator
 from ._integrate import PrimitiveTable, integrate_reciprocal
 from ._quantizer import UniformQuantizer
@@ -81,10 +84,19 @@ class _BinPrimitive:
     """P(d) on [0, 1] for a 1-periodic bin-unit estimator, closed form or tabulated."""
 
     est: Estimator
-    table: PrimitiveTable
+    kinks: tuple[float, ...]
     closed: bool
     integral: float
     error: float
+
+    @functools.cached_property
+    def table(self) -> PrimitiveTable:
+        """Built on first use (M, M⁻¹), not for α: 1024 cells seed the closed form's inverse,
+        4096 cells are the numeric P."""
+        def h(d: Arr) -> Arr:
+            return np.asarray(self.est.derivative(d + 0.5), dtype=np.float64)
+
+        return PrimitiveTable.build(h, 0.0, 1.0, self.kinks, cells=1024 if self.closed else 4096)
 
     def h(self, d: Arr) -> Arr:
         return self.est.derivative(d + 0.5)
@@ -114,16 +126,15 @@ def _bin_primitive(est: Estimator) -> _BinPrimitive:
     grid = np.unique(np.concatenate([np.linspace(0.0, 1.0, 8193), kinks]))
     _check_positive(est, grid + 0.5, "within a bin")
 
+    if est.boundary_primitive is not None:
+        integral = float(est.boundary_primitive(np.float64(1.0)))  # type: ignore[misc]
+        return _BinPrimitive(est, kinks, True, integral, 0.0)
+
     def h(d: Arr) -> Arr:
         return np.asarray(est.derivative(d + 0.5), dtype=np.float64)
 
-    table = PrimitiveTable.build(h, 0.0, 1.0, kinks, cells=1024)
-    if est.boundary_primitive is not None:
-        integral = float(est.boundary_primitive(np.float64(1.0)))  # type: ignore[misc]
-        return _BinPrimitive(est, table, True, integral, 0.0)
     integral, error = integrate_reciprocal(h, 0.0, 1.0, kinks)
-    full = PrimitiveTable.build(h, 0.0, 1.0, kinks, cells=4096)
-    return _BinPrimitive(est, full, False, integral, error)
+    return _BinPrimitive(est, kinks, False, integral, error)
 
 
 # ------------------------------------------------------------------------------- weight units
@@ -347,6 +358,30 @@ def _keep_bins(quantizer: UniformQuantizer, w: Arr, m: Arr) -> Arr:
     raise AssertionError("could not place M(w) inside the bin of w")  # impossible for finite w
 
 
+@functools.lru_cache(maxsize=256)
+def _unit_tables(est: Estimator) -> tuple[_fastmap.UnitTable | None, _fastmap.UnitTable | None]:
+    return _fastmap.unit_tables(_bin_primitive(est))
+
+
+def _apply(plan: RemapPlan, quantizer: UniformQuantizer, w: Arr, inverse: bool) -> Arr:
+    """M(w) (or M⁻¹(w)): by the table for float32 where it applies, else exactly."""
+    fn = plan.backward if inverse else plan.forward
+
+    def exact(q: UniformQuantizer, part: Arr) -> Arr:
+        return _keep_bins(q, part, _ungrid(plan, q, fn(_grid(plan, q, part)), part))
+
+    est = plan.est
+    if w.dtype != np.float32 or w.size == 0 or est.units != "bin":
+        return exact(quantizer, w)
+    table = _unit_tables(est)[inverse]
+    if table is None:
+        return exact(quantizer, w)
+    if table.identity and est.tail != "custom":
+        return w.copy()  # M = id (the STE, PWL): exact
+    spec = _fastmap.MapSpec.of(_bin_primitive(est), plan.lower, plan.upper, plan.offset, inverse)
+    return _fastmap.evaluate(table, spec, quantizer, w, exact)
+
+
 def alpha(estimator: EstimatorLike, quantizer: UniformQuantizer) -> float | Arr:
     """The learning-rate factor α of Eq. 4 (an array, one per channel, if Δ is per channel)."""
     a = plan_for(estimator, quantizer).alpha
@@ -355,18 +390,12 @@ def alpha(estimator: EstimatorLike, quantizer: UniformQuantizer) -> float | Arr:
 
 def remap(estimator: EstimatorLike, quantizer: UniformQuantizer, w: Any) -> Arr:
     """M(w) of Eq. 4, same shape and dtype as ``w`` (float32 or float64)."""
-    plan = plan_for(estimator, quantizer)
-    w = _float_array("w", w)
-    m = _ungrid(plan, quantizer, plan.forward(_grid(plan, quantizer, w)), w)
-    return _keep_bins(quantizer, w, m)
+    return _apply(plan_for(estimator, quantizer), quantizer, _float_array("w", w), inverse=False)
 
 
 def unremap(estimator: EstimatorLike, quantizer: UniformQuantizer, w: Any) -> Arr:
     """M⁻¹(w), same shape and dtype as ``w``."""
-    plan = plan_for(estimator, quantizer)
-    w = _float_array("w", w)
-    m = _ungrid(plan, quantizer, plan.backward(_grid(plan, quantizer, w)), w)
-    return _keep_bins(quantizer, w, m)
+    return _apply(plan_for(estimator, quantizer), quantizer, _float_array("w", w), inverse=True)
 
 
 def remap_derivative(estimator: EstimatorLike, quantizer: UniformQuantizer, w: Any) -> Arr:

@@ -23,27 +23,37 @@ import torch
 from torch import nn
 
 from ..core import Estimator, UniformQuantizer
+from ..core.estimators._basic import STE
 
 __all__ = ["WeightFakeQuant"]
 
+# Backward chunk on the CPU: 8 MB float32 temporaries, which glibc reuses instead of faulting in
+# fresh pages; bigger chunks page-fault, smaller ones multiply the OpenMP parallel regions, each of
+# which can cost a scheduler time slice on an oversubscribed machine.
+_CHUNK = 1 << 21
+
 
 class _FakeQuantize(torch.autograd.Function):
+    # Fresh large CPU tensors are slow (every page is faulted in), so the forward allocates only
+    # what it keeps: v for the backward (none for the STE) and the output, computed in place.
     @staticmethod
     def forward(ctx: Any, w: torch.Tensor, delta: torch.Tensor, fq: WeightFakeQuant) -> torch.Tensor:
-        d = delta.to(w.dtype)
-        v = w * fq.inv_delta.to(w.dtype) - fq.offset
         ctx.fq = fq
-        ctx.save_for_backward(w if fq.estimator.units == "weight" else v)
-        return (torch.round(torch.clamp(v, fq.lower, fq.upper)) + fq.offset) * d
+        v = torch.mul(w, fq.inv_delta.to(w.dtype)).sub_(fq.offset)
+        if isinstance(fq.estimator, STE):
+            out = v.clamp_(fq.lower, fq.upper)
+        else:
+            ctx.save_for_backward(w if fq.estimator.units == "weight" else v)
+            out = v.clamp(fq.lower, fq.upper)
+        return out.round_().add_(fq.offset).mul_(delta.to(w.dtype))
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        (x,) = ctx.saved_tensors
         fq: WeightFakeQuant = ctx.fq
-        scale = fq.estimator.gradient(x, fq.lower, fq.upper, fq.offset)
-        if fq.grad_scale != 1.0:
-            scale = scale * fq.grad_scale
-        return grad * scale, None, None
+        if isinstance(fq.estimator, STE):  # Q̂′ ≡ 1: the upstream gradient passes through
+            return (grad if fq.grad_scale == 1.0 else grad * fq.grad_scale), None, None
+        (x,) = ctx.saved_tensors
+        return fq.gradient(x, grad), None, None
 
 
 class WeightFakeQuant(nn.Module):
@@ -75,6 +85,24 @@ class WeightFakeQuant(nn.Module):
         if not self.enabled:
             return w
         return _FakeQuantize.apply(w, self.delta, self)
+
+    def gradient(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """``grad · Q̂′(x)`` (times ``grad_scale``) at the forward's v (or w, in weight units).
+
+        Large CPU tensors go in chunks, so that the estimator's temporaries stay in cache.
+        """
+        if x.device.type != "cpu" or x.numel() <= 2 * _CHUNK:  # one pass
+            return grad * self._scale(x)
+        flat_x, flat_g = x.reshape(-1), grad.expand_as(x).reshape(-1)
+        out = torch.empty_like(flat_x)
+        for start in range(0, flat_x.numel(), _CHUNK):
+            part = slice(start, start + _CHUNK)
+            torch.mul(flat_g[part], self._scale(flat_x[part]), out=out[part])
+        return out.view_as(x)
+
+    def _scale(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.estimator.gradient(x, self.lower, self.upper, self.offset)
+        return scale * self.grad_scale if self.grad_scale != 1.0 else scale
 
     def quantizer(self) -> UniformQuantizer:
         """The core quantizer this layer uses (Δ read from the buffer)."""

@@ -1,0 +1,303 @@
+r"""M and M⁻¹ of float32 weights at memory speed: one uniform cubic table per estimator.
+
+In the grid coordinate a bin-unit estimator's map repeats one shape every period (see
+:mod:`._remap`). With :math:`T(d) = P(d)/I`, which maps [0, 1] onto itself,
+
+.. math::  M(v) = b_0 + aI\,\big(n + T(d)\big), \qquad
+           M^{-1}(y) = b_0 + n + T^{-1}(s), \quad n + s = (y - b_0)/(aI)
+
+(n integer, d and s in [0, 1); aI = 1 whenever the quantizer has a finite bin). T and T⁻¹ are
+tabulated once per estimator as cubic Hermite pieces on ``CELLS`` uniform cells (values and
+one-sided slopes at the nodes). Evaluating one is an index computation and a cubic:
+``x = (v - b0)·CELLS`` splits into its cell ``j = ⌊x⌋`` and the position ``x - j`` in it, and
+``n = j >> log2(CELLS)`` (a power of two, so the split is exact). A table is used only where it is
+as good as a float32 answer: every kink of the estimator sits on a node, every cubic is monotone
+(Fritsch–Carlson) and within ``TABLE_TOL`` of the exact map at its cell's midpoint. Otherwise, and
+for float64 weights, :mod:`._remap` evaluates the closed form or the quadrature table as before.
+
+The loops are compiled with numba when it is installed (NumPy runs the same steps otherwise), and
+every result is checked in a second pass: an element whose M(w) rounded into another bin than w
+(a few ulp from a boundary point), or that lies on a tail the table does not cover, is recomputed
+by the exact path, which guarantees ``Q(M(w)) == Q(w)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._quantizer import UniformQuantizer
+
+__all__ = ["CELLS", "MapSpec", "UnitTable", "evaluate", "unit_tables"]
+
+Arr = np.ndarray
+CELLS = 1024  # a power of two; 4 float32 coefficients per cell = 16 KiB, held in L1
+_SHIFT = CELLS.bit_length() - 1
+_MASK = np.uint32(CELLS - 1)
+TABLE_TOL = 2.0**-27  # |table - exact| / max(1, slope) at cell midpoints: 1/16 float32 ulp at 1
+_SIDE = 1e-12  # one-sided slopes are taken this far inside the cell (estimators may jump at nodes)
+_WIDE = np.float32(2.0**30)  # clamp of tails the table extends (int32 cell index)
+_CHUNK = 1 << 16  # NumPy fallback: elements per pass, to stay in cache
+_BLOCK = 1 << 12  # misplaced elements are counted per block, and searched in blocks that have some
+_FOUND = 1 << 12  # room for their indices (a second pass makes more room if needed)
+USE_NUMBA = True  # False runs the NumPy version (tests compare the two)
+
+
+# ---------------------------------------------------------------------------------- the table
+@dataclass(frozen=True, eq=False)
+class UnitTable:
+    """An increasing map of [0, 1] onto itself as cubic pieces on ``CELLS`` uniform cells.
+
+    ``coef[:, i]`` are the power-basis coefficients of cell ``i`` in its local ``t ∈ [0, 1)``.
+    """
+
+    coef: Arr
+    identity: bool
+
+    @classmethod
+    def fit(cls, f: Callable[[Arr], Arr], slope: Callable[[Arr], Arr],
+            kinks: tuple[float, ...]) -> UnitTable | None:
+        """The Hermite table of ``f`` (float64, vectorised) with derivative ``slope``, or None.
+
+        ``kinks`` are where ``f''`` may jump; None unless every one is a node and the table meets
+        ``TABLE_TOL`` with monotone cubics.
+        """
+        if any(abs(k * CELLS - round(k * CELLS)) > 1e-9 for k in kinks):
+            return None
+        nodes = np.arange(CELLS + 1) / CELLS
+        y = f(nodes)
+        m0 = slope(nodes[:-1] + _SIDE) / CELLS  # each cell's own (one-sided) end slopes
+        m1 = slope(nodes[1:] - _SIDE) / CELLS
+        dy = np.diff(y)
+        coef = np.stack([y[:-1], m0, 3 * dy - 2 * m0 - m1, m0 + m1 - 2 * dy])
+        with np.errstate(all="ignore"):
+            monotone = (dy > 0) & (m0 >= 0) & (m1 >= 0) & ((m0 / dy) ** 2 + (m1 / dy) ** 2 <= 9)
+            mid = coef[0] + 0.5 * (coef[1] + 0.5 * (coef[2] + 0.5 * coef[3]))
+            mids = nodes[:-1] + 0.5 / CELLS
+            # where the map is steep, float32 rounding of its input already moves it by ~slope·ulp
+            err = np.abs(mid - f(mids)) / np.maximum(1.0, slope(mids))
+        if not (np.all(monotone) and np.all(err <= TABLE_TOL)):
+            return None
+        identity = bool(np.array_equal(y, nodes) and np.all(m0 == 1 / CELLS)
+                        and np.all(m1 == 1 / CELLS))
+        return cls(coef.astype(np.float32), identity)
+
+
+def bisect_inverse(f: Callable[[Arr], Arr], s: Arr) -> Arr:
+    """x in [0, 1] with f(x) = s for an increasing f of [0, 1] onto itself (to double precision)."""
+    lo, hi = np.zeros_like(s), np.ones_like(s)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        below = f(mid) < s
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return np.where(np.abs(f(hi) - s) <= np.abs(f(lo) - s), hi, lo)
+
+
+def unit_tables(prim: Any) -> tuple[UnitTable | None, UnitTable | None]:
+    """The tables of T = P/I and of T⁻¹ for a bin primitive of :mod:`._remap` (None: no table)."""
+    total = prim.integral
+
+    def t(d: Arr) -> Arr:
+        return np.asarray(prim(d), dtype=np.float64) / total
+
+    def t_slope(d: Arr) -> Arr:
+        return 1.0 / (total * np.asarray(prim.h(d), dtype=np.float64))
+
+    def u(s: Arr) -> Arr:
+        return bisect_inverse(t, s)
+
+    def u_slope(s: Arr) -> Arr:
+        return total * np.asarray(prim.h(u(s)), dtype=np.float64)
+
+    kinks = tuple(sorted({(k - 0.5) % 1.0 for k in prim.est.kinks}))
+    return UnitTable.fit(t, t_slope, kinks), UnitTable.fit(u, u_slope, tuple(t(np.asarray(kinks))))
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """Where a table sits in the grid coordinate: ``g = (n + table(t))·period_out + base``.
+
+    ``x = (w/Δ - z - b0)·CELLS/period_in`` is clamped to ``[x_lo, x_hi]``; beyond it the map is
+    continued by a translation (``translate``) or left to the exact path.
+    """
+
+    period_in: float
+    period_out: float
+    base: float
+    x_lo: float
+    x_hi: float
+    translate: bool
+
+    @classmethod
+    def of(cls, prim: Any, lower: int, upper: int, offset: float, inverse: bool) -> MapSpec:
+        """M (or M⁻¹ if ``inverse``) of the bin primitive ``prim`` on the grid ``[lower, upper]``."""
+        tail = prim.est.tail
+        period = 1.0 if upper - lower >= 2 else prim.integral  # aI
+        if tail == "extend":
+            lo, hi = -_WIDE, _WIDE
+        elif not inverse:  # v in [l, u]
+            lo, hi = -0.5 * CELLS, (upper - lower - 0.5) * CELLS
+        else:  # y in [M(l), M(u)]: d = 1/2 in the first and last period
+            half = float(prim(np.asarray(0.5))) / prim.integral
+            lo, hi = (half - 1.0) * CELLS, (upper - lower - 1 + half) * CELLS
+        return cls(period_in=period if inverse else 1.0, period_out=1.0 if inverse else period,
+                   base=lower + 0.5 + offset, x_lo=lo, x_hi=hi, translate=tail == "zero")
+
+
+# ---------------------------------------------------------------------------------- the loops
+def _evaluate(w, out, coef, sx, scale, ox, x_lo, x_hi, pout, base, kt, translate):
+    """out = scale·(n·pout + base + tail + table(t)·pout); tail NaN where it must not translate.
+
+    Per block: a vectorised pass splits x into cell and position, then the table lookups (scalar
+    loads) finish each element; one loop doing both would not vectorise at all.
+    """
+    nan = np.float32(np.nan)
+    c0, c1, c2, c3 = coef[0], coef[1], coef[2], coef[3]
+    cell = np.empty(_BLOCK, np.uint32)
+    pos = np.empty(_BLOCK, np.float32)
+    for r in range(w.shape[0]):
+        for start in range(0, w.shape[1], _BLOCK):
+            wb, ob = w[r, start:start + _BLOCK], out[r, start:start + _BLOCK]
+            for k in range(wb.size):
+                x = wb[k] * sx[r] - ox
+                xc = min(max(x, x_lo), x_hi)
+                jf = np.floor(xc)
+                j = np.int32(jf)
+                cell[k] = np.uint32(j) & _MASK
+                pos[k] = xc - jf
+                d = x - xc
+                tail = d * kt if translate else (nan if d != 0 else np.float32(0))
+                ob[k] = np.float32(j >> _SHIFT) * pout + base + tail
+            for k in range(wb.size):
+                i, t = cell[k], pos[k]
+                ob[k] = (ob[k] + (c0[i] + t * (c1[i] + t * (c2[i] + t * c3[i]))) * pout) * scale[r]
+
+
+def _misplaced(w, out, inv, z, lo, hi, found):
+    """How many ``out`` are not finite or in another level than ``w``; their flat indices go to found.
+
+    Compiled without contraction: ``w·(1/Δ) - z`` must round exactly as the quantizer's does.
+    Each block is counted branch-free (vectorised) and searched only if its count is not zero.
+    """
+    total = 0
+    n = 0
+    for r in range(w.shape[0]):
+        for start in range(0, w.shape[1], _BLOCK):
+            wb, ob = w[r, start:start + _BLOCK], out[r, start:start + _BLOCK]
+            block = 0
+            for k in range(wb.size):  # a loop from 0 over 1-D views: LLVM vectorises it
+                m = ob[k]
+                a = np.rint(min(max(wb[k] * inv[r] - z, lo), hi))
+                b = np.rint(min(max(m * inv[r] - z, lo), hi))
+                block += (a != b) | (m - m != 0)
+            total += block
+            for k in range(wb.size if block else 0):
+                m = ob[k]
+                a = np.rint(min(max(wb[k] * inv[r] - z, lo), hi))
+                b = np.rint(min(max(m * inv[r] - z, lo), hi))
+                if (a != b or m - m != 0) and n < found.size:
+                    found[n] = r * w.shape[1] + start + k
+                    n += 1
+    return total
+
+
+def _evaluate_numpy(w, out, coef, sx, scale, ox, x_lo, x_hi, pout, base, kt, translate):
+    for r in range(w.shape[0]):
+        for s in range(0, w.shape[1], _CHUNK):
+            x = w[r, s:s + _CHUNK] * sx[r] - ox
+            xc = np.clip(x, x_lo, x_hi)
+            jf = np.floor(xc)
+            j = jf.astype(np.int32)
+            c = coef[:, j & np.int32(_MASK)]
+            t = xc - jf
+            d = x - xc
+            tail = d * kt if translate else np.where(d != 0, np.float32(np.nan), np.float32(0))
+            g = (j >> _SHIFT).astype(np.float32) * pout + base + tail
+            out[r, s:s + _CHUNK] = (g + (c[0] + t * (c[1] + t * (c[2] + t * c[3]))) * pout) * scale[r]
+
+
+def _misplaced_numpy(w, out, inv, z, lo, hi, found):
+    total = 0
+    for r in range(w.shape[0]):
+        for s in range(0, w.shape[1], _CHUNK):
+            ws, ms = w[r, s:s + _CHUNK], out[r, s:s + _CHUNK]
+            a = np.rint(np.clip(ws * inv[r] - z, lo, hi))
+            b = np.rint(np.clip(ms * inv[r] - z, lo, hi))
+            bad = (a != b) | ~np.isfinite(ms)
+            idx = np.flatnonzero(bad)[:max(found.size - total, 0)]
+            found[total:total + idx.size] = idx + r * w.shape[1] + s
+            total += int(np.count_nonzero(bad))
+    return total
+
+
+@functools.cache
+def _compiled() -> tuple[Callable, Callable] | None:
+    """The two loops compiled by numba (cached on disk), or None without numba."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    jit = functools.partial(numba.njit, nogil=True, cache=True, error_model="numpy")
+    # contraction (fused multiply-add) only in the evaluation: it changes float rounding, not bins
+    return jit(fastmath={"contract"})(_evaluate), jit(_misplaced)
+
+
+def _loops() -> tuple[Callable, Callable]:
+    compiled = _compiled() if USE_NUMBA else None
+    return compiled or (_evaluate_numpy, _misplaced_numpy)
+
+
+# --------------------------------------------------------------------------------- the driver
+def _rows(quantizer: UniformQuantizer, w: Arr) -> tuple[Arr, int | None]:
+    """w as a C-contiguous (rows, width) array, one row per Δ; the channel axis (or None)."""
+    quantizer.delta_for(w)  # validates a per-channel Δ against w's shape
+    if not quantizer.per_channel:
+        return np.ascontiguousarray(w).reshape(1, -1), None
+    axis = quantizer.channel_axis % w.ndim
+    moved = np.moveaxis(w, axis, 0)
+    return np.ascontiguousarray(moved).reshape(moved.shape[0], -1), axis
+
+
+def evaluate(table: UnitTable, spec: MapSpec, quantizer: UniformQuantizer, w: Arr,
+             exact: Callable[[UniformQuantizer, Arr], Arr]) -> Arr:
+    """The map of ``spec`` on float32 ``w``; ``exact(quantizer, w_part)`` redoes misplaced elements."""
+    w2, axis = _rows(quantizer, w)
+    delta = np.atleast_1d(quantizer.delta_array)
+    inv = (1.0 / delta).astype(np.float32)  # exactly the quantizer's 1/Δ
+    sx = (inv * (CELLS / spec.period_in)).astype(np.float32)
+    f32 = np.float32
+    out2 = np.empty_like(w2)
+    evaluate_loop, check_loop = _loops()
+    evaluate_loop(w2, out2, table.coef, sx, delta.astype(f32),
+                  f32((quantizer.offset + quantizer.lower + 0.5) * CELLS / spec.period_in),
+                  f32(spec.x_lo), f32(spec.x_hi), f32(spec.period_out), f32(spec.base),
+                  f32(spec.period_in / CELLS), spec.translate)
+    check = (w2, out2, inv, f32(quantizer.offset), f32(quantizer.lower), f32(quantizer.upper))
+    found = np.empty(_FOUND, np.int64)
+    count = check_loop(*check, found)
+    if count > found.size:
+        found = np.empty(count, np.int64)
+        check_loop(*check, found)
+    if count:
+        _redo(quantizer, w2, out2, found[:count], exact)
+    if axis is None:
+        return out2.reshape(w.shape)
+    return np.ascontiguousarray(np.moveaxis(out2.reshape(np.moveaxis(w, axis, 0).shape), 0, axis))
+
+
+def _redo(quantizer: UniformQuantizer, w2: Arr, out2: Arr, idx: Arr,
+          exact: Callable[[UniformQuantizer, Arr], Arr]) -> None:
+    flat_w, flat_out = w2.reshape(-1), out2.reshape(-1)
+    if not quantizer.per_channel:
+        flat_out[idx] = exact(quantizer, flat_w[idx])
+        return
+    rows = idx // w2.shape[1]
+    for r in np.unique(rows):
+        part = idx[rows == r]
+        row_q = dataclasses.replace(quantizer, delta=float(quantizer.delta_array[r]))
+        flat_out[part] = exact(row_q, flat_w[part])
