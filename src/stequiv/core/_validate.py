@@ -60,3 +60,10 @@ def positive_finite_array(name: str, value: Any) -> np.ndarray:
     if not np.all(arr > 0):
         raise ValueError(f"`{name}` must be > 0 everywhere, got {value!r}")
     return arr
+
+
+def reject_unknown_keys(what: str, data: Any, known: set[str]) -> None:
+    """Raise if ``data`` (a mapping) has keys outside ``known``, naming them and the valid ones."""
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} key(s) {unknown}; valid keys: {sorted(known)}")

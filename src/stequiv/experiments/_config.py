@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import get_estimator, list_estimators
+from ..core._validate import reject_unknown_keys
 from ..data import list_datasets
 
 __all__ = ["EXPERIMENTS", "PRESETS", "ExperimentConfig"]
@@ -123,11 +124,8 @@ class ExperimentConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExperimentConfig:
         """Build from a mapping; unknown keys are an error naming the valid ones."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config key(s) {unknown}; valid keys: {sorted(known)}")
         fields = {f.name: f for f in dataclasses.fields(cls)}
+        reject_unknown_keys("config", data, set(fields))
         clean = {k: tuple(v) if isinstance(v, list) and "tuple" in str(fields[k].type) else v
                  for k, v in data.items()}
         return cls(**clean)

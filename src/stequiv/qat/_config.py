@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ..core import Estimator, UniformQuantizer, get_estimator
-from ..core._validate import finite_float, integer, positive_float
+from ..core._validate import finite_float, integer, positive_float, reject_unknown_keys
 
 __all__ = ["QuantConfig"]
 
@@ -92,8 +92,5 @@ class QuantConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> QuantConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown QuantConfig key(s) {unknown}; known: {sorted(known)}")
+        reject_unknown_keys("QuantConfig", data, {f.name for f in dataclasses.fields(cls)})
         return cls(**data)
