@@ -30,7 +30,7 @@ reproduce: setup
 # Full-size Fashion-MNIST (Debian's dataset-fashion-mnist; installed here when apt is usable).
 reproduce-full: setup
 	@test -d /usr/share/datasets/fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)
-	$(BIN)/stequiv reproduce --dataset fashion-mnist --out results/full
+	$(BIN)/stequiv reproduce --preset full --out results/full
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py

@@ -34,7 +34,18 @@ CONVS = ConvNet.quantizable_layers
 
 
 # ------------------------------------------------------------------------- fake-quant op
-def _fake_quant() -> list[Row]:
+def _fake_quant(threads: int | None = None) -> list[Row]:
+    """With ``threads`` intra-op threads (default: torch's): one thread shows the same comparison
+    free of OpenMP wake-ups, which cost a scheduler time slice each when other work holds the cores."""
+    default = torch.get_num_threads()
+    torch.set_num_threads(threads or default)
+    try:
+        return _fake_quant_rows(f", {threads} thread" if threads else "")
+    finally:
+        torch.set_num_threads(default)
+
+
+def _fake_quant_rows(label: str) -> list[Row]:
     gen = torch.Generator().manual_seed(0)
     w = (torch.rand(N, generator=gen) * 2 - 1).requires_grad_()
     upstream = torch.randn(N, generator=gen)
@@ -52,7 +63,7 @@ def _fake_quant() -> list[Row]:
         fns[name] = fwd_bwd(WeightFakeQuant(sq.get_estimator(name), QUANTIZER, w.shape))
     times = interleaved(fns, REPEAT)
     limits = {"ste": 1.1, "htge": 1.5, "dsq": 1.5}
-    return [compare(f"fake-quant fwd+bwd {name}, 25.6 M", times[name],
+    return [compare(f"fake-quant fwd+bwd {name}, 25.6 M{label}", times[name],
                     "torch.fake_quantize_per_tensor_affine fwd+bwd", times["native"],
                     f"≤ {limit}×", limit) for name, limit in limits.items()]
 
@@ -167,7 +178,7 @@ def _to_ste() -> list[Row]:
 
 def run() -> tuple[list[Row], list[str]]:
     rows, notes = _convnet_steps()
-    return _fake_quant() + rows + _to_ste(), notes
+    return _fake_quant() + _fake_quant(threads=1) + rows + _to_ste(), notes
 
 
 def main() -> None:
