@@ -13,6 +13,7 @@ Run: .venv/bin/python benchmarks/bench_torch.py   (``make bench`` runs every ben
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
@@ -34,15 +35,22 @@ CONVS = ConvNet.quantizable_layers
 
 
 # ------------------------------------------------------------------------- fake-quant op
-def _fake_quant(threads: int | None = None) -> list[Row]:
-    """With ``threads`` intra-op threads (default: torch's): one thread shows the same comparison
-    free of OpenMP wake-ups, which cost a scheduler time slice each when other work holds the cores."""
+@contextlib.contextmanager
+def _threads(threads: int | None):
+    """torch's intra-op threads set to ``threads`` (None: unchanged). One thread shows the same
+    comparison free of OpenMP wake-ups, each of which can cost a scheduler time slice while other
+    work holds the cores of a shared machine."""
     default = torch.get_num_threads()
     torch.set_num_threads(threads or default)
     try:
-        return _fake_quant_rows(f", {threads} thread" if threads else "")
+        yield f", {threads} thread" if threads else ""
     finally:
         torch.set_num_threads(default)
+
+
+def _fake_quant(threads: int | None = None) -> list[Row]:
+    with _threads(threads) as label:
+        return _fake_quant_rows(label)
 
 
 def _fake_quant_rows(label: str) -> list[Row]:
@@ -131,7 +139,12 @@ def _stepper(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
     return steps
 
 
-def _convnet_steps() -> tuple[list[Row], list[str]]:
+def _convnet_steps(threads: int | None = None) -> tuple[list[Row], list[str]]:
+    with _threads(threads) as label:
+        return _convnet_rows(label)
+
+
+def _convnet_rows(label: str) -> tuple[list[Row], list[str]]:
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(64, 1, 28, 28, generator=gen), torch.randint(0, 10, (64,), generator=gen)
     models = {"float": _convnet(), "stequiv HTGE": _stequiv_convnet(),
@@ -145,13 +158,13 @@ def _convnet_steps() -> tuple[list[Row], list[str]]:
     for name in fns:
         if name != "float":
             limit = 1.10 if name.startswith("stequiv") else None
-            rows.append(compare(f"ConvNet step (batch 64, 2-bit convs), {name}", per_step[name],
-                                "float ConvNet step", per_step["float"],
+            rows.append(compare(f"ConvNet step (batch 64, 2-bit convs), {name}{label}",
+                                per_step[name], "float ConvNet step", per_step["float"],
                                 "≤ 1.10×" if limit else "report", limit))
     if "stequiv HTGE" in per_step:
         for other in ("Brevitas", "torchao"):
             if other in per_step:
-                rows.append(compare(f"ConvNet step, stequiv HTGE vs {other}",
+                rows.append(compare(f"ConvNet step, stequiv HTGE vs {other}{label}",
                                     per_step["stequiv HTGE"], f"{other} step", per_step[other],
                                     "< 1× (aim)"))
     return rows, skipped
@@ -178,7 +191,8 @@ def _to_ste() -> list[Row]:
 
 def run() -> tuple[list[Row], list[str]]:
     rows, notes = _convnet_steps()
-    return _fake_quant() + _fake_quant(threads=1) + rows + _to_ste(), notes
+    rows_1, _ = _convnet_steps(threads=1)
+    return _fake_quant() + _fake_quant(threads=1) + rows + rows_1 + _to_ste(), notes
 
 
 def main() -> None:

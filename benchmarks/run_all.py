@@ -24,10 +24,14 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def _machine() -> str:
-    compiled = "numba" if _fastmap._compiled() is not None else "NumPy fallback (numba missing)"
-    return (f"{platform.machine()} {platform.processor() or ''} · {os.cpu_count()} cores · "
+    if _fastmap._compiled() is not None:
+        import numba
+        loops = f"numba {numba.__version__}"
+    else:
+        loops = "NumPy fallback (numba missing)"
+    return (f"{platform.machine()}, {os.cpu_count()} cores · Python {platform.python_version()} · "
             f"torch {torch.__version__} ({torch.get_num_threads()} threads) · "
-            f"NumPy {np.__version__} · M/M⁻¹ loops: {compiled}")
+            f"NumPy {np.__version__} · M/M⁻¹ loops: {loops}")
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ one-sided slopes at the nodes). Evaluating one is an index computation and a cub
 ``x = (v - b0)·CELLS`` splits into its cell ``j = ⌊x⌋`` and the position ``x - j`` in it, and
 ``n = j >> log2(CELLS)`` (a power of two, so the split is exact). A table is used only where it is
 as good as a float32 answer: every kink of the estimator sits on a node, every cubic is monotone
-(Fritsch–Carlson) and within ``TABLE_TOL`` of the exact map at its cell's midpoint. Otherwise, and
+(Fritsch–Carlson) and within ``TABLE_TOL`` of the exact map at its cell's midpoint (times the
+map's slope where that exceeds 1: one float32 rounding of the input moves it more). Otherwise, and
 for float64 weights, :mod:`._remap` evaluates the closed form or the quadrature table as before.
 
 The loops are compiled with numba when it is installed (NumPy runs the same steps otherwise), and
@@ -45,7 +46,7 @@ _WIDE = np.float32(2.0**30)  # clamp of tails the table extends (int32 cell inde
 _CHUNK = 1 << 16  # NumPy fallback: elements per pass, to stay in cache
 _BLOCK = 1 << 12  # misplaced elements are counted per block, and searched in blocks that have some
 _FOUND = 1 << 12  # room for their indices (a second pass makes more room if needed)
-USE_NUMBA = True  # False runs the NumPy version (tests compare the two)
+USE_NUMBA = True  # set False to run the NumPy version (to compare the two)
 
 
 # ---------------------------------------------------------------------------------- the table
@@ -99,7 +100,7 @@ def bisect_inverse(f: Callable[[Arr], Arr], s: Arr) -> Arr:
 
 
 def unit_tables(prim: Any) -> tuple[UnitTable | None, UnitTable | None]:
-    """The tables of T = P/I and of T⁻¹ for a bin primitive of :mod:`._remap` (None: no table)."""
+    """The tables of T = P/I and of T⁻¹ for a bin primitive of :mod:`._remap` (None: none)."""
     total = prim.integral
 
     def t(d: Arr) -> Arr:
@@ -135,7 +136,7 @@ class MapSpec:
 
     @classmethod
     def of(cls, prim: Any, lower: int, upper: int, offset: float, inverse: bool) -> MapSpec:
-        """M (or M⁻¹ if ``inverse``) of the bin primitive ``prim`` on the grid ``[lower, upper]``."""
+        """M (M⁻¹ if ``inverse``) of the bin primitive ``prim`` on the grid ``[lower, upper]``."""
         tail = prim.est.tail
         period = 1.0 if upper - lower >= 2 else prim.integral  # aI
         if tail == "extend":
@@ -179,7 +180,7 @@ def _evaluate(w, out, coef, sx, scale, ox, x_lo, x_hi, pout, base, kt, translate
 
 
 def _misplaced(w, out, inv, z, lo, hi, found):
-    """How many ``out`` are not finite or in another level than ``w``; their flat indices go to found.
+    """How many ``out`` are not finite or in another level than ``w``; their indices go to found.
 
     Compiled without contraction: ``w·(1/Δ) - z`` must round exactly as the quantizer's does.
     Each block is counted branch-free (vectorised) and searched only if its count is not zero.
@@ -218,7 +219,8 @@ def _evaluate_numpy(w, out, coef, sx, scale, ox, x_lo, x_hi, pout, base, kt, tra
             d = x - xc
             tail = d * kt if translate else np.where(d != 0, np.float32(np.nan), np.float32(0))
             g = (j >> _SHIFT).astype(np.float32) * pout + base + tail
-            out[r, s:s + _CHUNK] = (g + (c[0] + t * (c[1] + t * (c[2] + t * c[3]))) * pout) * scale[r]
+            p = c[0] + t * (c[1] + t * (c[2] + t * c[3]))
+            out[r, s:s + _CHUNK] = (g + p * pout) * scale[r]
 
 
 def _misplaced_numpy(w, out, inv, z, lo, hi, found):
@@ -242,9 +244,15 @@ def _compiled() -> tuple[Callable, Callable] | None:
         import numba
     except ImportError:
         return None
-    jit = functools.partial(numba.njit, nogil=True, cache=True, error_model="numpy")
+
+    def jit(fn: Callable, **options: Any) -> Callable:
+        try:
+            return numba.njit(fn, nogil=True, cache=True, error_model="numpy", **options)
+        except RuntimeError:  # no writable cache directory: compile in memory only
+            return numba.njit(fn, nogil=True, error_model="numpy", **options)
+
     # contraction (fused multiply-add) only in the evaluation: it changes float rounding, not bins
-    return jit(fastmath={"contract"})(_evaluate), jit(_misplaced)
+    return jit(_evaluate, fastmath={"contract"}), jit(_misplaced)
 
 
 def _loops() -> tuple[Callable, Callable]:

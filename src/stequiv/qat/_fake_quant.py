@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -27,20 +28,18 @@ from ..core.estimators._basic import STE
 
 __all__ = ["WeightFakeQuant"]
 
-# Backward chunk on the CPU: 8 MB float32 temporaries, which glibc reuses instead of faulting in
-# fresh pages; bigger chunks page-fault, smaller ones multiply the OpenMP parallel regions, each of
-# which can cost a scheduler time slice on an oversubscribed machine.
-_CHUNK = 1 << 21
+_CHUNK = 1 << 18  # elements per NumPy pass of the CPU backward: the temporaries stay in L2
 
 
 class _FakeQuantize(torch.autograd.Function):
     # Fresh large CPU tensors are slow (every page is faulted in), so the forward allocates only
-    # what it keeps: v for the backward (none for the STE) and the output, computed in place.
+    # what it keeps: v for the backward (not for the STE, nor without grad) and the output,
+    # computed in place by the same operations in the same order as the core's Q.
     @staticmethod
     def forward(ctx: Any, w: torch.Tensor, delta: torch.Tensor, fq: WeightFakeQuant) -> torch.Tensor:
         ctx.fq = fq
         v = torch.mul(w, fq.inv_delta.to(w.dtype)).sub_(fq.offset)
-        if isinstance(fq.estimator, STE):
+        if isinstance(fq.estimator, STE) or not ctx.needs_input_grad[0]:
             out = v.clamp_(fq.lower, fq.upper)
         else:
             ctx.save_for_backward(w if fq.estimator.units == "weight" else v)
@@ -89,18 +88,24 @@ class WeightFakeQuant(nn.Module):
     def gradient(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         """``grad · Q̂′(x)`` (times ``grad_scale``) at the forward's v (or w, in weight units).
 
-        Large CPU tensors go in chunks, so that the estimator's temporaries stay in cache.
+        On the CPU Q̂′ is evaluated by NumPy, as the core evaluates it, in cache-sized chunks:
+        vectorised transcendentals, and no OpenMP parallel region per operation (each of which can
+        cost a scheduler time slice when other work holds the cores). Accelerators, half precision
+        and double backward (``create_graph=True``) use torch.
         """
-        if x.device.type != "cpu" or x.numel() <= 2 * _CHUNK:  # one pass
+        if (x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64)
+                or torch.is_grad_enabled()):
             return grad * self._scale(x)
-        flat_x, flat_g = x.reshape(-1), grad.expand_as(x).reshape(-1)
-        out = torch.empty_like(flat_x)
-        for start in range(0, flat_x.numel(), _CHUNK):
-            part = slice(start, start + _CHUNK)
-            torch.mul(flat_g[part], self._scale(flat_x[part]), out=out[part])
-        return out.view_as(x)
+        out = torch.empty(x.shape, dtype=x.dtype)
+        flat_x, flat_out = x.detach().reshape(-1).numpy(), out.view(-1).numpy()
+        flat_g = grad.expand_as(x).reshape(-1).numpy()
+        with np.errstate(all="ignore"):  # inf and NaN as torch gives them: silently
+            for start in range(0, flat_x.size, _CHUNK):
+                part = slice(start, start + _CHUNK)
+                np.multiply(flat_g[part], self._scale(flat_x[part]), out=flat_out[part])
+        return out
 
-    def _scale(self, x: torch.Tensor) -> torch.Tensor:
+    def _scale(self, x: Any) -> Any:  # a torch tensor or a NumPy array
         scale = self.estimator.gradient(x, self.lower, self.upper, self.offset)
         return scale * self.grad_scale if self.grad_scale != 1.0 else scale
 
