@@ -160,3 +160,26 @@ def test_checkpoint_of_another_config_is_refused(tmp_path, monkeypatch):
                  progress=False)
     run_pair(config, spec, data, tmp_path, CPU, progress=False)  # the right config resumes
     assert (tmp_path / "final.json").exists()
+
+
+def test_losses_are_averaged_over_the_steps_each_net_trained(tmp_path):
+    """A metrics row straddling the switch averages the partner's loss over its own steps only.
+
+    8 steps, switch after step 2, a row every 3 steps: the STE twin trained only step 3 of the
+    first window, so its loss there is that one step's (close to the Q̂-net's mean over steps
+    1-3), not a third of it; before the switch a row has no partner loss at all.
+    """
+    _reproduce(tmp_path, "--set", "max_train_samples=256", "--set", "epochs=1",
+               "--set", "batch_size=32", "--set", "switch_fraction=0.25", "--set", "eval_every=3",
+               "--set", "optimizers=[sgd]", "--set", "experiments=[baseline]", "--set", "lr_sweep=[]")
+    rows = _rows(tmp_path / "runs" / "sgd-baseline")
+    assert [int(r["step"]) for r in rows] == [3, 6, 8]
+    for row in rows:
+        assert 0.8 < float(row["loss_b"]) / float(row["loss_a"]) < 1.25, row
+
+    _reproduce(tmp_path / "early", "--set", "max_train_samples=256", "--set", "epochs=1",
+               "--set", "batch_size=32", "--set", "switch_fraction=0.5", "--set", "eval_every=2",
+               "--set", "optimizers=[sgd]", "--set", "experiments=[baseline]", "--set", "lr_sweep=[]")
+    rows = _rows(tmp_path / "early" / "runs" / "sgd-baseline")
+    assert [(int(r["step"]), r["loss_b"] != "", r["ebar"] != "") for r in rows] == [
+        (2, False, False), (4, False, True), (6, True, True), (8, True, True)]

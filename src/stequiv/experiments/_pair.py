@@ -24,6 +24,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from math import nan
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,7 @@ class _Pair:
         self.b = self.opt_b = self.sched_b = None
         self.step = 0
         self.history: list[dict[str, float]] = []
-        self.loss_sum = [0.0, 0.0, 0]
+        self.loss_sum, self.loss_steps = [0.0, 0.0], [0, 0]  # Q̂-net, partner: since last measure
         if self.switch_step == 0:
             self._switch()
         self.ddp_a, self.ddp_b = dist.wrap(self.a), (dist.wrap(self.b) if self.b else None)
@@ -126,7 +127,8 @@ class _Pair:
         s = {"step": self.step, "history": self.history, "world_size": self.dist.world_size,
              "config": self.config.to_dict(), "run_id": self.spec.run_id,
              "a": self.a.state_dict(), "opt_a": self.opt_a.state_dict(),
-             "sched_a": self.sched_a.state_dict(), "loss_sum": self.loss_sum}
+             "sched_a": self.sched_a.state_dict(), "loss_sum": self.loss_sum,
+             "loss_steps": self.loss_steps}
         if self.b is not None:
             s.update(b=self.b.state_dict(), opt_b=self.opt_b.state_dict(),
                      sched_b=self.sched_b.state_dict())
@@ -140,7 +142,8 @@ class _Pair:
         self.a.load_state_dict(s["a"])
         self.opt_a.load_state_dict(s["opt_a"])
         self.sched_a.load_state_dict(s["sched_a"])
-        self.step, self.history, self.loss_sum = s["step"], s["history"], s["loss_sum"]
+        self.step, self.history = s["step"], s["history"]
+        self.loss_sum, self.loss_steps = s["loss_sum"], s["loss_steps"]
         if "b" in s:
             if self.b is None:
                 self._switch()
@@ -171,22 +174,25 @@ class _Pair:
             opt.step()
             sched.step()
             self.loss_sum[i] += loss.item()
-        self.loss_sum[2] += 1
+            self.loss_steps[i] += 1
         self.step += 1
         if self.step == self.switch_step:
             self._switch()
             self.ddp_b = self.dist.wrap(self.b)
 
     def measure(self) -> dict[str, float]:
-        n = max(self.loss_sum[2], 1)
-        la, lb = self.dist.all_sum([self.loss_sum[0] / n, self.loss_sum[1] / n])
-        row = {"step": self.step, "epoch": self.step / self.steps_per_epoch,
-               "loss_a": la / self.dist.world_size, "loss_b": lb / self.dist.world_size,
+        """One row of ``metrics.csv``: each net's mean training loss over the steps it trained since
+        the last row (the partner's row has no loss before the switch), and Ē/agreement."""
+        means = [total / max(n, 1) for total, n in zip(self.loss_sum, self.loss_steps, strict=True)]
+        la, lb = (m / self.dist.world_size for m in self.dist.all_sum(means))
+        row = {"step": self.step, "epoch": self.step / self.steps_per_epoch, "loss_a": la,
                "lr": self.opt_a.param_groups[0]["lr"]}
+        if self.loss_steps[1]:
+            row["loss_b"] = lb
         if self.b is not None:
             al = qat.alignment(self.a, self.b, remap=self.spec.remap)
             row.update(ebar=al.ebar, agreement=al.agreement)
-        self.loss_sum = [0.0, 0.0, 0]
+        self.loss_sum, self.loss_steps = [0.0, 0.0], [0, 0]
         self.history.append(row)
         return row
 
@@ -244,8 +250,8 @@ def run_pair(config: ExperimentConfig, spec: PairSpec, data: TrainData, out_dir:
             bar.update(1)
             if pair.step % config.eval_every == 0 or pair.step == pair.total:
                 row = pair.measure()
-                bar.set_postfix(loss_q=f"{row['loss_a']:.3f}", loss_b=f"{row['loss_b']:.3f}",
-                                ebar=f"{row.get('ebar', 0.0):.2e}")
+                bar.set_postfix(loss_q=f"{row['loss_a']:.3f}", loss_b=f"{row.get('loss_b', nan):.3f}",
+                                ebar=f"{row.get('ebar', nan):.2e}")
             if pair.step % config.checkpoint_every == 0 and pair.step < pair.total:
                 if dist.is_main:
                     buf = io.BytesIO()
