@@ -8,6 +8,7 @@ import pytest
 
 import stequiv as sq
 from stequiv.core import NoRemapError, UniformQuantizer
+from stequiv.core._integrate import integrate_reciprocal
 
 PAPER_TOL = 0.005  # the paper prints two decimals
 
@@ -73,3 +74,20 @@ def test_estimator_that_is_zero_inside_a_bin_has_no_map():
 def test_core_imports_without_torch():
     code = "import sys, stequiv, stequiv.core; assert 'torch' not in sys.modules, 'torch loaded'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(("h", "a", "b", "kinks", "exact"), [
+    (lambda x: 1 + 0.5 * np.cos(2 * np.pi * x), 0.0, 1.0, (), 2 / np.sqrt(3)),
+    (lambda x: 1 + np.abs(x - 0.3), 0.0, 1.0, (0.3,), np.log(1.3) + np.log(1.7)),
+    # 1/h peaks at 1e6 over a width of 1e-3: many rounds of bisection around 0
+    (lambda x: 1e-6 + x**2, -1.0, 1.0, (), 2e3 * np.arctan(1e3)),
+], ids=["smooth", "kink", "peaked"])
+def test_integrate_reciprocal_matches_closed_forms(h, a, b, kinks, exact):
+    value, error = integrate_reciprocal(h, a, b, kinks)
+    assert value == pytest.approx(exact, rel=1e-13)
+    assert error <= 1e-12 * exact
+
+
+def test_integrate_reciprocal_refuses_a_divergent_integral():
+    with pytest.raises(ArithmeticError, match="did not converge"):
+        integrate_reciprocal(lambda x: np.abs(x - 0.5), 0.0, 1.0)

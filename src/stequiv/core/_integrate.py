@@ -3,8 +3,9 @@ r"""Numeric integration of :math:`1/\hat Q'`: adaptive quadrature and cached pri
 The equivalence math needs :math:`\int ds/\hat Q'(s)` over a bin (for α) and as a function of the
 upper limit (for M). Estimators without a closed form get
 
-* :func:`integrate_reciprocal`: ``scipy.integrate.quad`` split at the estimator's kinks, with
-  relative tolerance 1e-12 and the reported error estimate;
+* :func:`integrate_reciprocal`: adaptive Gauss–Legendre (16/32 points) split at the estimator's
+  kinks, vectorised over all pieces (``scipy.integrate.quad`` calls ``h`` one point at a time,
+  which costs ~20 ms for a 17-term sum like QN's), with relative tolerance 1e-13;
 * :class:`PrimitiveTable`: the primitive on a fine grid (composite 16-point Gauss–Legendre per cell,
   cells split at the kinks), evaluated by cubic Hermite interpolation that uses the exact slope
   :math:`1/\hat Q'` at the nodes, and inverted by Newton's method.
@@ -16,24 +17,47 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import integrate
 
 __all__ = ["PrimitiveTable", "integrate_reciprocal"]
 
 Func = Callable[[np.ndarray], np.ndarray]
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(16)
+_GL32_X, _GL32_W = np.polynomial.legendre.leggauss(32)
 
 
-def integrate_reciprocal(h: Func, a: float, b: float, kinks: tuple[float, ...] = ()) -> tuple[float, float]:
-    """:math:`\\int_a^b ds/h(s)` and its error estimate, split at the kinks inside ``(a, b)``."""
-    points = sorted(k for k in kinks if a < k < b)
+def integrate_reciprocal(h: Func, a: float, b: float, kinks: tuple[float, ...] = (),
+                         rtol: float = 1e-13, max_rounds: int = 30) -> tuple[float, float]:
+    """:math:`\\int_a^b ds/h(s)` and an error bound, by vectorised adaptive Gauss–Legendre.
 
-    def f(s: float) -> float:
-        return 1.0 / float(h(np.asarray([s], dtype=np.float64))[0])
-
-    value, error = integrate.quad(f, a, b, points=points or None, epsabs=0.0, epsrel=1e-12,
-                                  limit=500)
-    return float(value), float(error)
+    The interval is split at the kinks inside ``(a, b)``. Each round evaluates ``h`` once, on the
+    16- and 32-point Gauss–Legendre nodes of every unfinished piece; a piece is done when
+    :math:`|G_{32} - G_{16}|` (a bound on the error of :math:`G_{16}`, far above that of
+    :math:`G_{32}`, which is what is kept) is at most its length's share of ``rtol`` times the
+    integral, and is halved otherwise. A smooth ``1/h`` needs one round, i.e. one call of ``h``.
+    """
+    edges = np.unique(np.concatenate([[a, b], [k for k in kinks if a < k < b]]))
+    lo, hi = edges[:-1], edges[1:]
+    done_value = done_error = 0.0
+    for _ in range(max_rounds):
+        half = 0.5 * (hi - lo)
+        mid = lo + half
+        pts = np.concatenate([mid[:, None] + half[:, None] * _GL_X[None, :],
+                              mid[:, None] + half[:, None] * _GL32_X[None, :]], axis=1)
+        f = 1.0 / h(pts)
+        coarse = half * (f[:, :_GL_X.size] @ _GL_W)
+        fine = half * (f[:, _GL_X.size:] @ _GL32_W)
+        error = np.abs(fine - coarse)
+        scale = abs(done_value + fine.sum())
+        ok = error <= rtol * scale * (2.0 * half) / (b - a)
+        done_value += float(fine[ok].sum())
+        done_error += float(error[ok].sum())
+        if ok.all():
+            return done_value, done_error
+        lo, hi = np.concatenate([lo[~ok], mid[~ok]]), np.concatenate([mid[~ok], hi[~ok]])
+    raise ArithmeticError(
+        f"the integral of 1/Q̂′ over [{a}, {b}] did not converge in {max_rounds} rounds of "
+        f"bisection ({lo.size} pieces left near {float(lo[0]):.6g}); is Q̂′ near zero there, or "
+        "discontinuous at a point missing from the estimator's `kinks`?")
 
 
 @dataclass(frozen=True, eq=False)

@@ -238,8 +238,11 @@ def _plan(est: Estimator, lower: int, upper: int, offset: float) -> RemapPlan:
 
     if est.tail == "extend":
         return RemapPlan(est, lower, upper, offset, a, core, core_inv)
-    m_lo = float(core(np.float64(lower)))
-    m_hi = float(core(np.float64(upper)))
+
+    @functools.cache
+    def range_ends() -> tuple[float, float]:
+        """M at the range ends, where the tails start (lazy: a numeric P tabulates on first use)."""
+        return float(core(np.float64(lower))), float(core(np.float64(upper)))
 
     if est.tail == "zero":
         def tail_fwd(v: Arr, edge: float, m_edge: float) -> Arr:
@@ -255,11 +258,13 @@ def _plan(est: Estimator, lower: int, upper: int, offset: float) -> RemapPlan:
             return est.tail_primitive_inverse((y - m_edge) / a, edge, lower, upper, offset)  # type: ignore[attr-defined]
 
     def forward(v: Arr) -> Arr:
+        m_lo, m_hi = range_ends()
         out = core(np.clip(v, lower, upper))
         out = np.where(v > upper, tail_fwd(v, upper, m_hi), out)
         return np.where(v < lower, tail_fwd(v, lower, m_lo), out).astype(v.dtype, copy=False)
 
     def backward(y: Arr) -> Arr:
+        m_lo, m_hi = range_ends()
         out = core_inv(np.clip(y, m_lo, m_hi).astype(y.dtype))
         out = np.where(y > m_hi, tail_inv(y, upper, m_hi), out)
         return np.where(y < m_lo, tail_inv(y, lower, m_lo), out).astype(y.dtype, copy=False)
