@@ -1,4 +1,4 @@
-"""Every speed target of issues 2 and 3 in one Markdown table, also written to RESULTS.md.
+"""Every speed target of issues 2, 3 and 4 in one Markdown table, also written to RESULTS.md.
 
 Run: make bench   (or .venv/bin/python benchmarks/run_all.py)
 The machine may be shared: the table's header records the load average before and after, and
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 import bench_core
+import bench_pair
 import bench_torch
 from _bench import markdown
 from stequiv.core import _fastmap
@@ -38,6 +39,7 @@ def main() -> None:
     load_before = os.getloadavg()
     core = bench_core.run()
     rows, notes = bench_torch.run()
+    pair = bench_pair.run()
     load_after = os.getloadavg()
     header = [
         "# Benchmark results",
@@ -48,7 +50,7 @@ def main() -> None:
         f"{load_after[2]:.2f}: on a shared machine, compare ratios, not absolute times.",
         "",
     ]
-    text = "\n".join([*header, markdown(core + rows), *(f"\n{n}" for n in notes), ""])
+    text = "\n".join([*header, markdown(core + rows + pair), *(f"\n{n}" for n in notes), ""])
     RESULTS.write_text(text, encoding="utf-8")
     print(text)
 
