@@ -4,6 +4,7 @@ import json
 
 from click.testing import CliRunner
 
+from stequiv import experiments
 from stequiv.cli import main
 
 
@@ -41,3 +42,17 @@ def test_config_file_and_overrides(tmp_path):
 def test_report_on_an_empty_folder_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert result.exit_code == 1 and result.output.startswith("Error:")
+
+
+def test_precedence_is_preset_then_file_then_command_line(tmp_path, monkeypatch):
+    """defaults < --preset/--quick < --config file < options and --set."""
+    seen = []
+    monkeypatch.setattr(experiments, "reproduce", lambda config, *a, **k: seen.append(config) or {})
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("epochs: 2\nbits: 3\neval_every: 7\n")
+    result = CliRunner().invoke(main, ["reproduce", "--quick", "--config", str(cfg), "--bits", "4",
+                                       "--set", "eval_every=9", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    (config,) = seen
+    assert (config.dataset, config.lr_sweep) == ("mnist-5k", (0.25, 4.0))  # from the preset
+    assert (config.epochs, config.bits, config.eval_every) == (2, 4, 9)  # file, then command line

@@ -151,7 +151,7 @@ def reproduce_cmd(out_dir: Path, quick: bool, preset: str | None, config_file: P
     cli_values.update(_override(sets))
     try:
         if config_file is not None:
-            config = ExperimentConfig.load(config_file, **{**values, **cli_values})
+            config = ExperimentConfig.load(config_file, values, **cli_values)
         else:
             config = ExperimentConfig.from_dict({**values, **cli_values})
         summary = reproduce(config, out_dir, progress=not no_progress)

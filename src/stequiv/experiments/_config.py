@@ -131,8 +131,10 @@ class ExperimentConfig:
         return cls(**clean)
 
     @classmethod
-    def load(cls, path: str | Path, **overrides: Any) -> ExperimentConfig:
-        """Read a YAML or JSON file, then apply ``overrides`` (command-line values)."""
+    def load(cls, path: str | Path, base: Mapping[str, Any] | None = None,
+             **overrides: Any) -> ExperimentConfig:
+        """Read a YAML or JSON file over ``base`` (a preset's values), then apply ``overrides``
+        (command-line values): defaults < base < file < overrides."""
         text = Path(path).read_text()
         if str(path).endswith((".yaml", ".yml")):
             import yaml
@@ -142,7 +144,7 @@ class ExperimentConfig:
             data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a config file must hold a mapping of keys to values")
-        return cls.from_dict({**data, **overrides})
+        return cls.from_dict({**(base or {}), **data, **overrides})
 
 
 PRESETS: dict[str, dict[str, Any]] = {
