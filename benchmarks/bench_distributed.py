@@ -39,13 +39,13 @@ def worker(out: str) -> None:
         load_data,
         setup_distributed,
     )
-    from stequiv.experiments._pair import _index_batches, _Pair
+    from stequiv.experiments._pair import _Group, _index_batches
 
     config = ExperimentConfig.from_dict({**PRESETS["resnet"], "switch_fraction": 0.0, "device": "cpu"})
     dist = setup_distributed(config.device)
     torch.use_deterministic_algorithms(True)
     data = load_data(config)
-    pair = _Pair(config, PairSpec("sgd-baseline", "sgd", "baseline"), data, dist)
+    pair = _Group(config, [PairSpec("sgd-baseline", "sgd", "baseline")], data, dist)
     batches = _index_batches(len(data.train), config, dist, 0)[:WARMUP + STEPS]
     times = []
     for batch in data.train.batches(batches, 0):

@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from stequiv.experiments import ExperimentConfig, PairSpec, load_data, pair_specs, run_pair
+from stequiv.experiments import (
+    ExperimentConfig,
+    PairSpec,
+    group_specs,
+    load_data,
+    pair_specs,
+    run_group,
+    run_pair,
+)
 from stequiv.experiments import _pair as pair_module
 from stequiv.experiments._distributed import Dist
 
@@ -28,7 +36,8 @@ def _run(config, data, spec, folder):
 
 def _same(a: Path, b: Path):
     fa, fb = (json.loads((d / "final.json").read_text()) for d in (a, b))
-    fa.pop("seconds"), fb.pop("seconds")
+    for key in ("seconds", "trained_with"):  # wall time; which partners shared the Q̂-net
+        fa.pop(key), fb.pop(key)
     assert fa == fb
     assert (a / "metrics.csv").read_text() == (b / "metrics.csv").read_text()
     wa, wb = np.load(a / "weights.npz"), np.load(b / "weights.npz")
@@ -48,19 +57,19 @@ def test_interrupted_run_resumes_bit_identically(tiny, tmp_path, monkeypatch):
     config, data = tiny
     spec = PairSpec("sgd-baseline", "sgd", "baseline")
     _run(config, data, spec, tmp_path / "straight")
-    original = pair_module._Pair.train_step
+    original = pair_module._Group.train_step
 
     def crash_after_seven(self, idx):
         if self.step == 7:
             raise KeyboardInterrupt
         original(self, idx)
 
-    monkeypatch.setattr(pair_module._Pair, "train_step", crash_after_seven)
+    monkeypatch.setattr(pair_module._Group, "train_step", crash_after_seven)
     with pytest.raises(KeyboardInterrupt):
         _run(config, data, spec, tmp_path / "resumed")
     assert (tmp_path / "resumed" / "checkpoint.pt").exists()
     assert not (tmp_path / "resumed" / "final.json").exists()
-    monkeypatch.setattr(pair_module._Pair, "train_step", original)
+    monkeypatch.setattr(pair_module._Group, "train_step", original)
     _run(config, data, spec, tmp_path / "resumed")
     assert not (tmp_path / "resumed" / "checkpoint.pt").exists()
     _same(tmp_path / "straight", tmp_path / "resumed")
@@ -69,17 +78,17 @@ def test_interrupted_run_resumes_bit_identically(tiny, tmp_path, monkeypatch):
 def test_resume_with_another_world_size_is_refused(tiny, tmp_path, monkeypatch):
     config, data = tiny
     spec = PairSpec("sgd-baseline", "sgd", "baseline")
-    original = pair_module._Pair.train_step
+    original = pair_module._Group.train_step
 
     def crash(self, idx):
         if self.step == 6:
             raise KeyboardInterrupt
         original(self, idx)
 
-    monkeypatch.setattr(pair_module._Pair, "train_step", crash)
+    monkeypatch.setattr(pair_module._Group, "train_step", crash)
     with pytest.raises(KeyboardInterrupt):
         _run(config, data, spec, tmp_path)
-    monkeypatch.setattr(pair_module._Pair, "train_step", original)
+    monkeypatch.setattr(pair_module._Group, "train_step", original)
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     ckpt["world_size"] = 2
     torch.save(ckpt, tmp_path / "checkpoint.pt")
@@ -127,3 +136,45 @@ def test_config_errors():
 def test_default_sharpness_is_5_5_over_max():
     assert ExperimentConfig(bits=2).estimator_spec() == {"name": "htge", "t": pytest.approx(11 / 3)}
     assert ExperimentConfig(bits=4).estimator_spec()["t"] == pytest.approx(11 / 15)
+
+
+GROUP = [PairSpec("sgd-baseline", "sgd", "baseline"),
+         PairSpec("sgd-lr-tweak", "sgd", "lr-tweak", partner="lr-tweak"),
+         PairSpec("sgd-unadjusted", "sgd", "unadjusted")]
+
+
+def test_a_group_gives_every_pair_bit_for_bit(tiny, tmp_path, monkeypatch):
+    """One Q̂-net trained with three partners beside it = three separate pairs, to the bit; an
+    interrupted group resumes from the checkpoint in its first folder, also to the bit."""
+    config, data = tiny
+    for spec in GROUP:
+        _run(config, data, spec, tmp_path / "pairs" / spec.run_id)
+    original = pair_module._Group.train_step
+
+    def crash_after_seven(self, idx):
+        if self.step == 7:
+            raise KeyboardInterrupt
+        original(self, idx)
+
+    dirs = [tmp_path / "group" / s.run_id for s in GROUP]
+    monkeypatch.setattr(pair_module._Group, "train_step", crash_after_seven)
+    with pytest.raises(KeyboardInterrupt):
+        run_group(config, GROUP, data, dirs, CPU, progress=False)
+    assert (dirs[0] / "checkpoint.pt").exists()
+    monkeypatch.setattr(pair_module._Group, "train_step", original)
+    finals = run_group(config, GROUP, data, dirs, CPU, progress=False)
+    assert [f["trained_with"] for f in finals] == [[s.run_id for s in GROUP]] * 3
+    for spec in GROUP:
+        _same(tmp_path / "pairs" / spec.run_id, tmp_path / "group" / spec.run_id)
+
+
+def test_specs_are_grouped_by_the_qnet_they_train():
+    config = ExperimentConfig(lr_sweep=(0.25,))
+    groups = [[s.run_id for s in g] for g in group_specs(pair_specs(config))]
+    assert groups == [
+        ["sgd-baseline", "sgd-lr-tweak", "sgd-unadjusted", "sgd-m-only", "sgd-alpha-only"],
+        ["adam-baseline", "adam-lr-tweak"],
+        ["sgd-lr-sweep-x0.25", "sgd-lr-sweep-tweak-x0.25"]]
+    with pytest.raises(ValueError, match="must share the Q̂-net's optimizer and lr factor"):
+        run_group(config, [GROUP[0], PairSpec("adam-baseline", "adam", "baseline")], None,
+                  ["a", "b"], CPU)

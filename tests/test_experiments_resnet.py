@@ -141,17 +141,17 @@ def test_checkpoint_of_another_config_is_refused(tmp_path, monkeypatch):
     config = ExperimentConfig(**tiny)
     data = load_data(config)
     spec = PairSpec("sgd-baseline", "sgd", "baseline")
-    original = pair_module._Pair.train_step
+    original = pair_module._Group.train_step
 
     def crash(self, batch):
         if self.step == 3:
             raise KeyboardInterrupt
         original(self, batch)
 
-    monkeypatch.setattr(pair_module._Pair, "train_step", crash)
+    monkeypatch.setattr(pair_module._Group, "train_step", crash)
     with pytest.raises(KeyboardInterrupt):
         run_pair(config, spec, data, tmp_path, CPU, progress=False)
-    monkeypatch.setattr(pair_module._Pair, "train_step", original)
+    monkeypatch.setattr(pair_module._Group, "train_step", original)
     other = ExperimentConfig(**{**tiny, "lr_sgd": 2e-3})
     with pytest.raises(ValueError, match=r"written by another run or config .* keys that differ: \['lr_sgd'\]"):
         run_pair(other, spec, data, tmp_path, CPU, progress=False)

@@ -6,7 +6,9 @@ from ._config import ExperimentConfig as ExperimentConfig
 from ._distributed import Dist as Dist
 from ._distributed import setup_distributed as setup_distributed
 from ._pair import TrainData as TrainData
+from ._pair import run_group as run_group
 from ._pair import run_pair as run_pair
+from ._reproduce import group_specs as group_specs
 from ._reproduce import load_data as load_data
 from ._reproduce import reproduce as reproduce
 from ._setup import PairSpec as PairSpec

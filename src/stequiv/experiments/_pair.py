@@ -23,6 +23,7 @@ import io
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from math import nan
 from pathlib import Path
@@ -40,7 +41,7 @@ from ._config import IMAGE_FOLDER, ExperimentConfig
 from ._distributed import Dist
 from ._setup import PairSpec, build_partner, build_qnet, describe_partner, make_optimizer
 
-__all__ = ["TrainData", "run_pair"]
+__all__ = ["TrainData", "run_group", "run_pair"]
 
 
 @dataclass(frozen=True)
@@ -97,11 +98,21 @@ def evaluate(model: torch.nn.Module, data: Split, dist: Dist, batch: int = 1000,
     return {"acc": correct / len(data), "loss": loss / len(data)}
 
 
-class _Pair:
-    """The mutable state of one paired run."""
+class _Group:
+    """The mutable state of one Q̂-net and its partners (one per spec), trained in lockstep.
 
-    def __init__(self, config: ExperimentConfig, spec: PairSpec, data: TrainData, dist: Dist):
-        self.config, self.spec, self.data, self.dist = config, spec, data, dist
+    Every spec of a group trains the same Q̂-net (same optimizer and learning-rate factor, same
+    seed and data), so the Q̂-net is trained once and each partner follows it: the Q̂-net's
+    trajectory, and hence every number, is the one a separate pair would give.
+    """
+
+    def __init__(self, config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainData,
+                 dist: Dist):
+        if len({(s.optimizer, s.lr_factor) for s in specs}) != 1:
+            raise ValueError("a group's specs must share the Q̂-net's optimizer and lr factor, got "
+                             f"{[(s.run_id, s.optimizer, s.lr_factor) for s in specs]}")
+        self.config, self.specs, self.data, self.dist = config, list(specs), data, dist
+        self.run_id = "+".join(s.run_id for s in specs)
         self.steps_per_epoch = len(data.train) // config.batch_size
         if self.steps_per_epoch == 0:
             raise ValueError(f"`batch_size` {config.batch_size} exceeds the {len(data.train)} "
@@ -109,30 +120,31 @@ class _Pair:
         self.total = self.steps_per_epoch * config.epochs
         self.switch_step = round(self.total * config.switch_fraction)
         self.a = build_qnet(config, data.train.in_channels, data.train.num_classes, dist.device)
-        self.opt_a, self.sched_a = make_optimizer(config, spec.optimizer, self.a, spec.lr_factor,
-                                                  self.total)
-        self.b = self.opt_b = self.sched_b = None
+        self.opt_a, self.sched_a = make_optimizer(config, specs[0].optimizer, self.a,
+                                                  specs[0].lr_factor, self.total)
+        self.partners: list[tuple[torch.nn.Module, Any, Any]] = []  # (net, optimizer, schedule)
+        self.ddp_partners: list[torch.nn.Module] = []
         self.step = 0
-        self.history: list[dict[str, float]] = []
-        self.loss_sum, self.loss_steps = [0.0, 0.0], [0, 0]  # Q̂-net, partner: since last measure
+        self.histories: list[list[dict[str, float]]] = [[] for _ in self.specs]
+        # mean-loss accumulators since the last row: the Q̂-net first, then each partner
+        self.loss_sum, self.loss_steps = [0.0] * (1 + len(specs)), [0] * (1 + len(specs))
         if self.switch_step == 0:
             self._switch()
-        self.ddp_a, self.ddp_b = dist.wrap(self.a), (dist.wrap(self.b) if self.b else None)
+        self.ddp_a = dist.wrap(self.a)
 
     def _switch(self) -> None:
-        self.b, self.opt_b, self.sched_b = build_partner(self.config, self.spec, self.a,
-                                                         self.opt_a, self.sched_a)
+        self.partners = [build_partner(self.config, spec, self.a, self.opt_a, self.sched_a)
+                         for spec in self.specs]
+        self.ddp_partners = [self.dist.wrap(net) for net, _, _ in self.partners]
 
     def state(self) -> dict[str, Any]:
-        s = {"step": self.step, "history": self.history, "world_size": self.dist.world_size,
-             "config": self.config.to_dict(), "run_id": self.spec.run_id,
-             "a": self.a.state_dict(), "opt_a": self.opt_a.state_dict(),
-             "sched_a": self.sched_a.state_dict(), "loss_sum": self.loss_sum,
-             "loss_steps": self.loss_steps}
-        if self.b is not None:
-            s.update(b=self.b.state_dict(), opt_b=self.opt_b.state_dict(),
-                     sched_b=self.sched_b.state_dict())
-        return s
+        return {"step": self.step, "histories": self.histories,
+                "world_size": self.dist.world_size, "config": self.config.to_dict(),
+                "run_id": self.run_id, "a": self.a.state_dict(), "opt_a": self.opt_a.state_dict(),
+                "sched_a": self.sched_a.state_dict(), "loss_sum": self.loss_sum,
+                "loss_steps": self.loss_steps,
+                "partners": [{"net": net.state_dict(), "opt": opt.state_dict(),
+                              "sched": sched.state_dict()} for net, opt, sched in self.partners]}
 
     def load(self, s: dict[str, Any], path: Path) -> None:
         self._check_origin(s, path)
@@ -142,31 +154,30 @@ class _Pair:
         self.a.load_state_dict(s["a"])
         self.opt_a.load_state_dict(s["opt_a"])
         self.sched_a.load_state_dict(s["sched_a"])
-        self.step, self.history = s["step"], s["history"]
+        self.step, self.histories = s["step"], s["histories"]
         self.loss_sum, self.loss_steps = s["loss_sum"], s["loss_steps"]
-        if "b" in s:
-            if self.b is None:
-                self._switch()
-                self.ddp_b = self.dist.wrap(self.b)
-            self.b.load_state_dict(s["b"])
-            self.opt_b.load_state_dict(s["opt_b"])
-            self.sched_b.load_state_dict(s["sched_b"])
+        if s["partners"] and not self.partners:
+            self._switch()
+        for (net, opt, sched), saved in zip(self.partners, s["partners"], strict=True):
+            net.load_state_dict(saved["net"])
+            opt.load_state_dict(saved["opt"])
+            sched.load_state_dict(saved["sched"])
 
     def _check_origin(self, s: dict[str, Any], path: Path) -> None:
         """Refuse a checkpoint of another run or config (its tensors would not fit, or mislead)."""
         ours = json.loads(json.dumps(self.config.to_dict()))
         theirs = json.loads(json.dumps(s.get("config", ours)))
-        if theirs != ours or s.get("run_id", self.spec.run_id) != self.spec.run_id:
+        if theirs != ours or s.get("run_id", self.run_id) != self.run_id:
             keys = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
             raise ValueError(f"checkpoint {str(path)!r} was written by another run or config "
                              f"(run {s.get('run_id')!r}, keys that differ: {keys}); delete it to "
-                             "start this pair afresh, or resume with the config that wrote it")
+                             "start this run afresh, or resume with the config that wrote it")
 
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         x, y = (t.to(self.dist.device) for t in batch)
         nets = [(self.ddp_a, self.opt_a, self.sched_a)]
-        if self.b is not None:
-            nets.append((self.ddp_b, self.opt_b, self.sched_b))
+        nets += [(ddp, opt, sched) for ddp, (_, opt, sched) in zip(self.ddp_partners, self.partners,
+                                                                   strict=True)]
         for i, (net, opt, sched) in enumerate(nets):
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(net(x), y)
@@ -178,23 +189,26 @@ class _Pair:
         self.step += 1
         if self.step == self.switch_step:
             self._switch()
-            self.ddp_b = self.dist.wrap(self.b)
 
-    def measure(self) -> dict[str, float]:
-        """One row of ``metrics.csv``: each net's mean training loss over the steps it trained since
-        the last row (the partner's row has no loss before the switch), and Ē/agreement."""
+    def measure(self) -> list[dict[str, float]]:
+        """One ``metrics.csv`` row per partner: each net's mean training loss over the steps it
+        trained since the last row (no partner loss before the switch), and Ē/agreement."""
         means = [total / max(n, 1) for total, n in zip(self.loss_sum, self.loss_steps, strict=True)]
-        la, lb = (m / self.dist.world_size for m in self.dist.all_sum(means))
-        row = {"step": self.step, "epoch": self.step / self.steps_per_epoch, "loss_a": la,
-               "lr": self.opt_a.param_groups[0]["lr"]}
-        if self.loss_steps[1]:
-            row["loss_b"] = lb
-        if self.b is not None:
-            al = qat.alignment(self.a, self.b, remap=self.spec.remap)
-            row.update(ebar=al.ebar, agreement=al.agreement)
-        self.loss_sum, self.loss_steps = [0.0, 0.0], [0, 0]
-        self.history.append(row)
-        return row
+        means = [m / self.dist.world_size for m in self.dist.all_sum(means)]
+        shared = {"step": self.step, "epoch": self.step / self.steps_per_epoch,
+                  "loss_a": means[0], "lr": self.opt_a.param_groups[0]["lr"]}
+        rows = []
+        for k, spec in enumerate(self.specs):
+            row = dict(shared)
+            if self.loss_steps[1 + k]:
+                row["loss_b"] = means[1 + k]
+            if self.partners:
+                al = qat.alignment(self.a, self.partners[k][0], remap=spec.remap)
+                row.update(ebar=al.ebar, agreement=al.agreement)
+            self.histories[k].append(row)
+            rows.append(row)
+        self.loss_sum, self.loss_steps = [0.0] * len(self.loss_sum), [0] * len(self.loss_steps)
+        return rows
 
 
 def _metrics_csv(history: list[dict[str, float]]) -> str:
@@ -207,17 +221,17 @@ def _metrics_csv(history: list[dict[str, float]]) -> str:
     return buf.getvalue()
 
 
-def _weights_npz(pair: _Pair) -> bytes:
-    layers_a = qat.quantized_layers(pair.a)
+def _weights_npz(a: torch.nn.Module, b: torch.nn.Module, spec: PairSpec) -> bytes:
+    """Every quantized latent weight of the Q̂-net (through M where ``spec.remap``) and partner."""
     xs, ys, idx, names, extra = [], [], [], [], {}
-    for i, (name, fq) in enumerate(layers_a.items()):
-        w_a = qat.latent_weight(pair.a, name).detach().cpu().numpy()
-        if pair.spec.remap:
+    for i, (name, fq) in enumerate(qat.quantized_layers(a).items()):
+        w_a = qat.latent_weight(a, name).detach().cpu().numpy()
+        if spec.remap:
             from ..core import remap
 
             w_a = remap(fq.estimator, fq.quantizer(), w_a)
         xs.append(w_a.ravel().astype(np.float32))
-        ys.append(qat.latent_weight(pair.b, name).detach().cpu().numpy().ravel().astype(np.float32))
+        ys.append(qat.latent_weight(b, name).detach().cpu().numpy().ravel().astype(np.float32))
         idx.append(np.full(w_a.size, i, dtype=np.int16))
         names.append(name)
         extra[f"boundaries_{i}"] = fq.quantizer().boundary_points().astype(np.float64)
@@ -227,70 +241,89 @@ def _weights_npz(pair: _Pair) -> bytes:
     return buf.getvalue()
 
 
+def run_group(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainData,
+              out_dirs: Sequence[Path], dist: Dist, *, progress: bool = True) -> list[dict[str, Any]]:
+    """Train one Q̂-net with a partner per spec (results of ``specs[k]`` in ``out_dirs[k]``).
+
+    The specs must share the optimizer and learning-rate factor (the Q̂-net they train); the
+    checkpoint lives in ``out_dirs[0]`` and a group resumes from it. Returns each final.json.
+    """
+    out_dirs = [Path(d) for d in out_dirs]
+    final_paths = [d / "final.json" for d in out_dirs]
+    if all(p.exists() for p in final_paths):
+        return [json.loads(p.read_text()) for p in final_paths]
+    torch.manual_seed(config.seed)
+    group = _Group(config, specs, data, dist)
+    ckpt = out_dirs[0] / "checkpoint.pt"
+    if ckpt.exists():
+        group.load(torch.load(ckpt, map_location=dist.device, weights_only=False), ckpt)
+    started = time.perf_counter()
+    bar = tqdm(total=group.total, initial=group.step, desc=group.run_id, leave=False,
+               disable=not (progress and dist.is_main), dynamic_ncols=True)
+    while group.step < group.total:
+        epoch, skip = divmod(group.step, group.steps_per_epoch)
+        todo = _index_batches(len(data.train), config, dist, epoch)[skip:]
+        for batch in data.train.batches(todo, epoch, config.workers):
+            group.train_step(batch)
+            bar.update(1)
+            if group.step % config.eval_every == 0 or group.step == group.total:
+                rows = group.measure()
+                bar.set_postfix(loss_q=f"{rows[0]['loss_a']:.3f}",
+                                loss_b=f"{rows[0].get('loss_b', nan):.3f}",
+                                ebar=f"{rows[0].get('ebar', nan):.2e}")
+            if group.step % config.checkpoint_every == 0 and group.step < group.total:
+                if dist.is_main:
+                    buf = io.BytesIO()
+                    torch.save(group.state(), buf)
+                    atomic_write(ckpt, buf.getvalue())
+                dist.barrier()
+            if group.step == group.total:
+                break
+    bar.close()
+    finals = _finish(group, time.perf_counter() - started)
+    if dist.is_main:
+        for k, (spec, out_dir) in enumerate(zip(group.specs, out_dirs, strict=True)):
+            atomic_write(out_dir / "metrics.csv", _metrics_csv(group.histories[k]))
+            atomic_write(out_dir / "weights.npz", _weights_npz(group.a, group.partners[k][0], spec))
+            atomic_write(final_paths[k], json.dumps(finals[k], indent=2))
+        ckpt.unlink(missing_ok=True)
+    dist.barrier()
+    return finals
+
+
 def run_pair(config: ExperimentConfig, spec: PairSpec, data: TrainData, out_dir: Path,
              dist: Dist, *, progress: bool = True) -> dict[str, Any]:
     """Train one pair (resuming from ``out_dir/checkpoint.pt`` if present); returns final.json."""
-    out_dir = Path(out_dir)
-    final_path = out_dir / "final.json"
-    if final_path.exists():
-        return json.loads(final_path.read_text())
-    torch.manual_seed(config.seed)
-    pair = _Pair(config, spec, data, dist)
-    ckpt = out_dir / "checkpoint.pt"
-    if ckpt.exists():
-        pair.load(torch.load(ckpt, map_location=dist.device, weights_only=False), ckpt)
-    started = time.perf_counter()
-    bar = tqdm(total=pair.total, initial=pair.step, desc=spec.run_id, leave=False,
-               disable=not (progress and dist.is_main), dynamic_ncols=True)
-    while pair.step < pair.total:
-        epoch, skip = divmod(pair.step, pair.steps_per_epoch)
-        todo = _index_batches(len(data.train), config, dist, epoch)[skip:]
-        for batch in data.train.batches(todo, epoch, config.workers):
-            pair.train_step(batch)
-            bar.update(1)
-            if pair.step % config.eval_every == 0 or pair.step == pair.total:
-                row = pair.measure()
-                bar.set_postfix(loss_q=f"{row['loss_a']:.3f}", loss_b=f"{row.get('loss_b', nan):.3f}",
-                                ebar=f"{row.get('ebar', nan):.2e}")
-            if pair.step % config.checkpoint_every == 0 and pair.step < pair.total:
-                if dist.is_main:
-                    buf = io.BytesIO()
-                    torch.save(pair.state(), buf)
-                    atomic_write(ckpt, buf.getvalue())
-                dist.barrier()
-            if pair.step == pair.total:
-                break
-    bar.close()
-    final = _finish(pair, spec, time.perf_counter() - started)
-    if dist.is_main:
-        atomic_write(out_dir / "metrics.csv", _metrics_csv(pair.history))
-        atomic_write(out_dir / "weights.npz", _weights_npz(pair))
-        atomic_write(final_path, json.dumps(final, indent=2))
-        ckpt.unlink(missing_ok=True)
-    dist.barrier()
-    return final
+    return run_group(config, [spec], data, [out_dir], dist, progress=progress)[0]
 
 
-def _finish(pair: _Pair, spec: PairSpec, seconds: float) -> dict[str, Any]:
-    al = qat.alignment(pair.a, pair.b, remap=spec.remap)
-    lr = pair.config.lr_sgd if spec.optimizer == "sgd" else pair.config.lr_adam
-    nets = {}
+def _finish(group: _Group, seconds: float) -> list[dict[str, Any]]:
+    """final.json of every spec; the Q̂-net is evaluated once for all of them."""
+    config = group.config
     # Decoded image-folder batches are large (3 x 224 x 224 floats each) and the DataLoader
     # workers prefetch several: evaluate those in training-size batches.
-    batch = pair.config.batch_size if pair.config.dataset == IMAGE_FOLDER else 1000
-    opts = {"batch": batch, "workers": pair.config.workers}
-    for key, model, label in (("a", pair.a, f"Q̂ ({pair.config.estimator})"),
-                              ("b", pair.b, describe_partner(spec, pair.a))):
-        tr = evaluate(model, pair.data.train.eval_view(), pair.dist, **opts)
-        va = evaluate(model, pair.data.val, pair.dist, **opts)
-        nets[key] = {"label": label, "train_acc": tr["acc"], "train_loss": tr["loss"],
-                     "val_acc": va["acc"], "val_loss": va["loss"]}
-    final: dict[str, Any] = {
-        "run_id": spec.run_id, "optimizer": spec.optimizer, "experiment": spec.experiment,
-        "partner": spec.partner, "lr": lr * spec.lr_factor, "lr_factor": spec.lr_factor,
-        "remap": spec.remap, "ebar": al.ebar, "agreement": al.agreement,
-        "layers": {k: vars(v) for k, v in al.layers.items()}, "nets": nets,
-        "steps": pair.total, "switch_step": pair.switch_step, "seconds": seconds,
-        "world_size": pair.dist.world_size,
-    }
-    return final
+    batch = config.batch_size if config.dataset == IMAGE_FOLDER else 1000
+    opts = {"batch": batch, "workers": config.workers}
+
+    def scores(model: torch.nn.Module, label: str) -> dict[str, Any]:
+        tr = evaluate(model, group.data.train.eval_view(), group.dist, **opts)
+        va = evaluate(model, group.data.val, group.dist, **opts)
+        return {"label": label, "train_acc": tr["acc"], "train_loss": tr["loss"],
+                "val_acc": va["acc"], "val_loss": va["loss"]}
+
+    qnet = scores(group.a, f"Q̂ ({config.estimator})")
+    finals = []
+    for spec, (b, _, _) in zip(group.specs, group.partners, strict=True):
+        al = qat.alignment(group.a, b, remap=spec.remap)
+        lr = config.lr_sgd if spec.optimizer == "sgd" else config.lr_adam
+        finals.append({
+            "run_id": spec.run_id, "optimizer": spec.optimizer, "experiment": spec.experiment,
+            "partner": spec.partner, "lr": lr * spec.lr_factor, "lr_factor": spec.lr_factor,
+            "remap": spec.remap, "ebar": al.ebar, "agreement": al.agreement,
+            "layers": {k: vars(v) for k, v in al.layers.items()},
+            "nets": {"a": qnet, "b": scores(b, describe_partner(spec, group.a))},
+            "steps": group.total, "switch_step": group.switch_step,
+            "seconds": seconds, "trained_with": [s.run_id for s in group.specs],
+            "world_size": group.dist.world_size,
+        })
+    return finals
