@@ -1,9 +1,13 @@
-"""Paired training: the Q̂-net and its partner in lockstep on one data stream.
+"""Paired training: the Q̂-net and its partners in lockstep on one data stream.
 
-Both nets see identical batches in identical order (one seeded ``DistributedSampler``
+A *pair* is the Q̂-net and one partner (its STE twin, or an lr-tweaked copy, ...). Pairs that
+train the same Q̂-net form a *group* (``run_group``): the Q̂-net trains once and every partner
+steps beside it, which gives each pair's numbers to the bit at a fraction of the cost.
+
+All nets see identical batches in identical order (one seeded ``DistributedSampler``
 permutation per epoch, sharded over torchrun ranks so that the global batch is the same for any
 number of processes), with identical seeds. Ē and agreement are recorded every ``eval_every``
-steps. A checkpoint (both nets, optimizers, schedules, history, the config) is written atomically
+steps. A checkpoint (all nets, optimizers, schedules, histories, the config) is written atomically
 by rank 0 every ``checkpoint_every`` steps; a resumed run (same config, same number of processes)
 skips the batches already seen and continues bit-identically.
 
@@ -12,8 +16,8 @@ deals out indices and asks the split for ``batches(index_lists, epoch, workers)`
 to ``dist.device`` here, so the same code runs on CPU and CUDA.
 
 With ``switch_fraction = p > 0`` (the paper's ImageNet protocol) only the Q̂-net trains for the
-first p of the steps; then the partner is built from its weights *and optimizer state* and both
-continue. Alignment is reported from the switch on.
+first p of the steps; then the partners are built from its weights *and optimizer state* and
+all continue. Alignment is reported from the switch on.
 """
 
 from __future__ import annotations
