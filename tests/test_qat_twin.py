@@ -195,3 +195,34 @@ def test_alignment_tracker_records_history():
         tracker.update(step)
     assert [h["step"] for h in tracker.history] == [0, 2, 4]
     assert all(0 <= h["ebar"] < 0.01 and h["agreement"] > 0.99 for h in tracker.history)
+
+
+@pytest.mark.parametrize(("name", "scale"), [("momentum", "M′/α"), ("adam", "1/Q̂′")])
+def test_state_scale_inside_and_outside_the_range(name, scale):
+    """SGD momentum maps by M′(w)/α (1/α where HTGE vanishes, beyond the range: M′ = 1 there),
+    Adam's first moment by 1/Q̂′(w) (1 where it vanishes), checked weight by weight."""
+    model = _model()
+    opt = OPTIMIZERS[name](model.parameters())
+    _step(model, opt, _batch())
+    layers = sq.quantized_layers(model)
+    key = "momentum_buffer" if name == "momentum" else "exp_avg"
+    with torch.no_grad():
+        for n in layers:
+            w = sq.latent_weight(model, n)
+            w[0].mul_(3.0)  # push one filter's weights partly beyond the clip range
+            opt.state[w][key] = torch.ones_like(w)
+    twin, twin_opt = sq.to_ste(model, opt)
+    for n, fq in layers.items():
+        est, q = fq.estimator, fq.quantizer()
+        w = sq.latent_weight(model, n).detach().numpy()
+        a = sq.alpha(est, q)
+        v = q.to_grid(w)
+        if scale == "M′/α":
+            expected = sq.remap_derivative(est, q, w) / a
+        else:
+            g = est.gradient(v, q.lower, q.upper, q.offset)
+            expected = np.where(g > 0, 1 / np.where(g > 0, g, 1), 1.0)
+        outside = (v < q.lower) | (v > q.upper)
+        assert outside.any() and not outside.all()
+        got = twin_opt.state[sq.latent_weight(twin, n)][key].numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-12)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..core import Estimator, NoRemapError, UniformQuantizer, get_estimator, ste_twin
-from ..core._remap import plan_for, remap, remap_derivative, unremap
+from ..core._remap import plan_for, remap, unremap
 from . import _optim
 from ._fake_quant import WeightFakeQuant
 from ._quantize import latent_weight, quantized_layers
@@ -54,12 +54,19 @@ def _numpy_map(fn: Callable[..., np.ndarray], est: Estimator, q: UniformQuantize
     return apply
 
 
-def _adam_scale(est: Estimator, fq: WeightFakeQuant, q: UniformQuantizer) -> Callable[[torch.Tensor], torch.Tensor]:
-    """s = 1/Q̂′(w) where Q̂′ > 0, else 1 (the twin's PWL is zero there too)."""
+def _reciprocal_slope(est: Estimator, fq: WeightFakeQuant, q: UniformQuantizer,
+                      where_zero: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """s(w) = 1/Q̂′(w) where Q̂′ > 0, else ``where_zero`` (the twin's PWL is zero there too).
+
+    SGD's state scale M′/α is this with ``where_zero = 1/α`` (M′ = α/Q̂′, and 1 where M is
+    continued by translation); Adam's is this with 1. Evaluated in torch, on the weights' device.
+    """
     def scale(w: torch.Tensor) -> torch.Tensor:
         x = w.detach() if est.units == "weight" else w.detach() * fq.inv_delta.to(w.dtype) - fq.offset
         g = est.gradient(x, q.lower, q.upper, q.offset)
-        return torch.where(g > 0, 1.0 / torch.where(g > 0, g, torch.ones_like(g)), torch.ones_like(g))
+        positive = g > 0
+        return torch.where(positive, 1.0 / torch.where(positive, g, torch.ones_like(g)),
+                           torch.full_like(g, where_zero))
     return scale
 
 
@@ -74,15 +81,14 @@ def _plan_layer(name: str, fq: WeightFakeQuant, kind: str, estimator: Estimator,
                 if kind == "sgd" else "Theorem 5.2 also needs Q̂′ >= L- > 0")
         raise ValueError(f"layer {name!r}: {err}. {hint}") from err
     if kind == "sgd":
-        def sgd_scale(w: torch.Tensor) -> torch.Tensor:
-            return _numpy_map(remap_derivative, estimator, q)(w) / a
+        sgd_scale = _reciprocal_slope(estimator, fq, q, 1.0 / a)
         forward = _numpy_map(remap, estimator, q)
         backward = _numpy_map(unremap, estimator, q)
         if reverse:
             return _LayerPlan(name, estimator, 1.0 / a, backward,
                               lambda w_ste: 1.0 / sgd_scale(backward(w_ste)))
         return _LayerPlan(name, twin, a, forward, sgd_scale)
-    adam = _adam_scale(estimator, fq, q)
+    adam = _reciprocal_slope(estimator, fq, q, 1.0)
     if reverse:
         return _LayerPlan(name, estimator, 1.0, lambda w: w, lambda w: 1.0 / adam(w))
     return _LayerPlan(name, twin, 1.0, lambda w: w, adam)
