@@ -118,7 +118,8 @@ def map_state(opt: torch.optim.Optimizer, twin: torch.optim.Optimizer,
                 raise ValueError(f"{type(opt).__name__} holds state {key!r} that the twin does not "
                                  f"know how to map; known: {sorted(STATE_POWERS)}")
             else:
-                new_state[key] = value * s.to(value.dtype) ** power
+                factor = s.to(value.dtype)
+                new_state[key] = value * (factor if power == 1 else factor**power)
         twin.state[param_map[id(p)]] = new_state
 
 
