@@ -173,11 +173,14 @@ def _curves_panel(ax: Axes, series: list[tuple[dict[str, Any], dict[str, np.ndar
             {"color": _COLORS[run["experiment"]], "lw": 1.8, "zorder": 2}
         label = "lr-sweep runs" if is_sweep else run["experiment"]
         (sweep if is_sweep else main).extend(ax.plot(m["step"][keep], scale * m[key][keep], label=label, **style))
+    switches = sorted({int(run.get("switch_step", 0)) for run, _ in series} - {0})
+    marks = [ax.axvline(step, color="k", lw=0.8, ls=":", label="switch to the partner")
+             for step in switches]
     if log and any(len(line.get_xdata()) for line in main + sweep):  # else a log axis only warns
         ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel(r"$\bar{E}$ (%)" if log else "quantized weight agreement")
-    ax.legend(handles=main + sweep[:1], fontsize=7)  # one grey entry stands for the whole sweep
+    ax.legend(handles=main + sweep[:1] + marks[:1], fontsize=7)  # one grey entry for the sweep
 
 
 def _order(run: dict[str, Any]) -> int:
