@@ -94,6 +94,10 @@ def test_resume_with_another_world_size_is_refused(tiny, tmp_path, monkeypatch):
     torch.save(ckpt, tmp_path / "checkpoint.pt")
     with pytest.raises(ValueError, match="written by 2 process"):
         _run(config, data, spec, tmp_path)
+    del ckpt["format"]  # a checkpoint of the one-partner engine
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="has format 1, this stequiv reads format 2"):
+        _run(config, data, spec, tmp_path)
 
 
 def test_short_pair_shows_points_a_and_b(tiny, tmp_path):

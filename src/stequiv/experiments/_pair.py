@@ -47,6 +47,8 @@ from ._setup import PairSpec, build_partner, build_qnet, describe_partner, make_
 
 __all__ = ["TrainData", "run_group", "run_pair"]
 
+CHECKPOINT_FORMAT = 2  # one Q̂-net and a list of partners (format 1, unnumbered: one partner)
+
 
 @dataclass(frozen=True)
 class TrainData:
@@ -142,7 +144,7 @@ class _Group:
         self.ddp_partners = [self.dist.wrap(net) for net, _, _ in self.partners]
 
     def state(self) -> dict[str, Any]:
-        return {"step": self.step, "histories": self.histories,
+        return {"format": CHECKPOINT_FORMAT, "step": self.step, "histories": self.histories,
                 "world_size": self.dist.world_size, "config": self.config.to_dict(),
                 "run_id": self.run_id, "a": self.a.state_dict(), "opt_a": self.opt_a.state_dict(),
                 "sched_a": self.sched_a.state_dict(), "loss_sum": self.loss_sum,
@@ -151,6 +153,10 @@ class _Group:
                               "sched": sched.state_dict()} for net, opt, sched in self.partners]}
 
     def load(self, s: dict[str, Any], path: Path) -> None:
+        if s.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint {str(path)!r} has format {s.get('format', 1)}, this stequiv "
+                             f"reads format {CHECKPOINT_FORMAT} (one Q̂-net, a list of partners); "
+                             "delete it to start this run afresh")
         self._check_origin(s, path)
         if s["world_size"] != self.dist.world_size:
             raise ValueError(f"the checkpoint was written by {s['world_size']} process(es) but this "
