@@ -119,7 +119,7 @@ def _override(pairs: tuple[str, ...]) -> dict[str, object]:
 @main.command("reproduce")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Results folder (resumed if it holds the same config).")
-@click.option("--quick", is_flag=True, help="Preset: the whole table on 5,000 embedded MNIST digits (~3 min).")
+@click.option("--quick", is_flag=True, help="Preset: the whole table on 5,000 embedded MNIST digits (~2 min on 2 idle cores).")
 @click.option("--preset", type=click.Choice(["quick", "full", "resnet", "resnet50"]), default=None,
               help="A named preset (full: Fashion-MNIST; resnet: ResNet-20 with the 10% switch; "
                    "resnet50: ImageNet-style --data-dir, ResNet-50, 100 epochs, for GPUs).")

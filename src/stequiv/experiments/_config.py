@@ -148,7 +148,7 @@ class ExperimentConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The whole table on the 5,000 embedded MNIST digits in about 3 minutes on 2 CPU cores.
+    # The whole table on the 5,000 embedded MNIST digits in about 2 minutes on 2 idle CPU cores.
     "quick": {"dataset": "mnist-5k", "epochs": 5, "eval_every": 20, "lr_sweep": (0.25, 4.0)},
     # Table 4 (SGD + Adam) on full-size Fashion-MNIST (Debian's dataset-fashion-mnist): 3,748
     # steps per pair; ablations and the lr sweep are left to --set to stay within ~20 minutes.
