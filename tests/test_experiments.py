@@ -16,7 +16,6 @@ from stequiv.experiments import (
     run_group,
     run_pair,
 )
-from stequiv.experiments import _pair as pair_module
 from stequiv.experiments._distributed import Dist
 
 CPU = Dist(0, 1, torch.device("cpu"))
@@ -53,42 +52,22 @@ def test_two_runs_are_bit_identical(tiny, tmp_path):
     _same(tmp_path / "one", tmp_path / "two")
 
 
-def test_interrupted_run_resumes_bit_identically(tiny, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_bit_identically(tiny, tmp_path, interrupt_at):
     config, data = tiny
     spec = PairSpec("sgd-baseline", "sgd", "baseline")
     _run(config, data, spec, tmp_path / "straight")
-    original = pair_module._Group.train_step
-
-    def crash_after_seven(self, idx):
-        if self.step == 7:
-            raise KeyboardInterrupt
-        original(self, idx)
-
-    monkeypatch.setattr(pair_module._Group, "train_step", crash_after_seven)
-    with pytest.raises(KeyboardInterrupt):
-        _run(config, data, spec, tmp_path / "resumed")
+    interrupt_at(7, _run, config, data, spec, tmp_path / "resumed")
     assert (tmp_path / "resumed" / "checkpoint.pt").exists()
     assert not (tmp_path / "resumed" / "final.json").exists()
-    monkeypatch.setattr(pair_module._Group, "train_step", original)
     _run(config, data, spec, tmp_path / "resumed")
     assert not (tmp_path / "resumed" / "checkpoint.pt").exists()
     _same(tmp_path / "straight", tmp_path / "resumed")
 
 
-def test_resume_with_another_world_size_is_refused(tiny, tmp_path, monkeypatch):
+def test_resume_with_another_world_size_is_refused(tiny, tmp_path, interrupt_at):
     config, data = tiny
     spec = PairSpec("sgd-baseline", "sgd", "baseline")
-    original = pair_module._Group.train_step
-
-    def crash(self, idx):
-        if self.step == 6:
-            raise KeyboardInterrupt
-        original(self, idx)
-
-    monkeypatch.setattr(pair_module._Group, "train_step", crash)
-    with pytest.raises(KeyboardInterrupt):
-        _run(config, data, spec, tmp_path)
-    monkeypatch.setattr(pair_module._Group, "train_step", original)
+    interrupt_at(6, _run, config, data, spec, tmp_path)
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     ckpt["world_size"] = 2
     torch.save(ckpt, tmp_path / "checkpoint.pt")
@@ -147,25 +126,15 @@ GROUP = [PairSpec("sgd-baseline", "sgd", "baseline"),
          PairSpec("sgd-unadjusted", "sgd", "unadjusted")]
 
 
-def test_a_group_gives_every_pair_bit_for_bit(tiny, tmp_path, monkeypatch):
+def test_a_group_gives_every_pair_bit_for_bit(tiny, tmp_path, interrupt_at):
     """One Q̂-net trained with three partners beside it = three separate pairs, to the bit; an
     interrupted group resumes from the checkpoint in its first folder, also to the bit."""
     config, data = tiny
     for spec in GROUP:
         _run(config, data, spec, tmp_path / "pairs" / spec.run_id)
-    original = pair_module._Group.train_step
-
-    def crash_after_seven(self, idx):
-        if self.step == 7:
-            raise KeyboardInterrupt
-        original(self, idx)
-
     dirs = [tmp_path / "group" / s.run_id for s in GROUP]
-    monkeypatch.setattr(pair_module._Group, "train_step", crash_after_seven)
-    with pytest.raises(KeyboardInterrupt):
-        run_group(config, GROUP, data, dirs, CPU, progress=False)
+    interrupt_at(7, run_group, config, GROUP, data, dirs, CPU, progress=False)
     assert (dirs[0] / "checkpoint.pt").exists()
-    monkeypatch.setattr(pair_module._Group, "train_step", original)
     finals = run_group(config, GROUP, data, dirs, CPU, progress=False)
     assert [f["trained_with"] for f in finals] == [[s.run_id for s in GROUP]] * 3
     for spec in GROUP:

@@ -13,7 +13,6 @@ from PIL import Image
 from stequiv.cli import main
 from stequiv.data import FASHION_MNIST_SYSTEM_DIR, DataError, ImageFolderDataset, ImageFolderSplit
 from stequiv.experiments import ExperimentConfig, PairSpec, load_data, run_pair
-from stequiv.experiments import _pair as pair_module
 from stequiv.experiments._distributed import Dist
 
 CPU = Dist(0, 1, torch.device("cpu"))
@@ -135,23 +134,13 @@ def test_bad_image_folders_are_clear_errors(tmp_path):
     assert result.exit_code == 1 and "hold no images" in result.output
 
 
-def test_checkpoint_of_another_config_is_refused(tmp_path, monkeypatch):
+def test_checkpoint_of_another_config_is_refused(tmp_path, interrupt_at):
     tiny = {"max_train_samples": 64, "epochs": 1, "batch_size": 16, "checkpoint_every": 2,
             "optimizers": ("sgd",)}
     config = ExperimentConfig(**tiny)
     data = load_data(config)
     spec = PairSpec("sgd-baseline", "sgd", "baseline")
-    original = pair_module._Group.train_step
-
-    def crash(self, batch):
-        if self.step == 3:
-            raise KeyboardInterrupt
-        original(self, batch)
-
-    monkeypatch.setattr(pair_module._Group, "train_step", crash)
-    with pytest.raises(KeyboardInterrupt):
-        run_pair(config, spec, data, tmp_path, CPU, progress=False)
-    monkeypatch.setattr(pair_module._Group, "train_step", original)
+    interrupt_at(3, run_pair, config, spec, data, tmp_path, CPU, progress=False)
     other = ExperimentConfig(**{**tiny, "lr_sgd": 2e-3})
     with pytest.raises(ValueError, match=r"written by another run or config .* keys that differ: \['lr_sgd'\]"):
         run_pair(other, spec, data, tmp_path, CPU, progress=False)
