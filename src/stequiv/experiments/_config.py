@@ -144,6 +144,19 @@ class ExperimentConfig:
         get_estimator(self.estimator, **params)
         return {"name": self.estimator, **params}
 
+    def check_data(self, train_size: int, world_size: int = 1) -> None:
+        """Refuse a ``batch_size`` that the training split or the process count cannot serve.
+
+        Called before a results folder is claimed, so the corrected rerun starts cleanly.
+        """
+        if self.batch_size > train_size:
+            raise ConfigError([("batch_size", f"`batch_size` {self.batch_size} exceeds the "
+                                f"{train_size} training images; lower it (or raise "
+                                "`max_train_samples`)")])
+        if self.batch_size % world_size:
+            raise ConfigError([("batch_size", f"`batch_size` {self.batch_size} must be divisible "
+                                f"by the number of processes {world_size}")])
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         out = dataclasses.asdict(self)

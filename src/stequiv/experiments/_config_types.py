@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, TypeVar
 
@@ -50,6 +51,11 @@ class ConfigError(ValueError):
         lines = [sentence for _, sentence in self.problems]
         head = "" if len(lines) == 1 else f"{len(lines)} config errors:\n  "
         super().__init__(head + "\n  ".join(lines))
+
+    def with_origins(self, origins: Mapping[str, str]) -> ConfigError:
+        """The same problems, each followed by where its key's value came from."""
+        return ConfigError((k, f"{s} (from {origins[k]})" if k in origins else s)
+                           for k, s in self.problems)
 
 
 def close_match(word: str, valid: Iterable[str]) -> str:
@@ -138,8 +144,10 @@ def _problems(err: ValidationError, fields: list[str]) -> list[tuple[str, str]]:
     for error in err.errors():
         if error["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
             continue
-        key = str(error["loc"][0]) if error["loc"] else ""
-        out.append((key, _sentence(error)))
+        sentence = _sentence(error)
+        named = re.match(r"`(\w+)", sentence)  # checks across keys name the key they refuse
+        key = str(error["loc"][0]) if error["loc"] else named.group(1) if named else ""
+        out.append((key, sentence))
     return out
 
 
