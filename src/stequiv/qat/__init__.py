@@ -11,5 +11,8 @@ from ._quantize import dequantize_ as dequantize_
 from ._quantize import latent_weight as latent_weight
 from ._quantize import quantize_ as quantize_
 from ._quantize import quantized_layers as quantized_layers
+from ._schedule import EstimatorSchedule as EstimatorSchedule
+from ._schedule import ScheduledEstimator as ScheduledEstimator
+from ._schedule import ScheduledTwin as ScheduledTwin
 from ._twin import from_ste as from_ste
 from ._twin import to_ste as to_ste
