@@ -1,5 +1,10 @@
 """PyTorch integration: fake-quantize any model, convert it to its STE twin, measure alignment."""
 
+from ._activations import ActivationConfig as ActivationConfig
+from ._activations import ActivationFakeQuant as ActivationFakeQuant
+from ._activations import activation_quantizers as activation_quantizers
+from ._activations import dequantize_activations_ as dequantize_activations_
+from ._activations import quantize_activations_ as quantize_activations_
 from ._alignment import Alignment as Alignment
 from ._alignment import AlignmentTracker as AlignmentTracker
 from ._alignment import alignment as alignment

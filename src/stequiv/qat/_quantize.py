@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ._activations import ActivationConfig, quantize_activations_
 from ._config import QuantConfig
 from ._fake_quant import WeightFakeQuant
 
@@ -31,7 +32,8 @@ def _config_for(config: ConfigSpec, name: str, module: nn.Module) -> QuantConfig
 
 
 def quantize_(model: nn.Module, config: ConfigSpec,
-              filter_fn: Callable[[nn.Module, str], bool] | None = None) -> nn.Module:
+              filter_fn: Callable[[nn.Module, str], bool] | None = None, *,
+              activations: ActivationConfig | None = None) -> nn.Module:
     """Fake-quantize, in place, the weights of ``model``'s layers; returns ``model``.
 
     Args:
@@ -39,6 +41,8 @@ def quantize_(model: nn.Module, config: ConfigSpec,
         config: one :class:`QuantConfig` for every layer, a ``{layer_name: QuantConfig | None}``
             mapping, or a function ``(name, module) -> QuantConfig | None`` (None leaves a layer float).
         filter_fn: ``(module, name) -> bool`` choosing the layers (default: Linear and Conv1d/2d/3d).
+        activations: if given, the inputs of the same layers are fake-quantized too
+            (:func:`~stequiv.qat.quantize_activations_`).
 
     Raises:
         ValueError: no layer was selected, or a layer is already quantized.
@@ -65,6 +69,9 @@ def quantize_(model: nn.Module, config: ConfigSpec,
         weight = module.weight
         fq = WeightFakeQuant(cfg.est, cfg.quantizer_for(weight), weight.shape).to(weight.device)
         parametrize.register_parametrization(module, "weight", fq, unsafe=True)
+    if activations is not None:
+        names = {name for name, _, _ in chosen}
+        quantize_activations_(model, activations, lambda m, n: n in names)
     return model
 
 
