@@ -13,8 +13,9 @@ Fake quantization in functional form, per quantized layer of net i (forward Q, b
           \qquad H_i = \hat Q_i'(x_i)\ (\text{times the layer's grad scale}),
 
 where sg stops gradients, :math:`Q_i` is Eq. 1 with net i's Δ, l, u, z evaluated by the same
-operations in the same order as :class:`~stequiv.qat.WeightFakeQuant`, and :math:`H_i` is computed
-before the forward by that layer's own ``gradient`` (the NumPy path of the one-net backward), at
+operations in the same order as :class:`~stequiv.qat.WeightFakeQuant` (on the layer's
+``layout.view`` of the weight, which every net must share), and :math:`H_i` is computed before the
+forward by that layer's own ``gradient`` (the NumPy path of the one-net backward), at
 :math:`x_i = w_i/\Delta_i - z_i` (bin units) or :math:`w_i` (weight units). The forward value is
 exactly :math:`Q_i(w_i)` and the gradient exactly :math:`\partial L/\partial W_i \cdot H_i`, as in
 the one-net backward; only the convolutions' summation order may differ (measured in
@@ -26,6 +27,8 @@ Models with buffers (BatchNorm) are refused: their running statistics cannot be 
 from __future__ import annotations
 
 import copy
+import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +53,17 @@ class NetState:
     schedule: Any
 
 
-_ORIGINAL = ".parametrizations.weight.original"
+_ORIGINAL = re.compile(r"^(?:(.*)\.)?parametrizations\.([^.]+)\.original$")
+
+
+def _plain_name(name: str) -> tuple[str, str | None]:
+    """(name in the float skeleton, quantized-weight name of ``qat.quantized_layers`` or None)."""
+    match = _ORIGINAL.match(name)
+    if match is None:
+        return name, None
+    module, param = match.group(1) or "", match.group(2)
+    plain = f"{module}.{param}" if module else param
+    return plain, module if param == "weight" else plain
 
 
 def _float_skeleton(net: nn.Module) -> nn.Module:
@@ -63,7 +76,8 @@ def _float_skeleton(net: nn.Module) -> nn.Module:
 
 
 def _fake_quant(w: torch.Tensor, h: torch.Tensor, q: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Q(w) forward, H·upstream backward (module docstring); ``q`` holds inv_delta, delta, l, u, z."""
+    """Q(w) forward, H·upstream backward (module docstring); ``q`` holds inv_delta, delta, l, u, z
+    (w and h in the layer's ``layout.view``)."""
     v = torch.mul(w, q["inv_delta"].to(w.dtype)).sub(q["offset"])
     level = v.clamp(q["lower"], q["upper"]).round().add(q["offset"]).mul(q["delta"].to(w.dtype))
     return level.detach() + (w - w.detach()) * h
@@ -86,14 +100,15 @@ class BatchedNets:
             if [(n, tuple(p.shape)) for n, p in s.net.named_parameters()] != shapes:
                 raise ValueError("BatchedNets: every net must have the same parameters and shapes")
         self.names = [n for n, _ in shapes]
-        self.layers = {n[: -len(_ORIGINAL)]: n for n in self.names if n.endswith(_ORIGINAL)}
+        self.plain = {n: _plain_name(n) for n in self.names}
+        self.layers = {q: n for n, (_, q) in self.plain.items() if q is not None}
         self.fqs = [qat.quantized_layers(s.net) for s in self.states]
         self.quant = {layer: self._stack_quantizers(layer) for layer in self.layers}
 
     def _stack_quantizers(self, layer: str) -> dict[str, torch.Tensor]:
         fqs: list[WeightFakeQuant] = [f[layer] for f in self.fqs]
-        if not all(fq.enabled for fq in fqs):
-            raise ValueError(f"layer {layer!r}: a disabled fake-quant cannot be batched")
+        if len({json.dumps(fq.layout.to_dict(), sort_keys=True) for fq in fqs}) != 1:
+            raise ValueError(f"layer {layer!r}: every net must lay its Δ out the same way")
         dtype = self.states[0].net.get_parameter(self.layers[layer]).dtype
         return {"delta": torch.stack([fq.delta for fq in fqs]),
                 "inv_delta": torch.stack([fq.inv_delta for fq in fqs]),
@@ -106,6 +121,7 @@ class BatchedNets:
         out = []
         for fqs, w in zip(self.fqs, weights, strict=True):
             fq = fqs[layer]
+            w = fq.layout.view(w.detach())
             x = w if fq.estimator.units == "weight" else torch.mul(w, fq.inv_delta.to(w.dtype)).sub_(fq.offset)
             out.append(fq.gradient(x, torch.ones((), dtype=w.dtype)))
         return torch.stack(out)
@@ -114,11 +130,12 @@ class BatchedNets:
              quant: dict[str, dict[str, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
         tensors = {}
         for name, p in params.items():
-            layer = name[: -len(_ORIGINAL)] if name.endswith(_ORIGINAL) else None
+            plain, layer = self.plain[name]
             if layer is None:
-                tensors[name] = p
+                tensors[plain] = p
             else:
-                tensors[f"{layer}.weight"] = _fake_quant(p, slopes[layer], quant[layer])
+                layout = self.fqs[0][layer].layout
+                tensors[plain] = layout.unview(_fake_quant(layout.view(p), slopes[layer], quant[layer]))
         return functional_call(self.skeleton, tensors, (x,))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
