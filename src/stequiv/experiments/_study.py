@@ -206,12 +206,20 @@ def _check_budget(todo: list[list[Cell]], config: StudyConfig, max_minutes: floa
 def run_study(config: StudyConfig, out_dir: str | Path, *, max_minutes: float | None = None,
               progress: bool = True) -> dict[str, Any]:
     """Train (or resume) every cell of ``config`` into ``out_dir``, then write the report."""
-    from ._study_report import read_rows, write_study_csv, write_study_outputs
-
     if max_minutes is not None and not max_minutes > 0:
         raise ValueError(f"--max-minutes must be > 0, got {max_minutes}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        return _run(config, Path(out_dir), max_minutes, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(config: StudyConfig, out: Path, max_minutes: float | None, progress: bool) -> dict[str, Any]:
+    from ._study_report import read_rows, write_study_csv, write_study_outputs
+
     torch.use_deterministic_algorithms(True)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _claim(out, config)
     batches = cell_batches(config)
