@@ -12,7 +12,8 @@ Definitions used in the report:
   twin's Ē grows like T·η² (slope 2) where that term dominates (the gradient-error term, driven
   by earlier misalignment, can add more); the lr-tweak partner's nets drift apart by about
   0.01·η per step (slope 1). Their ratio then grows like η, and crosses 1 near
-  η ≈ 0.01·|∇f|/(coefficient·L₊): Appendix H's coefficient predicts η* ∝ 1/coefficient.
+  η ≈ 0.01/(coefficient·L₊·|∇f|) (per-step terms compared): Appendix H's coefficient predicts
+  η* ∝ 1/coefficient.
 """
 
 from __future__ import annotations
