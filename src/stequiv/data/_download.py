@@ -73,7 +73,6 @@ def download(
                 "the file is corrupt or a different version; delete it and run again"
             )
         return dest
-    created = [p for p in (dest_dir, *dest_dir.parents) if not p.exists()]
     dest_dir.mkdir(parents=True, exist_ok=True)
     errors = []
     for mirror in mirrors:
@@ -84,8 +83,6 @@ def download(
             errors.append(f"  {url}: {err}")
         else:
             return dest
-    for folder in created:  # a failed download leaves no empty folders behind
-        folder.rmdir()
     raise DataError(
         f"could not download {filename!r} into {str(dest_dir)!r}; every mirror failed:\n"
         + "\n".join(errors)
