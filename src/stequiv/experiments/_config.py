@@ -140,7 +140,7 @@ class ExperimentConfig:
         """The Q̂ of every quantized layer, in bin units (see the class docstring for ``t``)."""
         params = dict(self.estimator_params)
         if self.estimator in ("htge",) and "t" not in params:
-            params["t"] = 2.0 * self.sharpness / (2**self.bits - 1)
+            params["t"] = get_estimator("htge").t_from_sharpness(self.sharpness, self.bits)
         get_estimator(self.estimator, **params)
         return {"name": self.estimator, **params}
 
