@@ -191,6 +191,12 @@ CASES: list[Case] = [
          "'imagefolder' needs `data_dir`", config(dataset="imagefolder")),
     Case(CONFIG, "dataset='mnist-5k' with data_dir", ConfigError,
          "`data_dir` does not apply to 'mnist-5k'", config(data_dir="/data")),
+    Case(CONFIG, "data_dir=''", ConfigError, "`data_dir` must not be empty", config(data_dir="")),
+    Case(CONFIG, "quantize_first_conv='yes'", ConfigError,
+         "`quantize_first_conv` must be true or false", config(quantize_first_conv="yes")),
+    Case(CONFIG, "two unknown keys", ConfigError,
+         r"2 config errors:\n  unknown config key\(s\) \['epoch'\].*\n  unknown config key\(s\) "
+         r"\['bitz'\] \(did you mean 'bits'\?\)", config(epoch=1, bitz=2)),
     Case(CONFIG, "batch_size=64 for 10 training images", ConfigError,
          "`batch_size` 64 exceeds the 10 training images",
          lambda _: ExperimentConfig().check_data(10)),
