@@ -401,6 +401,12 @@ def test_the_catalogue_is_large_and_distinct():
     assert len({(c.area, c.bad) for c in CASES}) == len(CASES)
 
 
+def _code(text: str) -> str:
+    """``text`` as a Markdown code span inside a table cell (backticks and pipes kept)."""
+    text = text.replace("|", r"\|")
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
 def render() -> str:
     """docs/bad-inputs.md from ``CASES``."""
     errors = {CommandError: "exit status 1", UsageError: "exit status 2 (usage)"}
@@ -421,9 +427,8 @@ def render() -> str:
     ]
     for i, c in enumerate(CASES, 1):
         error = errors.get(c.error, f"`{c.error.__name__}`")
-        fragment = c.match.replace("|", r"\|").replace("\n", r"\n") or "(any message)"
-        bad = c.bad.replace("|", r"\|")
-        lines.append(f"| {i} | {c.area} | `{bad}` | {error} | `{fragment}` |")
+        fragment = _code(c.match.replace("\n", r"\n"))
+        lines.append(f"| {i} | {c.area} | {_code(c.bad)} | {error} | {fragment} |")
     return "\n".join(lines) + "\n"
 
 
