@@ -23,8 +23,8 @@ import numpy as np
 from scipy import optimize
 
 from ._estimator import Estimator, get_estimator
+from ._plan import EstimatorLike
 from ._quantizer import UniformQuantizer
-from ._remap import EstimatorLike
 
 __all__ = ["TheoremConstants", "constants"]
 

@@ -14,17 +14,17 @@ one-sided slopes at the nodes). Evaluating one is an index computation and a cub
 as good as a float32 answer: every kink of the estimator sits on a node, every cubic is monotone
 (Fritsch–Carlson) and within ``TABLE_TOL`` of the exact map at its cell's midpoint (times the
 map's slope where that exceeds 1: one float32 rounding of the input moves it more). Otherwise, and
-for float64 weights, :mod:`._remap` evaluates the closed form or the quadrature table as before.
+for float64 weights, :mod:`._remap` evaluates the plan (closed form or quadrature table).
 
 The loops are compiled with numba when it is installed (NumPy runs the same steps otherwise), and
-every result is checked in a second pass: an element whose M(w) rounded into another bin than w
-(a few ulp from a boundary point), or that lies on a tail the table does not cover, is recomputed
-by the exact path, which guarantees ``Q(M(w)) == Q(w)``.
+every result is checked in a second pass: :func:`evaluate` returns the indices of the elements
+whose M(w) rounded into another bin than w (a few ulp from a boundary point), or that lie on a
+tail the table does not cover, and :mod:`._remap` recomputes those by the exact path, which
+guarantees ``Q(M(w)) == Q(w)``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from ._plan import BinPlan
+from ._primitives import BinPrimitive
 from ._quantizer import UniformQuantizer
 
 __all__ = ["CELLS", "MapSpec", "UnitTable", "evaluate", "unit_tables"]
@@ -99,7 +101,7 @@ def bisect_inverse(f: Callable[[Arr], Arr], s: Arr) -> Arr:
     return np.where(np.abs(f(hi) - s) <= np.abs(f(lo) - s), hi, lo)
 
 
-def unit_tables(prim: Any) -> tuple[UnitTable | None, UnitTable | None]:
+def unit_tables(prim: BinPrimitive) -> tuple[UnitTable | None, UnitTable | None]:
     """The tables of T = P/I and of T⁻¹ for a bin primitive of :mod:`._remap` (None: none)."""
     total = prim.integral
 
@@ -135,19 +137,20 @@ class MapSpec:
     translate: bool
 
     @classmethod
-    def of(cls, prim: Any, lower: int, upper: int, offset: float, inverse: bool) -> MapSpec:
-        """M (M⁻¹ if ``inverse``) of the bin primitive ``prim`` on the grid ``[lower, upper]``."""
-        tail = prim.est.tail
-        period = 1.0 if upper - lower >= 2 else prim.integral  # aI
-        if tail == "extend":
+    def of(cls, plan: BinPlan, inverse: bool) -> MapSpec:
+        """M (M⁻¹ if ``inverse``) of a bin-unit plan on its grid ``[lower, upper]``."""
+        prim, lower, upper = plan.prim, plan.lower, plan.upper
+        if plan.tail is None:
             lo, hi = -_WIDE, _WIDE
         elif not inverse:  # v in [l, u]
             lo, hi = -0.5 * CELLS, (upper - lower - 0.5) * CELLS
         else:  # y in [M(l), M(u)]: d = 1/2 in the first and last period
             half = float(prim(np.asarray(0.5))) / prim.integral
             lo, hi = (half - 1.0) * CELLS, (upper - lower - 1 + half) * CELLS
+        period = plan.period
         return cls(period_in=period if inverse else 1.0, period_out=1.0 if inverse else period,
-                   base=lower + 0.5 + offset, x_lo=lo, x_hi=hi, translate=tail == "zero")
+                   base=lower + 0.5 + plan.offset, x_lo=lo, x_hi=hi,
+                   translate=plan.tail is not None and plan.tail.translates)
 
 
 # ---------------------------------------------------------------------------------- the loops
@@ -271,9 +274,10 @@ def _rows(quantizer: UniformQuantizer, w: Arr) -> tuple[Arr, int | None]:
     return np.ascontiguousarray(moved).reshape(moved.shape[0], -1), axis
 
 
-def evaluate(table: UnitTable, spec: MapSpec, quantizer: UniformQuantizer, w: Arr,
-             exact: Callable[[UniformQuantizer, Arr], Arr]) -> Arr:
-    """The map of ``spec`` on float32 ``w``; ``exact(quantizer, w_part)`` redoes misplaced elements."""
+def evaluate(table: UnitTable, spec: MapSpec, quantizer: UniformQuantizer, w: Arr) -> tuple[Arr, Arr]:
+    """The map of ``spec`` on float32 ``w``, and the flat indices (C order) of the elements it
+    could not place exactly: not finite, in another bin than ``w``, or on a tail the table does
+    not cover. The caller recomputes those by the exact path."""
     w2, axis = _rows(quantizer, w)
     delta = np.atleast_1d(quantizer.delta_array)
     inv = (1.0 / delta).astype(np.float32)  # exactly the quantizer's 1/Δ
@@ -291,21 +295,10 @@ def evaluate(table: UnitTable, spec: MapSpec, quantizer: UniformQuantizer, w: Ar
     if count > found.size:
         found = np.empty(count, np.int64)
         check_loop(*check, found)
-    if count:
-        _redo(quantizer, w2, out2, found[:count], exact)
     if axis is None:
-        return out2.reshape(w.shape)
-    return np.ascontiguousarray(np.moveaxis(out2.reshape(np.moveaxis(w, axis, 0).shape), 0, axis))
-
-
-def _redo(quantizer: UniformQuantizer, w2: Arr, out2: Arr, idx: Arr,
-          exact: Callable[[UniformQuantizer, Arr], Arr]) -> None:
-    flat_w, flat_out = w2.reshape(-1), out2.reshape(-1)
-    if not quantizer.per_channel:
-        flat_out[idx] = exact(quantizer, flat_w[idx])
-        return
-    rows = idx // w2.shape[1]
-    for r in np.unique(rows):
-        part = idx[rows == r]
-        row_q = dataclasses.replace(quantizer, delta=float(quantizer.delta_array[r]))
-        flat_out[part] = exact(row_q, flat_w[part])
+        return out2.reshape(w.shape), found[:count]
+    moved = np.moveaxis(w, axis, 0).shape
+    out = np.ascontiguousarray(np.moveaxis(out2.reshape(moved), 0, axis))
+    index = np.unravel_index(found[:count], moved)
+    index = (*index[1:axis + 1], index[0], *index[axis + 1:])
+    return out, np.ravel_multi_index(index, w.shape)

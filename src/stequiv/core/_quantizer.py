@@ -25,7 +25,19 @@ import numpy as np
 
 from ._validate import finite_float, integer, positive_finite_array, positive_float
 
-__all__ = ["BinaryQuantizer", "UniformQuantizer"]
+__all__ = ["BinaryQuantizer", "UniformQuantizer", "grid_coordinate"]
+
+
+def grid_coordinate(w: Any, inverse_delta: Any, offset: float) -> Any:
+    r"""The grid coordinate :math:`v = w\cdot\Delta^{-1} - z` (levels at integers, boundaries at
+    half-integers), for NumPy arrays and torch tensors alike.
+
+    ``inverse_delta`` is 1/Δ computed once in float64 and rounded to ``w``'s dtype (shaped to
+    broadcast); multiplying by it, rather than dividing by Δ, is what makes NumPy and torch agree
+    bit for bit on which bin a weight is in, also one ulp from a boundary. ``offset`` is a Python
+    float: both libraries then subtract it in ``w``'s dtype.
+    """
+    return w * inverse_delta - offset
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,11 +126,6 @@ class UniformQuantizer:
         """All bins, the two outer (half-infinite) ones included: ``u - l + 1``."""
         return self.upper - self.lower + 1
 
-    @property
-    def outer_bins(self) -> tuple[int, int]:
-        """Level indices of the two outer bins, ``(l, u)``."""
-        return (self.lower, self.upper)
-
     def boundary_points(self) -> np.ndarray:
         """Boundary points in weight units, shape ``(u-l,)`` or ``(C, u-l)`` per channel."""
         return (self.boundaries + self.offset) * self._delta[..., None]
@@ -160,7 +167,7 @@ class UniformQuantizer:
         bit for bit on which bin a weight is in, also one ulp from a boundary.
         """
         w = np.asarray(w)
-        return w * self.inverse_delta_for(w) - w.dtype.type(self.offset)
+        return grid_coordinate(w, self.inverse_delta_for(w), self.offset)
 
     def from_grid(self, v: np.ndarray, like: np.ndarray) -> np.ndarray:
         """Weights ``(v + z)·Δ`` in the dtype of ``like``."""
