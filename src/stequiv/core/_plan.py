@@ -6,6 +6,9 @@ the reference boundary :math:`b_0 = l + \tfrac12`, :math:`I = \int_{b_0}^{b_0+1}
 
 .. math::  M(v) = b_0 + \alpha\,(nI + P(d)), \quad n = \lfloor v - b_0 \rfloor,\ d = v - b_0 - n,
 
+evaluated relative to the bin of v (:meth:`BinPlan.periodic`): the error is a few ulps of
+max(|M(v)|, 1) whatever the number of bits (docs/precision.md),
+
 and :math:`\alpha = 1/I` (Δ cancels), or :math:`\alpha := 1` for a quantizer without a finite bin
 (binary). M maps every bin ``[b, b+1)`` onto itself, fixes every boundary point and, for symmetric
 estimators, every bin centre. Outside the clip range ``[l, u]`` M follows the estimator's tail
@@ -81,18 +84,29 @@ class BinPlan(RemapPlan):
         return self.alpha * self.prim.integral
 
     def periodic(self, v: Arr) -> Arr:
-        """The periodic map :math:`b_0 + \\alpha(nI + P(d))` (no tail)."""
+        """The periodic map, relative to each weight's own bin (no tail).
+
+        With :math:`j = \\lfloor v - \\tfrac12 \\rfloor` the boundary below v is j + ½ and
+        :math:`d = (v - \\tfrac12) - j \\in [0, 1)` is exact (no large reference point is
+        subtracted), so :math:`M(v) = b_0 + (j + \\tfrac12 - b_0)\\,aI + \\alpha P(d)` is
+        within a few ulps of max(|M(v)|, 1) at any bit width; ``b0 + n·aI`` is exact (integers
+        and halves) whenever aI = 1.
+        """
+        h = v - 0.5
+        j = np.floor(h)
         b0 = self.lower + 0.5
-        n = np.floor(v - b0)
-        d = v - b0 - n
-        return b0 + self.alpha * (n * self.prim.integral + self.prim(d))
+        return (b0 + (j + 0.5 - b0) * self.period) + self.alpha * self.prim(h - j)
 
     def periodic_inverse(self, y: Arr) -> Arr:
-        """The inverse of :meth:`periodic`."""
+        """The inverse of :meth:`periodic`, relative to the bin of ``y`` in the same way."""
         b0 = self.lower + 0.5
-        r = (y - b0) / y.dtype.type(self.alpha)
-        n = np.floor(r / self.prim.integral)
-        return b0 + n + self.prim.inverse(r - n * self.prim.integral)
+        if self.period == 1.0:
+            h = y - 0.5
+            j = np.floor(h)
+            return (j + 0.5) + self.prim.inverse((h - j) * self.prim.integral)
+        r = (y - b0) / self.period  # one boundary only (binary grid): b0 is the nearest one
+        n = np.floor(r)
+        return (b0 + n) + self.prim.inverse((r - n) * self.prim.integral)
 
     @functools.cached_property
     def range_ends(self) -> tuple[float, float]:

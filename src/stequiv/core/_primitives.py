@@ -32,7 +32,8 @@ class NoRemapError(ValueError):
 
 # ------------------------------------------------------------------------------------ positivity
 def _check_positive(est: Estimator, xs: Arr, where: str) -> None:
-    vals = np.asarray(est.derivative(xs), dtype=np.float64)
+    with np.errstate(all="ignore"):  # overflow or underflow shows up as a value refused below
+        vals = np.asarray(est.derivative(xs), dtype=np.float64)
     bad_neg = vals < 0
     if np.any(bad_neg):
         x0 = float(xs[np.argmax(bad_neg)])
@@ -110,10 +111,22 @@ def bin_primitive(est: Estimator) -> BinPrimitive:
 
     closed = est.boundary_primitive
     if closed is not None:
-        return BinPrimitive(est, kinks, True, float(closed(np.float64(1.0))), 0.0)
-    numeric = BinPrimitive(est, kinks, False, 0.0, 0.0)
-    integral, error = integrate_reciprocal(numeric.h64, 0.0, 1.0, kinks)
-    return BinPrimitive(est, kinks, False, integral, error)
+        with np.errstate(all="ignore"):  # overflow is refused below
+            integral, error = float(closed(np.float64(1.0))), 0.0
+    else:
+        numeric = BinPrimitive(est, kinks, False, 0.0, 0.0)
+        integral, error = integrate_reciprocal(numeric.h64, 0.0, 1.0, kinks)
+    _check_integral(est, integral)
+    return BinPrimitive(est, kinks, closed is not None, integral, error)
+
+
+def _check_integral(est: Estimator, integral: float) -> None:
+    """Refuse a bin integral ∫1/Q̂′ that float64 cannot hold (α would be 0, inf or NaN)."""
+    if np.isfinite(integral) and integral > 0 and np.isfinite(1.0 / integral) and 1.0 / integral > 0:
+        return
+    raise ValueError(
+        f"∫ds/Q̂′ over one bin of {est.describe()} is {integral!r}, so α = 1/∫ is not a finite "
+        f"positive float64: {est.out_of_range()}")
 
 
 # ------------------------------------------------------------------------------- weight units

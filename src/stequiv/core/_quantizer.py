@@ -27,6 +27,20 @@ from ._validate import finite_float, integer, positive_finite_array, positive_fl
 
 __all__ = ["BinaryQuantizer", "UniformQuantizer", "grid_coordinate"]
 
+MAX_BITS = 52  # levels up to 2^51: v - 1/2 and the split of v into bins stay exact in float64
+
+
+def as_weights(w: Any) -> np.ndarray:
+    """``w`` as a floating array: integers become float64 (never truncated), others are refused."""
+    arr = np.asarray(w)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.float64)
+    if arr.dtype.kind != "f":
+        raise ValueError(
+            f"weights must be a real floating (or integer) array, got dtype {arr.dtype}; "
+            "convert them, e.g. `w.astype(np.float32)`")
+    return arr
+
 
 def grid_coordinate(w: Any, inverse_delta: Any, offset: float) -> Any:
     r"""The grid coordinate :math:`v = w\cdot\Delta^{-1} - z` (levels at integers, boundaries at
@@ -65,6 +79,10 @@ class UniformQuantizer:
     def __post_init__(self) -> None:
         if self.bits is not None:
             bits = integer("bits", self.bits, minimum=1)
+            if bits > MAX_BITS:
+                raise ValueError(
+                    f"`bits` must be <= {MAX_BITS}, got {bits}: the grid coordinate (levels up to "
+                    f"2^(bits-1)) must hold half-integers exactly in float64")
             lower = -(2 ** (bits - 1)) if self.lower is None else self.lower
             upper = 2 ** (bits - 1) - 1 if self.upper is None else self.upper
         elif self.lower is None or self.upper is None:
@@ -75,6 +93,10 @@ class UniformQuantizer:
         upper = integer("upper", upper)
         if lower >= upper:
             raise ValueError(f"`lower` must be < `upper`, got lower={lower}, upper={upper}")
+        if max(-lower, upper) > 2 ** (MAX_BITS - 1):
+            raise ValueError(
+                f"`lower` and `upper` must lie within ±2^{MAX_BITS - 1}, got lower={lower}, "
+                f"upper={upper}: the grid coordinate must hold half-integers exactly in float64")
         object.__setattr__(self, "lower", lower)
         object.__setattr__(self, "upper", upper)
         object.__setattr__(self, "offset", finite_float("offset", self.offset))
@@ -90,6 +112,8 @@ class UniformQuantizer:
         initialisation distribution (a scalar, or one value per output channel).
         """
         bits = integer("bits", bits, minimum=1)
+        if bits > MAX_BITS:
+            raise ValueError(f"`bits` must be <= {MAX_BITS}, got {bits}")
         m = positive_finite_array("max_abs", max_abs)
         delta = 2.0 * m / (2**bits - 1)
         return cls(bits=bits, delta=delta if delta.ndim else float(delta), offset=0.5,
@@ -144,8 +168,12 @@ class UniformQuantizer:
         if not self.per_channel:
             return self._delta
         w = np.asarray(w)
-        axis = self.channel_axis % max(w.ndim, 1)
-        if w.ndim == 0 or w.shape[axis] != self._delta.size:
+        if not -w.ndim <= self.channel_axis < w.ndim:
+            raise ValueError(
+                f"`channel_axis`={self.channel_axis} is out of range for weights of shape "
+                f"{w.shape} (valid: {-w.ndim}..{w.ndim - 1}); give the axis of the output channels")
+        axis = self.channel_axis % w.ndim
+        if w.shape[axis] != self._delta.size:
             raise ValueError(
                 f"per-channel `delta` has {self._delta.size} entries but the weights have shape "
                 f"{np.shape(w)} (channel_axis={self.channel_axis}); give one Δ per channel"
@@ -156,7 +184,7 @@ class UniformQuantizer:
 
     def inverse_delta_for(self, w: np.ndarray) -> np.ndarray:
         """1/Δ (computed in float64, then rounded to ``w``'s dtype), shaped like :meth:`delta_for`."""
-        w = np.asarray(w)
+        w = as_weights(w)
         return (1.0 / self.delta_for(w)).astype(w.dtype, copy=False)
 
     def to_grid(self, w: np.ndarray) -> np.ndarray:
@@ -166,12 +194,12 @@ class UniformQuantizer:
         multiplied: the torch fake-quantizer does exactly the same operations, so the two agree
         bit for bit on which bin a weight is in, also one ulp from a boundary.
         """
-        w = np.asarray(w)
+        w = as_weights(w)
         return grid_coordinate(w, self.inverse_delta_for(w), self.offset)
 
     def from_grid(self, v: np.ndarray, like: np.ndarray) -> np.ndarray:
         """Weights ``(v + z)·Δ`` in the dtype of ``like``."""
-        like = np.asarray(like)
+        like = as_weights(like)
         dt = like.dtype
         return ((v + dt.type(self.offset)) * self.delta_for(like).astype(dt, copy=False)).astype(
             dt, copy=False
@@ -182,8 +210,8 @@ class UniformQuantizer:
         return np.rint(np.clip(self.to_grid(w), self.lower, self.upper))
 
     def __call__(self, w: np.ndarray) -> np.ndarray:
-        """Q(w), same shape and dtype as ``w``."""
-        w = np.asarray(w)
+        """Q(w), same shape and dtype as ``w`` (integer weights give float64)."""
+        w = as_weights(w)
         return self.from_grid(self.code(w), like=w)
 
     def describe(self) -> str:

@@ -40,15 +40,30 @@ Arr = np.ndarray
 
 
 def _float_array(name: str, w: Any) -> Arr:
+    """``w`` as a finite, native-byte-order floating array (float16, float32 or float64).
+
+    Integers are converted to float64 (never truncated); other dtypes are refused. Non-native byte
+    order is converted here and restored by :func:`_restore`.
+    """
     arr = np.asarray(w)
-    if arr.dtype not in (np.float32, np.float64):
-        if np.issubdtype(arr.dtype, np.number) and not np.issubdtype(arr.dtype, np.complexfloating):
-            arr = arr.astype(np.float64)
-        else:
-            raise ValueError(f"`{name}` must be a real float32/float64 array, got dtype {arr.dtype}")
+    kind = arr.dtype.kind
+    if kind in "iu":
+        arr = arr.astype(np.float64)
+    elif kind != "f" or arr.dtype.itemsize > 8:
+        raise ValueError(
+            f"`{name}` must be a real float16/float32/float64 (or integer) array, got dtype "
+            f"{arr.dtype}; convert it, e.g. `{name}.astype(np.float64)`")
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"`{name}` holds NaN or inf at {int((~np.isfinite(arr)).sum())} entries")
     return arr
+
+
+def _restore(out: Arr, w: Any) -> Arr:
+    """``out`` in the byte order of the caller's floating ``w`` (integers came back as float64)."""
+    dtype = np.asarray(w).dtype
+    return out.astype(dtype) if dtype.kind == "f" and not dtype.isnative else out
 
 
 def _keep_bins(quantizer: UniformQuantizer, w: Arr, m: Arr) -> Arr:
@@ -58,7 +73,9 @@ def _keep_bins(quantizer: UniformQuantizer, w: Arr, m: Arr) -> Arr:
     point and stepped into the bin of ``w`` (M fixes boundary points, so this is the correctly
     rounded answer up to those ulp). The steps start at one ulp and double, and are never below
     eps·Δ/256: a boundary point at 0 has subnormal ulps, while ``code`` rounds at the scale of Δ
-    (in float64, BinaryQuantizer puts every w ∈ (-1.1e-16, 0) in the +1 bin).
+    (in float64, BinaryQuantizer puts every w ∈ (-1.1e-16, 0) in the +1 bin). Where the dtype
+    resolves a bin so coarsely that the steps jump over it (a bin holding one or two floats), the
+    answer is ``w`` itself: in its bin by definition, and so within one bin of M(w).
     """
     target = quantizer.code(w)
     bad = quantizer.code(m) != target
@@ -78,11 +95,11 @@ def _keep_bins(quantizer: UniformQuantizer, w: Arr, m: Arr) -> Arr:
         code = np.rint(np.clip(fixed * inv - dt(quantizer.offset), quantizer.lower, quantizer.upper))
         wrong = code != k
         if not wrong.any():
-            m[bad] = fixed
-            return m
+            break
         fixed = np.where(wrong, fixed + toward * step, fixed)
         step = np.where(wrong, 2 * step, step)
-    raise AssertionError("could not place M(w) inside the bin of w")  # impossible for finite w
+    m[bad] = np.where(wrong, w[bad], fixed)
+    return m
 
 
 @functools.lru_cache(maxsize=256)
@@ -91,10 +108,21 @@ def _unit_tables(est: Estimator) -> tuple[_fastmap.UnitTable | None, _fastmap.Un
 
 
 def _exact(plan: RemapPlan, quantizer: UniformQuantizer, w: Arr, inverse: bool) -> Arr:
-    """M(w) (M⁻¹ if ``inverse``) by the plan, every weight kept in its bin."""
+    """M(w) (M⁻¹ if ``inverse``) by the plan in float64, rounded once to ``w``'s dtype, every
+    weight kept in its bin."""
     fn = plan.backward if inverse else plan.forward
-    m = plan.from_coordinate(quantizer, fn(plan.to_coordinate(quantizer, w)), like=w)
-    return _keep_bins(quantizer, w, m)
+    w64 = w.astype(np.float64)
+    with np.errstate(over="ignore"):  # an overflow shows up as a non-finite M, refused below
+        m = plan.from_coordinate(quantizer, fn(plan.to_coordinate(quantizer, w64)), like=w64)
+    with np.errstate(over="ignore"):
+        out = m.astype(w.dtype)
+    if not np.all(np.isfinite(out)):
+        bad = w64[~np.isfinite(out)][0]
+        raise NoRemapError(
+            f"{'M⁻¹' if inverse else 'M'} of {plan.est.describe()} is not finite in {w.dtype} at "
+            f"w = {bad!r} (and {int((~np.isfinite(out)).sum()) - 1} more weights): the map "
+            "overflows there; keep weights nearer the clip range or use milder parameters")
+    return _keep_bins(quantizer, w, out)
 
 
 def _redo(plan: RemapPlan, quantizer: UniformQuantizer, w: Arr, out: Arr, idx: Arr,
@@ -120,7 +148,10 @@ def _apply(plan: RemapPlan, quantizer: UniformQuantizer, w: Arr, inverse: bool) 
         return _exact(plan, quantizer, w, inverse)
     if table.identity and (plan.tail is None or plan.tail.translates):
         return w.copy()  # M = id (the STE, PWL): exact
-    out, redo = _fastmap.evaluate(table, _fastmap.MapSpec.of(plan, inverse), quantizer, w)
+    spec = _fastmap.MapSpec.of(plan, inverse)
+    if spec is None:
+        return _exact(plan, quantizer, w, inverse)
+    out, redo = _fastmap.evaluate(table, spec, quantizer, w)
     if redo.size:
         _redo(plan, quantizer, w, out, redo, inverse)
     return out
@@ -133,22 +164,25 @@ def alpha(estimator: EstimatorLike, quantizer: UniformQuantizer) -> float | Arr:
 
 
 def remap(estimator: EstimatorLike, quantizer: UniformQuantizer, w: Any) -> Arr:
-    """M(w) of Eq. 4, same shape and dtype as ``w`` (float32 or float64)."""
-    return _apply(plan_for(estimator, quantizer), quantizer, _float_array("w", w), inverse=False)
+    """M(w) of Eq. 4, same shape and dtype as ``w`` (float16/32/64, either byte order; integers
+    give float64)."""
+    out = _apply(plan_for(estimator, quantizer), quantizer, _float_array("w", w), inverse=False)
+    return _restore(out, w)
 
 
 def unremap(estimator: EstimatorLike, quantizer: UniformQuantizer, w: Any) -> Arr:
-    """M⁻¹(w), same shape and dtype as ``w``."""
-    return _apply(plan_for(estimator, quantizer), quantizer, _float_array("w", w), inverse=True)
+    """M⁻¹(w), same shape and dtype as ``w`` (as :func:`remap`)."""
+    out = _apply(plan_for(estimator, quantizer), quantizer, _float_array("w", w), inverse=True)
+    return _restore(out, w)
 
 
 def remap_derivative(estimator: EstimatorLike, quantizer: UniformQuantizer, w: Any) -> Arr:
     """M′(w) = α/Q̂′(w) (Eq. 13); 1 where a vanishing estimator's M is continued by translation."""
     plan = plan_for(estimator, quantizer)
-    w = _float_array("w", w)
-    v = plan.to_coordinate(quantizer, w)
+    arr = _float_array("w", w)
+    v = plan.to_coordinate(quantizer, arr)
     g = np.asarray(plan.est.gradient(v, quantizer.lower, quantizer.upper, quantizer.offset),
                    dtype=np.float64)
     with np.errstate(divide="ignore"):
         out = np.where(g > 0, plan.alpha / np.where(g > 0, g, 1.0), 1.0)
-    return out.astype(w.dtype)
+    return _restore(out.astype(arr.dtype), w)
