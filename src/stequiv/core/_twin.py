@@ -14,8 +14,8 @@ from typing import Literal
 import numpy as np
 
 from ._estimator import Estimator, get_estimator
+from ._plan import EstimatorLike, plan_for
 from ._quantizer import UniformQuantizer
-from ._remap import EstimatorLike, plan_for
 from .estimators._basic import PWL, STE
 
 __all__ = ["ste_twin"]
