@@ -174,4 +174,4 @@ def check_same_quantization(where: str, recorded: dict[str, Any], ours: dict[str
             raise ValueError(
                 f"{where}: the checkpoint was quantized with {key}={recorded.get(key)!r} "
                 f"but this model has {key}={value!r}; quantize the model with the checkpoint's "
-                "config before loading (stequiv.load reports every layer's config)")
+                f"config before loading (the checkpoint's record: {recorded})")
