@@ -222,3 +222,9 @@ def test_conversion_result_unpacks_by_what_was_given():
     twin, twin_opt, twin_sched = sq.to_ste(model, opt, sched)
     assert twin_sched.optimizer is twin_opt
     assert sq.to_ste(model, optimizer_kind="adam").optimizer is None
+
+
+def test_all_zero_channel_under_absmax_names_the_layer():
+    emb = nn.Embedding(5, 4, padding_idx=0)  # row 0 is zero
+    with pytest.raises(ValueError, match=r"layer '0' \(Embedding.weight\).*1 are all zero"):
+        sq.quantize_(nn.Sequential(emb), sq.QuantConfig(per_channel=True))

@@ -91,7 +91,7 @@ def _plan_weight(name: str, module: nn.Module, param: str, kind: LayerKind,
                          "on axis 1, so per-channel Δ would be shared across groups; quantize it "
                          "per tensor")
     fan_in = weight.numel() // weight.shape[kind.out_axis]
-    fq = WeightFakeQuant(cfg.est, cfg.quantizer_for(weight, layout, fan_in), weight.shape,
+    fq = WeightFakeQuant(cfg.est, cfg.quantizer_for(weight, layout, fan_in, where), weight.shape,
                          layout=layout)
     return fq.to(weight.device)
 
