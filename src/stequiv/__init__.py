@@ -33,6 +33,8 @@ _TORCH_NAMES = {
     "QuantConfig", "quantize_", "dequantize_", "to_ste", "from_ste", "alignment",
     "AlignmentTracker", "quantized_layers", "latent_weight", "optimizer_kind", "Conversion",
     "save", "load",
+    "ActivationConfig", "quantize_activations_", "dequantize_activations_", "activation_quantizers",
+    "EstimatorSchedule", "ScheduledEstimator", "ScheduledTwin",
 }
 
 

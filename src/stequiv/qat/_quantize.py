@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ._activations import ActivationConfig, quantize_activations_
 from ._config import QuantConfig
 from ._fake_quant import WeightFakeQuant
 from ._layout import LayerKind, kind_of, supported_kinds
@@ -130,7 +131,8 @@ def _select(model: nn.Module, config: ConfigSpec,
 
 
 def quantize_(model: nn.Module, config: ConfigSpec,
-              filter_fn: Callable[[nn.Module, str], bool] | None = None) -> nn.Module:
+              filter_fn: Callable[[nn.Module, str], bool] | None = None, *,
+              activations: ActivationConfig | None = None) -> nn.Module:
     """Fake-quantize, in place, the weights of ``model``'s layers; returns ``model``.
 
     Args:
@@ -140,6 +142,8 @@ def quantize_(model: nn.Module, config: ConfigSpec,
             ``(name, module) -> QuantConfig | None`` (None leaves a weight float).
         filter_fn: ``(module, name) -> bool`` choosing the layers (default: :func:`default_filter`;
             RNN/LSTM/GRU weights only when selected here).
+        activations: if given, the inputs of the same layers are fake-quantized too
+            (:func:`~stequiv.qat.quantize_activations_`).
 
     A weight shared by several layers (tied embedding and head) is quantized once: every
     selected layer reads the same Q(w).
@@ -160,6 +164,9 @@ def quantize_(model: nn.Module, config: ConfigSpec,
         )
     for plan in plans:
         parametrize.register_parametrization(plan.module, plan.param, plan.fq, unsafe=True)
+    if activations is not None:
+        chosen = {id(plan.module) for plan in plans}
+        quantize_activations_(model, activations, lambda module, name: id(module) in chosen)
     return model
 
 

@@ -12,12 +12,14 @@ optimizer state       see :mod:`._optim`          see :mod:`._optim`
 ====================  ==========================  ========================
 
 Nothing is modified in place and nothing half-converted is returned: every check runs before the
-deep copy is touched.
+deep copy is touched. Activation quantizers (:mod:`._activations`) are copied unchanged: the
+theorem is about weights, and an activation estimator has no twin (Section 8); a log line says so.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -27,6 +29,7 @@ from torch import nn
 from ..core import Estimator, NoRemapError, UniformQuantizer, get_estimator, ste_twin
 from ..core._remap import plan_for, remap, unremap
 from . import _optim
+from ._activations import activation_quantizers
 from ._fake_quant import WeightFakeQuant
 from ._maps import weight_map
 from ._quantize import latent_weight, quantized_layers, raw_readers
@@ -34,6 +37,7 @@ from ._quantize import latent_weight, quantized_layers, raw_readers
 __all__ = ["Conversion", "from_ste", "to_ste"]
 
 Scheduler = torch.optim.lr_scheduler.LRScheduler
+log = logging.getLogger("stequiv")
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,10 @@ def _convert(model: nn.Module, optimizer: torch.optim.Optimizer | None,
     _check_raw_readers(model, layers, latents, set(new_weights))
 
     twin_model = copy.deepcopy(model)
+    kept = activation_quantizers(twin_model)
+    if kept:
+        log.info("the twin keeps the activation quantizers of %s unchanged (the equivalence is "
+                 "about weights; activation estimators have no twin)", ", ".join(kept))
     twin_params = dict(twin_model.named_parameters())
     param_map = {id(p): twin_params[n] for n, p in model.named_parameters()}
     twin_layers = quantized_layers(twin_model)
@@ -202,6 +210,9 @@ def to_ste(model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
 
     ``remap_weights=False`` / ``scale_lr=False`` drop M or α (SGD only): the ablations of the
     paper's Point B ("unadjusted" drops both). The optimizer state is then copied unscaled.
+
+    Activation quantizers are kept exactly as they are (same estimator, range and state): only
+    weights have a twin. A log line on the ``stequiv`` logger names them.
     """
     return _convert(model, optimizer, scheduler, optimizer_kind, lambda name, fq: fq.estimator,
                     reverse=False, remap_weights=remap_weights, scale_lr=scale_lr)
