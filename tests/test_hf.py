@@ -77,8 +77,26 @@ def test_train_switch_and_checkpoint(arch, opt_name, tmp_path):
 @pytest.mark.parametrize("arch", list(BUILD))
 def test_save_pretrained_never_silently_reinitialises(arch, tmp_path):
     """The latent weights sit under `…parametrizations.weight.original`; from_pretrained would drop
-    them and re-initialise. Saving a quantized model that way fails instead (use stequiv.save)."""
+    them and re-initialise. Saving a quantized model that way fails instead."""
     model = _quantized(arch)
     with pytest.raises((AttributeError, RuntimeError, ValueError)):
         model.save_pretrained(tmp_path)
     assert not (tmp_path / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("arch", list(BUILD))
+def test_stequiv_save_pretrained_restores_latents_into_a_plain_model(arch, tmp_path):
+    model = _quantized(arch)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    tokens = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(1))
+    _train(model, opt, tokens)
+    ckpt = sq.save_pretrained(model, tmp_path)
+    plain = type(model).from_pretrained(tmp_path)
+    for name in sq.quantized_layers(model):  # from_pretrained restored the latent weights
+        module_name, _, param = name.rpartition(".") if name.endswith("_weight") else (name, "", "weight")
+        restored = getattr(plain.get_submodule(module_name), param)
+        assert torch.equal(restored, sq.latent_weight(model, name)), name
+    sq.load(ckpt, plain)  # quantized as recorded, Δ loaded
+    model.eval()
+    plain.eval()
+    assert torch.equal(plain(input_ids=tokens).logits, model(input_ids=tokens).logits)

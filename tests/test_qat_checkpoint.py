@@ -62,11 +62,19 @@ def test_checkpoint_of_another_quantization_is_refused_naming_the_difference(tmp
                               group_size=8)).load_state_dict(_model(HTGE2).state_dict())
 
 
-def test_quantized_checkpoint_into_a_float_model_is_refused(tmp_path):
-    path = sq.save(_model(), tmp_path / "q.pt")
+def test_checkpoint_into_a_float_model_quantizes_it_as_recorded(tmp_path):
+    model = _model()
+    x = _train(model)
+    path = sq.save(model, tmp_path / "q.pt")
     plain = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4))
-    with pytest.raises(ValueError, match=r"layer '0' is quantized in the checkpoint but not in the model"):
-        sq.load(path, plain)
+    sq.load(path, plain)
+    assert {n: fq.get_extra_state() for n, fq in sq.quantized_layers(plain).items()} == {
+        n: fq.get_extra_state() for n, fq in sq.quantized_layers(model).items()}
+    assert torch.equal(plain(x), model(x))
+    wrong = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 5))  # another head size
+    with pytest.raises(ValueError, match=r"layer '2'.*shape=\[4, 8\] but this model has shape=\[5, 8\]"):
+        sq.load(path, wrong)
+    assert not sq.quantized_layers(wrong)  # left as it was
 
 
 def test_corrupt_or_foreign_files_are_refused(tmp_path):

@@ -10,6 +10,7 @@ from ._alignment import AlignmentTracker as AlignmentTracker
 from ._alignment import alignment as alignment
 from ._checkpoint import load as load
 from ._checkpoint import save as save
+from ._checkpoint import save_pretrained as save_pretrained
 from ._config import QuantConfig as QuantConfig
 from ._fake_quant import WeightFakeQuant as WeightFakeQuant
 from ._optim import optimizer_kind as optimizer_kind
