@@ -7,28 +7,17 @@ Run: .venv/bin/python benchmarks/bench_groups.py
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
 import stequiv as sq
 from _bench import Row, compare, interleaved, markdown
+from bench_torch import _threads  # intra-op threads for one comparison
 
 SHAPE = (4096, 4096)
 REPEAT = 7
 GROUPS = (32, 128)
 LIMIT = 1.3
-
-
-@contextlib.contextmanager
-def _threads(threads: int | None):
-    default = torch.get_num_threads()
-    torch.set_num_threads(threads or default)
-    try:
-        yield f", {threads} thread" if threads else ""
-    finally:
-        torch.set_num_threads(default)
 
 
 def _fake_quant(estimator: str, group_size: int | None) -> nn.Module:
