@@ -71,10 +71,10 @@ def weight_map(fn: Callable[..., np.ndarray], est: Estimator,
 
     def apply(w: torch.Tensor) -> torch.Tensor:
         w = w.detach()
-        rows = fq.layout.rows(w).to("cpu")
+        view = fq.layout.view(w).to("cpu")
         native = w.dtype in _CORE_DTYPES
-        out = fn(est, q, (rows if native else rows.double()).numpy())
-        mapped = fq.layout.unrows(torch.from_numpy(np.ascontiguousarray(out)).to(w.dtype))
+        out = fn(est, q, (view if native else view.double()).numpy())
+        mapped = fq.layout.unview(torch.from_numpy(np.ascontiguousarray(out)).to(w.dtype))
         mapped = mapped.to(w.device)
         return mapped if native else keep_bins(fq, w, mapped)
 
