@@ -246,3 +246,12 @@ def test_core_quantizer_of_a_layer_matches_its_forward_on_any_axis():
         _step(model, opt, x, torch.randn(8, 4))
         twin, _ = sq.to_ste(model, opt)
         assert sq.alignment(model, twin, probe=x).output_difference == 0.0
+
+
+def test_mapping_entry_that_the_filter_does_not_select_is_an_error():
+    model = nn.Sequential(nn.Linear(4, 4), nn.LSTM(4, 4))
+    with pytest.raises(ValueError, match=r"gives layers \['1'\] a QuantConfig but `filter_fn`"):
+        sq.quantize_(model, {"0": sq.QuantConfig(), "1": sq.QuantConfig()})
+    assert not sq.quantized_layers(model)
+    with pytest.raises(ValueError, match=r"`axis`=1 places a per-channel Δ.*per tensor"):
+        sq.QuantConfig(axis=1)

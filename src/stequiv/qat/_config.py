@@ -59,6 +59,9 @@ class QuantConfig:
             integer("group_size", self.group_size, minimum=1)
         if self.axis is not None:
             integer("axis", self.axis)
+            if not (self.per_channel or self.group_size is not None):
+                raise ValueError(f"`axis`={self.axis} places a per-channel Δ, but the config is "
+                                 "per tensor; set per_channel=True or group_size, or drop `axis`")
         object.__setattr__(self, "estimator",
                            get_estimator(self.estimator, **dict(self.estimator_params)))
         object.__setattr__(self, "estimator_params", {})
