@@ -229,3 +229,8 @@ def report_cmd(results_dir: Path) -> None:
     with _user_errors(ValueError, OSError):
         path = write_report(results_dir)
     click.echo(f"wrote {path}")
+
+
+from .cli_study import study_cmd  # noqa: E402  (registered last: a separate module)
+
+main.add_command(study_cmd)
