@@ -51,6 +51,7 @@ from ..core._validate import integer, positive_float
 from . import _optim
 from ._fake_quant import WeightFakeQuant
 from ._quantize import latent_weight, quantized_layers
+from ._twin import _reciprocal_slope
 
 __all__ = ["EstimatorSchedule", "ScheduledEstimator", "ScheduledTwin"]
 
@@ -285,9 +286,11 @@ class ScheduledTwin(_Follower):
                     zeros = (1.0 / L.alphas[old], 1.0 / L.alphas[new])
                 else:
                     w, zeros = w_twin, (1.0, 1.0)
-                if self.optimizer.state.get(L.latent):
-                    ratio = _reciprocal(est_new, L.q, w, zeros[1]) / _reciprocal(est_old, L.q, w, zeros[0])
-                    ratios[id(L.latent)] = torch.from_numpy(ratio).to(L.latent.device)
+                if self.optimizer.state.get(L.latent):  # s = 1/Q̂′ at the Q̂-net's w, as at a switch
+                    w_t = torch.from_numpy(w).to(L.latent.device)
+                    s_old, s_new = (_reciprocal_slope(e, L.fq, L.q, z)(w_t)
+                                    for e, z in ((est_old, zeros[0]), (est_new, zeros[1])))
+                    ratios[id(L.latent)] = s_new / s_old
                 L.fq.estimator = L.twins[new]
         if ratios:
             _optim.map_state(self.optimizer, self.optimizer, _identity(self.optimizer),
@@ -300,14 +303,6 @@ class ScheduledTwin(_Follower):
     def _restore(self, stage: int) -> None:
         for L in self.layers.values():
             L.fq.estimator = L.twins[stage]
-
-
-def _reciprocal(est: Estimator, q: UniformQuantizer, w: np.ndarray, where_zero: float) -> np.ndarray:
-    """s(w) = 1/Q̂′(w) where Q̂′ > 0, else ``where_zero`` (as :func:`~stequiv.qat._twin` maps state)."""
-    x = w if est.units == "weight" else q.to_grid(w)
-    g = np.asarray(est.gradient(x, q.lower, q.upper, q.offset))
-    positive = g > 0
-    return np.where(positive, 1.0 / np.where(positive, g, 1.0), where_zero).astype(w.dtype, copy=False)
 
 
 def _rebase(old: Estimator, new: Estimator, q: UniformQuantizer,
