@@ -19,5 +19,6 @@ from ._quantize import quantized_layers as quantized_layers
 from ._schedule import EstimatorSchedule as EstimatorSchedule
 from ._schedule import ScheduledEstimator as ScheduledEstimator
 from ._schedule import ScheduledTwin as ScheduledTwin
+from ._twin import Conversion as Conversion
 from ._twin import from_ste as from_ste
 from ._twin import to_ste as to_ste

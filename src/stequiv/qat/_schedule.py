@@ -204,7 +204,11 @@ class _Follower:
         return {"steps": self.steps, "schedule": self.schedule.to_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume at the saved step; the model's weights and optimizer are restored separately."""
+        """Resume at the saved step; the model's weights and optimizer are restored separately.
+
+        Load this before the model's ``state_dict``: it puts the saved step's estimator on every
+        layer, and the model's checkpoint records (and checks) the estimator it was saved with.
+        """
         if state["schedule"] != self.schedule.to_dict():
             raise ValueError("the checkpoint was written with another estimator schedule; resume "
                              "with the schedule that wrote it")
