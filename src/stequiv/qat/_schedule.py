@@ -283,16 +283,16 @@ class ScheduledTwin(_Follower):
         ratios: dict[int, torch.Tensor] = {}
         with torch.no_grad():
             for L in self.layers.values():
-                w_twin = L.latent.detach().to("cpu").numpy()
-                if self.kind == "sgd":
-                    w, mapped = _rebase(est_old, est_new, L.q, w_twin)
-                    L.latent.copy_(torch.from_numpy(mapped))
+                if self.kind == "sgd":  # in the layout's rows, where the core's quantizer applies
+                    rows = L.fq.layout.rows(L.latent.detach()).to("cpu", _core_dtype(L.latent))
+                    w_rows, mapped = _rebase(est_old, est_new, L.q, rows.numpy())
+                    L.latent.copy_(L.fq.layout.unrows(torch.from_numpy(mapped)))
+                    w = L.fq.layout.unrows(torch.from_numpy(w_rows)).to(L.latent.device)
                     zeros = (1.0 / L.alphas[old], 1.0 / L.alphas[new])
                 else:
-                    w, zeros = w_twin, (1.0, 1.0)
+                    w, zeros = L.latent.detach(), (1.0, 1.0)
                 if self.optimizer.state.get(L.latent):  # s = 1/Q̂′ at the Q̂-net's w, as at a switch
-                    w_t = torch.from_numpy(w).to(L.latent.device)
-                    s_old, s_new = (_reciprocal_slope(e, L.fq, L.q, z)(w_t)
+                    s_old, s_new = (_reciprocal_slope(e, L.fq, L.q, z)(w)
                                     for e, z in ((est_old, zeros[0]), (est_new, zeros[1])))
                     ratios[id(L.latent)] = s_new / s_old
                 L.fq.estimator = L.twins[new]
@@ -307,6 +307,11 @@ class ScheduledTwin(_Follower):
     def _restore(self, stage: int) -> None:
         for L in self.layers.values():
             L.fq.estimator = L.twins[stage]
+
+
+def _core_dtype(w: torch.Tensor) -> torch.dtype:
+    """The core maps float32 and float64; half precision goes through float64."""
+    return w.dtype if w.dtype in (torch.float32, torch.float64) else torch.float64
 
 
 def _rebase(old: Estimator, new: Estimator, q: UniformQuantizer,
