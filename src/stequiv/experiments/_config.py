@@ -16,11 +16,11 @@ from typing import Any
 from ..core import get_estimator, list_estimators
 from ..core._validate import reject_unknown_keys
 from ..data import list_datasets
+from ._protocol import EXPERIMENTS
+from ._protocol import OPTIMIZERS as _OPTIMIZERS
 
 __all__ = ["EXPERIMENTS", "PRESETS", "ExperimentConfig"]
 
-EXPERIMENTS = ("baseline", "lr-tweak", "unadjusted", "m-only", "alpha-only")
-_OPTIMIZERS = ("sgd", "adam")
 IMAGE_FOLDER = "imagefolder"
 
 
