@@ -218,9 +218,11 @@ def test_conversion_result_unpacks_by_what_was_given():
     assert isinstance(result, sq.Conversion) and result.scheduler is None
     twin, twin_opt = result
     assert twin is result.model and twin_opt is result.optimizer
+    assert len(result) == 2 and result[0] is twin and result[-1] is twin_opt
     sched = torch.optim.lr_scheduler.StepLR(opt, 1)
-    twin, twin_opt, twin_sched = sq.to_ste(model, opt, sched)
+    twin, twin_opt, twin_sched = with_sched = sq.to_ste(model, opt, sched)
     assert twin_sched.optimizer is twin_opt
+    assert len(with_sched) == 3 and with_sched[2] is twin_sched and with_sched.scheduler is twin_sched
     assert sq.to_ste(model, optimizer_kind="adam").optimizer is None
 
 

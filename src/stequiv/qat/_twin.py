@@ -22,6 +22,7 @@ import copy
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -102,18 +103,27 @@ def _plan_layer(name: str, fq: WeightFakeQuant, kind: str, estimator: Estimator,
 class Conversion:
     """What :func:`to_ste` / :func:`from_ste` return: the new model, optimizer and scheduler.
 
-    ``optimizer`` is None when none was given, ``scheduler`` likewise. It unpacks as
-    ``model, optimizer = ...``, or as ``model, optimizer, scheduler = ...`` when a scheduler was
-    converted.
+    ``optimizer`` is None when none was given, ``scheduler`` likewise. As a sequence (unpacking,
+    ``len``, indexing) it is ``(model, optimizer)``, or ``(model, optimizer, scheduler)`` when a
+    scheduler was converted: the tuples that ``to_ste`` returned before it had a name.
     """
 
     model: nn.Module
     optimizer: torch.optim.Optimizer | None
     scheduler: Scheduler | None = None
 
-    def __iter__(self) -> Iterator:
+    def _parts(self) -> tuple:
         parts = (self.model, self.optimizer, self.scheduler)
-        return iter(parts if self.scheduler is not None else parts[:2])
+        return parts if self.scheduler is not None else parts[:2]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._parts())
+
+    def __len__(self) -> int:
+        return len(self._parts())
+
+    def __getitem__(self, index: int | slice) -> Any:
+        return self._parts()[index]
 
 
 def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer | None,
