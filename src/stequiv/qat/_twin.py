@@ -123,6 +123,7 @@ class Conversion:
         return len(self._parts())
 
     def __getitem__(self, index: int | slice) -> Any:
+        """``result[0]`` is the model, ``result[1]`` the optimizer, as the tuple it replaces."""
         return self._parts()[index]
 
 
