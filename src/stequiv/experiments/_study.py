@@ -31,7 +31,7 @@ from .. import qat
 from ..core import BinaryQuantizer, NoRemapError, UniformQuantizer, constants, get_estimator
 from ..data import Split, load_split
 from ._batched import BatchedNets, NetState
-from ._pair import atomic_write
+from ._runs import atomic_write
 from ._setup import PairSpec, build_partner, build_qnet, make_optimizer
 from ._study_config import Cell, StudyConfig
 

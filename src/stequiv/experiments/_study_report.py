@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ._pair import atomic_write
+from ._runs import atomic_write
 from ._study_config import StudyConfig
 
 __all__ = ["breakdowns", "read_rows", "write_study_csv", "write_study_outputs"]
