@@ -203,11 +203,13 @@ class _Group:
 def _weights_npz(a: torch.nn.Module, b: torch.nn.Module, spec: PairSpec) -> bytes:
     """Every quantized latent weight of the Q̂-net (through M where ``spec.remap``) and partner."""
     from ..core import remap
+    from ..qat._maps import weight_map  # M in the layer's own Δ layout (per group too)
 
     xs, ys, names, bounds = [], [], [], []
     for name, fq in qat.quantized_layers(a).items():
-        w_a = qat.latent_weight(a, name).detach().cpu().numpy()
-        xs.append(remap(fq.estimator, fq.quantizer(), w_a) if spec.remap else w_a)
+        w_a = qat.latent_weight(a, name).detach()
+        x = weight_map(remap, fq.estimator, fq)(w_a) if spec.remap else w_a
+        xs.append(x.cpu().numpy())
         ys.append(qat.latent_weight(b, name).detach().cpu().numpy())
         names.append(name)
         bounds.append(fq.quantizer().boundary_points())
