@@ -1,6 +1,7 @@
 """Experiments: the paired training of Section 6, the reproduction of Tables 3–5 and Figures 1/3."""
 
 from ._config import PRESETS as PRESETS
+from ._config import ConfigError as ConfigError
 from ._config import ExperimentConfig as ExperimentConfig
 from ._distributed import Dist as Dist
 from ._distributed import setup_distributed as setup_distributed
