@@ -16,6 +16,7 @@ from stequiv.experiments import (
     run_group,
     run_pair,
 )
+from stequiv.experiments._checkpoint import load_checkpoint, save_checkpoint
 from stequiv.experiments._distributed import Dist
 
 CPU = Dist(0, 1, torch.device("cpu"))
@@ -68,13 +69,13 @@ def test_resume_with_another_world_size_is_refused(tiny, tmp_path, interrupt_at)
     config, data = tiny
     spec = PairSpec("sgd-baseline", "sgd", "baseline")
     interrupt_at(6, _run, config, data, spec, tmp_path)
-    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt", CPU.device)
     ckpt["world_size"] = 2
-    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    save_checkpoint(tmp_path / "checkpoint.pt", ckpt)  # with its manifest: only the content differs
     with pytest.raises(ValueError, match="written by 2 process"):
         _run(config, data, spec, tmp_path)
     del ckpt["format"]  # a checkpoint of the one-partner engine
-    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    save_checkpoint(tmp_path / "checkpoint.pt", ckpt)
     with pytest.raises(ValueError, match="has format 1, this stequiv reads format 2"):
         _run(config, data, spec, tmp_path)
 

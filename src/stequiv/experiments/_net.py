@@ -1,14 +1,19 @@
-"""One net of a paired run and everything that trains it."""
+"""One net of a paired run and everything that trains it, with a loud stop on NaN or infinity."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.nn import functional as F
 
-__all__ = ["Net"]
+__all__ = ["Net", "NonFiniteError"]
+
+
+class NonFiniteError(ValueError):
+    """A loss, gradient or weight became NaN or infinite: the run stops before using it."""
 
 
 @dataclass
@@ -16,19 +21,40 @@ class Net:
     """One net of a group and everything that trains it: the model, its optimizer and learning-rate
     schedule, and the module that runs the forward pass (the DDP wrapper, or the model itself)."""
 
+    name: str
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any
     wrapped: torch.nn.Module
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """One SGD/Adam step on the batch's mean cross-entropy; returns the loss."""
+        """One SGD/Adam step on the batch's mean cross-entropy; returns the loss.
+
+        A non-finite loss or gradient raises :class:`NonFiniteError` before the step is taken
+        (the gradients are all-reduced under DDP, so every rank sees the same verdict).
+        """
         self.optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(self.wrapped(x), y)
         loss.backward()
+        value = loss.item()
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if not (math.isfinite(value) and bool(torch.stack([g.isfinite().all() for g in grads]).all())):
+            raise NonFiniteError(self._culprit(value))
         self.optimizer.step()
         self.scheduler.step()
-        return loss.item()
+        return value
+
+    def _culprit(self, loss: float) -> str:
+        """What was not finite: the loss, else the first parameter with a non-finite gradient."""
+        if not math.isfinite(loss):
+            return f"the training loss of {self.name} is {loss}"
+        name = next(n for n, p in self.model.named_parameters()
+                    if p.grad is not None and not p.grad.isfinite().all())
+        return f"the gradient of {self.name} is not finite in `{name}`"
+
+    def bad_weight(self) -> str | None:
+        """The first parameter holding a NaN or infinity, if any."""
+        return next((n for n, p in self.model.named_parameters() if not p.isfinite().all()), None)
 
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.model.state_dict(), "opt": self.optimizer.state_dict(),

@@ -22,7 +22,6 @@ all continue. Alignment is reported from the switch on.
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Sequence
@@ -38,14 +37,23 @@ from tqdm.auto import tqdm
 
 from .. import qat
 from ..data import Split
+from ._checkpoint import load_checkpoint, save_checkpoint
 from ._config import IMAGE_FOLDER, ExperimentConfig
 from ._distributed import Dist
-from ._net import Net
-from ._protocol import PairSpec
-from ._runs import atomic_write, config_diff, metrics_csv, weights_npz, write_json
+from ._net import Net, NonFiniteError
+from ._protocol import LR_TWEAK, PairSpec
+from ._runs import (
+    config_diff,
+    json_text,
+    metrics_csv,
+    read_verified,
+    results_remedy,
+    weights_npz,
+    write_with_manifest,
+)
 from ._setup import build_partner, build_qnet, describe_partner, make_optimizer
 
-__all__ = ["TrainData", "run_group", "run_pair"]
+__all__ = ["NonFiniteError", "TrainData", "run_group", "run_pair"]
 
 CHECKPOINT_FORMAT = 2  # one Q̂-net and a list of partners (format 1, unnumbered: one partner)
 
@@ -120,7 +128,9 @@ class _Group:
         model = build_qnet(config, data.train.in_channels, data.train.num_classes, dist.device)
         opt, sched = make_optimizer(config, specs[0].optimizer, model, specs[0].lr_factor,
                                     self.total)
-        self.qnet = Net(model, opt, sched, model)
+        self.qnet = Net(f"net a (the Q̂-net, {config.estimator}, {specs[0].optimizer})", model,
+                         opt, sched, model)
+        self.saved_step: int | None = None  # of the last checkpoint written or resumed from
         self.partners: list[Net] = []
         self.step = 0
         self.histories: list[list[dict[str, float]]] = [[] for _ in self.specs]
@@ -134,7 +144,9 @@ class _Group:
         q = self.qnet
         for spec in self.specs:
             model, opt, sched = build_partner(self.config, spec, q.model, q.optimizer, q.scheduler)
-            self.partners.append(Net(model, opt, sched, self.dist.wrap(model)))
+            kind = "the Q̂-net with lr × lr_tweak" if spec.partner == LR_TWEAK else "the STE twin"
+            self.partners.append(Net(f"net b of {spec.run_id} ({kind})", model, opt, sched,
+                                      self.dist.wrap(model)))
 
     def state(self) -> dict[str, Any]:
         q = self.qnet.state_dict()
@@ -155,6 +167,7 @@ class _Group:
                              f"run has {self.dist.world_size}; resume with the same --nproc-per-node")
         self.qnet.load_state_dict({"net": s["a"], "opt": s["opt_a"], "sched": s["sched_a"]})
         self.step, self.histories = s["step"], s["histories"]
+        self.saved_step = self.step
         self.loss_sum, self.loss_steps = s["loss_sum"], s["loss_steps"]
         if s["partners"] and not self.partners:
             self._switch()
@@ -173,11 +186,33 @@ class _Group:
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         x, y = (t.to(self.dist.device) for t in batch)
         for i, net in enumerate([self.qnet, *self.partners]):
-            self.loss_sum[i] += net.train_step(x, y)
+            try:
+                self.loss_sum[i] += net.train_step(x, y)
+            except NonFiniteError as err:
+                raise NonFiniteError(self._stopped(f"step {self.step + 1}: {err}", net)) from None
             self.loss_steps[i] += 1
         self.step += 1
         if self.step == self.switch_step:
             self._switch()
+
+    def _stopped(self, what: str, net: Net) -> str:
+        """The error of a non-finite value: where, what is kept, and the likely causes."""
+        kept = ("no checkpoint was written yet" if self.saved_step is None else
+                f"the last checkpoint (step {self.saved_step}) is kept, unchanged")
+        lr = net.optimizer.param_groups[0]["lr"]
+        return (f"{self.run_id}, {what}: the run stops here and {kept}. Likely cause: a learning "
+                f"rate too large for this net (its lr is {lr:.3g} now: try a smaller `lr_sgd` / "
+                f"`lr_adam` / `lr_tweak`), or an estimator whose gradient is not finite "
+                f"({self.config.estimator_spec()}); a NaN in the data gives this too")
+
+    def save(self, path: Path) -> None:
+        """Checkpoint to ``path``, refusing weights that are no longer finite."""
+        for net in (self.qnet, *self.partners):
+            if (name := net.bad_weight()) is not None:
+                raise NonFiniteError(self._stopped(
+                    f"step {self.step}: the weights of {net.name} are not finite in `{name}`", net))
+        save_checkpoint(path, self.state())
+        self.saved_step = self.step
 
     def measure(self) -> list[dict[str, float]]:
         """One ``metrics.csv`` row per partner: each net's mean training loss over the steps it
@@ -226,12 +261,13 @@ def run_group(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainDa
     out_dirs = [Path(d) for d in out_dirs]
     final_paths = [d / "final.json" for d in out_dirs]
     if all(p.exists() for p in final_paths):
-        return [json.loads(p.read_text()) for p in final_paths]
+        return [json.loads(read_verified(p, results_remedy(p.parent), required=False))
+                for p in final_paths]
     torch.manual_seed(config.seed)
     group = _Group(config, specs, data, dist)
     ckpt = out_dirs[0] / "checkpoint.pt"
     if ckpt.exists():
-        group.load(torch.load(ckpt, map_location=dist.device, weights_only=False), ckpt)
+        group.load(load_checkpoint(ckpt, dist.device), ckpt)
     started = time.perf_counter()
     bar = tqdm(total=group.total, initial=group.step, desc=group.run_id, leave=False,
                disable=not (progress and dist.is_main), dynamic_ncols=True)
@@ -248,9 +284,7 @@ def run_group(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainDa
                                 ebar=f"{rows[0].get('ebar', nan):.2e}")
             if group.step % config.checkpoint_every == 0 and group.step < group.total:
                 if dist.is_main:
-                    buf = io.BytesIO()
-                    torch.save(group.state(), buf)
-                    atomic_write(ckpt, buf.getvalue())
+                    group.save(ckpt)
                 dist.barrier()
             if group.step == group.total:
                 break
@@ -258,10 +292,10 @@ def run_group(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainDa
     finals = _finish(group, time.perf_counter() - started)
     if dist.is_main:
         for k, (spec, out_dir) in enumerate(zip(group.specs, out_dirs, strict=True)):
-            atomic_write(out_dir / "metrics.csv", metrics_csv(group.histories[k]))
-            atomic_write(out_dir / "weights.npz",
-                         _weights_npz(group.qnet.model, group.partners[k].model, spec))
-            write_json(final_paths[k], finals[k])
+            write_with_manifest(out_dir, {
+                "metrics.csv": metrics_csv(group.histories[k]),
+                "weights.npz": _weights_npz(group.qnet.model, group.partners[k].model, spec),
+                "final.json": json_text(finals[k])})
         ckpt.unlink(missing_ok=True)
     dist.barrier()
     return finals

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ._runs import atomic_write, load_runs, read_config, write_json
+from ._runs import atomic_write, finite_json, load_runs, read_config, write_json
 from ._summary import point_checks, summary
 from ._tables import FORMATS, Table, build_tables
 
@@ -22,7 +22,8 @@ __all__ = ["Report", "rebuild", "write_report"]
 
 
 class Report(NamedTuple):
-    """What a rebuild wrote: ``report.md`` and the summary it saved as ``summary.json``."""
+    """What a rebuild wrote: ``report.md`` and the summary saved as ``summary.json`` (as JSON has
+    it: a non-finite number is ``None``)."""
 
     path: Path
     summary: dict[str, dict[str, dict[str, Any]]]
@@ -55,7 +56,7 @@ def rebuild(result_dir: str | Path) -> Report:
     if (root / "figures" / "figure1_estimators.png").exists():
         images.insert(0, ("Figure 1: the estimators' surrogates Q̂ and gradients Q̂′", "figures/figure1_estimators.png"))
     text = _report_markdown(root, config, runs, summ, tables, images)
-    return Report(atomic_write(root / "report.md", text), summ)
+    return Report(atomic_write(root / "report.md", text), finite_json(summ))
 
 
 def _report_markdown(root: Path, config: dict[str, Any], runs: list[dict[str, Any]],

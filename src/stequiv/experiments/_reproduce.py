@@ -13,7 +13,14 @@ from ._config import IMAGE_FOLDER, ExperimentConfig
 from ._distributed import Dist, setup_distributed
 from ._pair import TrainData, run_group
 from ._protocol import ADAM_IS_BASELINE, PROTOCOL, PairSpec, pair_specs
-from ._runs import atomic_write, config_diff, write_json
+from ._runs import (
+    config_diff,
+    json_text,
+    read_verified,
+    results_remedy,
+    write_json,
+    write_with_manifest,
+)
 
 __all__ = ["group_specs", "load_data", "reproduce"]
 
@@ -65,14 +72,13 @@ def _copy_adam_baseline(runs: Path, experiment: str) -> None:
     Training it again would repeat the baseline bit for bit (runs are deterministic).
     """
     base = runs / "adam-baseline"
-    final = json.loads((base / "final.json").read_text())
+    files = {name: read_verified(base / name, results_remedy(base), required=False)
+             for name in ("metrics.csv", "weights.npz", "final.json")}
+    final = json.loads(files["final.json"])
     run_id = f"adam-{experiment}"
     final.update(run_id=run_id, experiment=experiment,
                  note=ADAM_IS_BASELINE.format(name=experiment))
-    target = runs / run_id
-    for name in ("metrics.csv", "weights.npz"):
-        atomic_write(target / name, (base / name).read_bytes())
-    write_json(target / "final.json", final)
+    write_with_manifest(runs / run_id, {**files, "final.json": json_text(final)})
 
 
 def group_specs(specs: list[PairSpec]) -> list[list[PairSpec]]:

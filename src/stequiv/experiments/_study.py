@@ -31,8 +31,9 @@ from .. import qat
 from ..core import BinaryQuantizer, NoRemapError, UniformQuantizer, constants, get_estimator
 from ..data import Split, load_split
 from ._batched import BatchedNets, NetState
+from ._protocol import PairSpec
 from ._runs import atomic_write
-from ._setup import PairSpec, build_partner, build_qnet, make_optimizer
+from ._setup import build_partner, build_qnet, make_optimizer
 from ._study_config import Cell, StudyConfig
 
 __all__ = ["StudyData", "build_cell", "cell_batches", "index_stream", "load_study_data", "run_study",
