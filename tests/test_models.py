@@ -206,7 +206,8 @@ def test_parameter_counts(r18: ResNet, r50: ResNet) -> None:
 
 
 def test_list_models() -> None:
-    assert list_models() == ["convnet", "resnet18", "resnet20", "resnet34", "resnet50"]
+    assert list_models() == ["convnet", "resnet18", "resnet20", "resnet34", "resnet50",
+                             "transformer-small", "transformer-tiny"]
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from ._config import EXPERIMENTS as EXPERIMENTS
 from ._config import PRESETS as PRESETS
+from ._config import ConfigError as ConfigError
 from ._config import ExperimentConfig as ExperimentConfig
 from ._distributed import Dist as Dist
 from ._distributed import setup_distributed as setup_distributed

@@ -24,13 +24,20 @@ from ._resnet import resnet18 as resnet18
 from ._resnet import resnet20 as resnet20
 from ._resnet import resnet34 as resnet34
 from ._resnet import resnet50 as resnet50
+from ._transformer import LM_SIZES as LM_SIZES
+from ._transformer import LMSize as LMSize
+from ._transformer import TransformerLM as TransformerLM
+from ._transformer import lm_factory
 
 __all__ = [
+    "LM_SIZES",
     "BasicBlock",
     "Bottleneck",
     "CifarResNet",
     "ConvNet",
+    "LMSize",
     "ResNet",
+    "TransformerLM",
     "build_model",
     "he_uniform_",
     "he_uniform_bound",
@@ -49,6 +56,7 @@ _REGISTRY: dict[str, _Factory] = {
     "resnet34": resnet34,
     "resnet50": resnet50,
     "resnet20": resnet20,
+    **{name: lm_factory(name) for name in LM_SIZES},
 }
 
 
@@ -70,9 +78,11 @@ def build_model(
     ----------
     name:
         One of :func:`list_models`: ``"convnet"``, ``"resnet18"``, ``"resnet34"``,
-        ``"resnet50"``, ``"resnet20"``.
+        ``"resnet50"``, ``"resnet20"``, ``"transformer-tiny"``, ``"transformer-small"`` (byte-level
+        :class:`TransformerLM` of :data:`LM_SIZES`).
     num_classes, in_channels:
-        Output classes and input channels (defaults suit MNIST-type data).
+        Output classes and input channels (defaults suit MNIST-type data); for the language
+        models the vocabulary (256 bytes) and 1 (one token per position).
     generator:
         Randomness for the He-uniform initialisation; the same seed gives bit-identical
         weights. ``None`` uses PyTorch's global generator.
