@@ -30,11 +30,11 @@ from ._config_types import (
     checked,
     registered,
 )
+from ._protocol import EXPERIMENTS
+from ._protocol import OPTIMIZERS as _OPTIMIZERS
 
 __all__ = ["EXPERIMENTS", "PRESETS", "ConfigError", "ExperimentConfig"]
 
-EXPERIMENTS = ("baseline", "lr-tweak", "unadjusted", "m-only", "alpha-only")
-_OPTIMIZERS = ("sgd", "adam")
 _DEVICES = ("auto", "cpu", "cuda")
 IMAGE_FOLDER = "imagefolder"
 MAX_BITS = 16
