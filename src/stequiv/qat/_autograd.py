@@ -39,7 +39,7 @@ from array_api_compat.common import _helpers as _array_api_helpers
 from ..core import Estimator
 from ..core.estimators._basic import STE
 
-__all__ = ["derivative", "fake_quantize", "formula_of"]
+__all__ = ["derivative", "fake_quantize", "formula_of", "gradient_times"]
 
 Formula = Literal["array-api", "torch", "numpy"]
 
@@ -125,8 +125,8 @@ def _numpy_backward(estimator: Estimator, x: torch.Tensor, grad: torch.Tensor,
     return out
 
 
-def _backward(estimator: Estimator, x: torch.Tensor, grad: torch.Tensor, lower: float,
-              upper: float, offset: float) -> torch.Tensor:
+def gradient_times(estimator: Estimator, x: torch.Tensor, grad: torch.Tensor, lower: float,
+                   upper: float, offset: float) -> torch.Tensor:
     """``grad · Q̂′(x)`` in x's dtype, by the fastest path that applies (module docstring)."""
     if (not torch.compiler.is_compiling() and x.device.type == "cpu"
             and x.dtype in _NUMPY_DTYPES and not torch.is_grad_enabled()
@@ -157,7 +157,7 @@ class _FakeQuantize(torch.autograd.Function):
         if isinstance(ctx.estimator, STE):  # Q̂′ ≡ 1: the upstream gradient passes through
             return grad, None, None, None, None, None, None
         (x,) = ctx.saved_tensors
-        return _backward(ctx.estimator, x, grad, *ctx.limits), None, None, None, None, None, None
+        return gradient_times(ctx.estimator, x, grad, *ctx.limits), None, None, None, None, None, None
 
 
 def fake_quantize(w: torch.Tensor, delta: torch.Tensor, inv_delta: torch.Tensor,

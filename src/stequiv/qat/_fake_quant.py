@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..core import Estimator, UniformQuantizer
-from ._autograd import fake_quantize
+from ._autograd import fake_quantize, gradient_times
 from ._layout import Layout
 
 __all__ = ["WeightFakeQuant"]
@@ -60,6 +60,10 @@ class WeightFakeQuant(nn.Module):
         v = fake_quantize(self.layout.view(w), self.delta, self.inv_delta, self.estimator,
                           self.lower, self.upper, self.offset)
         return self.layout.unview(v)
+
+    def gradient(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """``grad · Q̂′(x)`` at the forward's v (or w, in weight units), as the backward computes it."""
+        return gradient_times(self.estimator, x, grad, self.lower, self.upper, self.offset)
 
     def _apply(self, fn: Any, recurse: bool = True) -> WeightFakeQuant:
         # Δ is data of the grid, not a weight: a dtype cast (model.half()) must not round it.
