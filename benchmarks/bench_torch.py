@@ -60,10 +60,11 @@ def _fake_quant(threads: int | None = None) -> list[Row]:
         return _fake_quant_rows(label)
 
 
-def _fake_quant_rows(label: str) -> list[Row]:
+def fake_quant_case(device: str = "cpu"):
+    """The 25.6 M-element weight, a fwd+bwd wrapper ``fn -> call`` and the native op's call."""
     gen = torch.Generator().manual_seed(0)
-    w = (torch.rand(N, generator=gen) * 2 - 1).requires_grad_()
-    upstream = torch.randn(N, generator=gen)
+    w = (torch.rand(N, generator=gen) * 2 - 1).to(device).requires_grad_()
+    upstream = torch.randn(N, generator=gen).to(device)
     delta = float(QUANTIZER.delta_array)
 
     def fwd_bwd(fn):
@@ -72,8 +73,13 @@ def _fake_quant_rows(label: str) -> list[Row]:
             fn(w).backward(upstream)
         return call
 
-    fns = {"native": fwd_bwd(lambda x: torch.fake_quantize_per_tensor_affine(
-        x, delta, 0, QUANTIZER.lower, QUANTIZER.upper))}
+    return w, fwd_bwd, fwd_bwd(lambda x: torch.fake_quantize_per_tensor_affine(
+        x, delta, 0, QUANTIZER.lower, QUANTIZER.upper))
+
+
+def _fake_quant_rows(label: str) -> list[Row]:
+    w, fwd_bwd, native = fake_quant_case()
+    fns = {"native": native}
     for name in ("ste", "htge", "dsq"):
         fns[name] = fwd_bwd(WeightFakeQuant(sq.get_estimator(name), QUANTIZER, w.shape))
     times = interleaved(fns, REPEAT)
@@ -206,19 +212,8 @@ def _clamp_pass(w: torch.Tensor):
 
 
 def _compiled_fake_quant(names: list[str]) -> list[Row]:
-    gen = torch.Generator().manual_seed(0)
-    w = (torch.rand(N, generator=gen) * 2 - 1).requires_grad_()
-    upstream = torch.randn(N, generator=gen)
-    delta = float(QUANTIZER.delta_array)
-
-    def fwd_bwd(fn):
-        def call() -> None:
-            w.grad = None
-            fn(w).backward(upstream)
-        return call
-
-    fns = {"clamp": _clamp_pass(w), "native": fwd_bwd(lambda x: torch.fake_quantize_per_tensor_affine(
-        x, delta, 0, QUANTIZER.lower, QUANTIZER.upper))}
+    w, fwd_bwd, native = fake_quant_case()
+    fns = {"clamp": _clamp_pass(w), "native": native}
     for name in names:
         est = sq.get_estimator(name)
         q = sq.BinaryQuantizer() if est.kind == "binary" else QUANTIZER

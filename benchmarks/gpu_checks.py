@@ -12,7 +12,7 @@ One short script, about 3–5 minutes on one GPU (most of it inductor/Triton com
 
 Every time is the median of interleaved repetitions after a warm-up, CUDA-synchronised. Run:
 
-    PYTHONPATH=src python benchmarks/gpu_checks.py > gpu_checks.md
+    cd benchmarks && PYTHONPATH=../src:. python gpu_checks.py > gpu_checks.md
 
 and paste the table into docs/benchmarks.md with the GPU's name (printed first).
 """
@@ -27,12 +27,11 @@ import torch
 from torch.nn import functional as F
 
 import stequiv as sq
+from bench_torch import QUANTIZER, fake_quant_case
 from stequiv.models import ConvNet, build_model, resnet50
 
-N = 25_600_000
 REPEAT = 7
 DEVICE = torch.device("cuda")
-QUANTIZER = sq.UniformQuantizer.symmetric(2, 1.0)
 
 
 def _median_ms(fns: dict[str, Callable[[], object]], repeat: int = REPEAT) -> dict[str, float]:
@@ -49,19 +48,8 @@ def _median_ms(fns: dict[str, Callable[[], object]], repeat: int = REPEAT) -> di
 
 
 def fake_quant() -> list[str]:
-    w = (torch.rand(N, device=DEVICE) * 2 - 1).requires_grad_()
-    upstream = torch.randn(N, device=DEVICE)
-    delta = float(QUANTIZER.delta_array)
-
-    def fwd_bwd(fn):
-        def call() -> None:
-            w.grad = None
-            fn(w).backward(upstream)
-        return call
-
-    fns = {"float copy": fwd_bwd(torch.compile(lambda x: x * 1.0)),
-           "native": fwd_bwd(lambda x: torch.fake_quantize_per_tensor_affine(
-               x, delta, 0, QUANTIZER.lower, QUANTIZER.upper))}
+    w, fwd_bwd, native = fake_quant_case("cuda")
+    fns = {"float copy": fwd_bwd(torch.compile(lambda x: x * 1.0)), "native": native}
     for name in sq.list_estimators():
         est = sq.get_estimator(name)
         q = sq.BinaryQuantizer() if est.kind == "binary" else QUANTIZER
