@@ -6,14 +6,21 @@
   with HTGE, 2 bits, ``scale="init-bound"`` as in ``stequiv.experiments._setup.build_qnet``)
   ≤ 1.10× the float ConvNet's step; the same step quantized with Brevitas and with torchao
   (2-bit weights, STE) where those are installed (benchmark environment only);
-* ``to_ste`` of ResNet-50 (25.6 M parameters, every conv quantized) with SGD momentum state ≤ 1 s.
+* ``to_ste`` of ResNet-50 (25.6 M parameters, every conv quantized) with SGD momentum state ≤ 1 s;
+* compiled (issue 12, 2 threads): fake-quant forward+backward of every catalogue estimator under
+  ``torch.compile(fullgraph=True)`` ≤ 3 clamp passes (STE ≤ 2.5), i.e. ≤ 0.7× the native op; a
+  clamp pass is ``torch.clamp(w, out=buf)`` on the same tensor, one memory-bound read and write;
+  the compiled quantized ConvNet step ≤ 1.05× the compiled float step.
 
-Run: .venv/bin/python benchmarks/bench_torch.py   (``make bench`` runs every benchmark)
+Run: .venv/bin/python benchmarks/bench_torch.py [--compiled [ESTIMATOR ...]]
+(``make bench`` runs every benchmark; ``--compiled`` only the compiled rows, for the listed
+estimators or all of them)
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 
 import torch
@@ -53,10 +60,11 @@ def _fake_quant(threads: int | None = None) -> list[Row]:
         return _fake_quant_rows(label)
 
 
-def _fake_quant_rows(label: str) -> list[Row]:
+def fake_quant_case(device: str = "cpu"):
+    """The 25.6 M-element weight, a fwd+bwd wrapper ``fn -> call`` and the native op's call."""
     gen = torch.Generator().manual_seed(0)
-    w = (torch.rand(N, generator=gen) * 2 - 1).requires_grad_()
-    upstream = torch.randn(N, generator=gen)
+    w = (torch.rand(N, generator=gen) * 2 - 1).to(device).requires_grad_()
+    upstream = torch.randn(N, generator=gen).to(device)
     delta = float(QUANTIZER.delta_array)
 
     def fwd_bwd(fn):
@@ -65,8 +73,13 @@ def _fake_quant_rows(label: str) -> list[Row]:
             fn(w).backward(upstream)
         return call
 
-    fns = {"native": fwd_bwd(lambda x: torch.fake_quantize_per_tensor_affine(
-        x, delta, 0, QUANTIZER.lower, QUANTIZER.upper))}
+    return w, fwd_bwd, fwd_bwd(lambda x: torch.fake_quantize_per_tensor_affine(
+        x, delta, 0, QUANTIZER.lower, QUANTIZER.upper))
+
+
+def _fake_quant_rows(label: str) -> list[Row]:
+    w, fwd_bwd, native = fake_quant_case()
+    fns = {"native": native}
     for name in ("ste", "htge", "dsq"):
         fns[name] = fwd_bwd(WeightFakeQuant(sq.get_estimator(name), QUANTIZER, w.shape))
     times = interleaved(fns, REPEAT)
@@ -189,13 +202,67 @@ def _to_ste() -> list[Row]:
             single("to_ste ResNet-50, first call in this process", [first], "≤ 1 s", 1.0)]
 
 
+# --------------------------------------------------------------------------- compiled
+COMPILED_THREADS = 2
+
+
+def _clamp_pass(w: torch.Tensor):
+    out = torch.empty_like(w.detach())
+    return lambda: torch.clamp(w.detach(), -1.0, 1.0, out=out)
+
+
+def _compiled_fake_quant(names: list[str]) -> list[Row]:
+    w, fwd_bwd, native = fake_quant_case()
+    fns = {"clamp": _clamp_pass(w), "native": native}
+    for name in names:
+        est = sq.get_estimator(name)
+        q = sq.BinaryQuantizer() if est.kind == "binary" else QUANTIZER
+        fns[name] = fwd_bwd(torch.compile(WeightFakeQuant(est, q, w.shape), fullgraph=True))
+    times = interleaved(fns, REPEAT)
+    rows = [compare("torch.fake_quantize_per_tensor_affine fwd+bwd, 25.6 M", times["native"],
+                    "clamp pass", times["clamp"], "report (clamp passes)")]
+    for name in names:
+        passes = 2.5 if name == "ste" else 3.0
+        rows.append(compare(f"compiled fake-quant fwd+bwd {name}, 25.6 M", times[name],
+                            "clamp pass", times["clamp"], f"≤ {passes} passes", passes))
+        rows.append(compare(f"compiled fake-quant fwd+bwd {name} vs native", times[name],
+                            "native fwd+bwd", times["native"], "≤ 0.7×", 0.7))
+    return rows
+
+
+def _compiled_convnet() -> list[Row]:
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 1, 28, 28, generator=gen), torch.randint(0, 10, (64,), generator=gen)
+    models = {"float": _convnet(), "stequiv HTGE": _stequiv_convnet()}
+    fns = {name: _stepper(torch.compile(m, fullgraph=True), x, y) for name, m in models.items()}
+    fns |= {f"eager {name}": _stepper(m, x, y) for name, m in
+            (("float", _convnet()), ("stequiv HTGE", _stequiv_convnet()))}
+    per_step = {name: [t / STEPS for t in ts] for name, ts in interleaved(fns, STEP_REPEAT).items()}
+    return [compare("ConvNet step compiled, stequiv HTGE", per_step["stequiv HTGE"],
+                    "compiled float step", per_step["float"], "≤ 1.05×", 1.05),
+            compare("ConvNet step eager, stequiv HTGE", per_step["eager stequiv HTGE"],
+                    "eager float step", per_step["eager float"], "≤ 1.10×", 1.10),
+            compare("ConvNet step compiled float", per_step["float"],
+                    "eager float step", per_step["eager float"], "report")]
+
+
+def compiled(names: list[str] | None = None) -> list[Row]:
+    """The compiled rows (2 threads), for ``names`` or every catalogue estimator."""
+    with _threads(COMPILED_THREADS):
+        return _compiled_fake_quant(names or sq.list_estimators()) + _compiled_convnet()
+
+
 def run() -> tuple[list[Row], list[str]]:
     rows, notes = _convnet_steps()
     rows_1, _ = _convnet_steps(threads=1)
-    return _fake_quant() + _fake_quant(threads=1) + rows + rows_1 + _to_ste(), notes
+    return (_fake_quant() + _fake_quant(threads=1) + rows + rows_1 + _to_ste() + compiled(),
+            notes)
 
 
 def main() -> None:
+    if "--compiled" in sys.argv:
+        print(markdown(compiled(sys.argv[sys.argv.index("--compiled") + 1:])))
+        return
     rows, notes = run()
     print(markdown(rows))
     for note in notes:

@@ -1,0 +1,174 @@
+r"""Fake-quantization as one autograd function: forward :math:`Q(w)`, backward :math:`\hat Q'(w)\,g`.
+
+Forward is the core's Eq. 1, :math:`Q(w) = \Delta(\operatorname{round}(\operatorname{clip}(w\Delta^{-1}
+- z, l, u)) + z)` (round half to even), by the same operations in the same order, in the weight's
+dtype. Backward multiplies the upstream gradient g by the estimator's :math:`\hat Q'` at the
+forward's grid coordinate :math:`v = w\Delta^{-1} - z` (or at w, for weight-unit estimators),
+through :meth:`~stequiv.core.Estimator.gradient`: the in-range formula on ``[l, u]`` *including its
+edges*, the estimator's tail outside.
+
+**One formula, three ways to evaluate it.** Estimator formulas are written once against the array
+API, so the same definition runs on NumPy arrays and on torch tensors:
+
+* ``torch.compile`` (``torch.compiler.is_compiling()``): Q̂′ by torch operations, which inductor
+  fuses with the multiply into one kernel (C++/OpenMP on CPU, Triton on CUDA); no graph break;
+* eager, CPU, float32/float64, no double backward: NumPy in cache-sized chunks, the fastest eager
+  path (vectorised transcendentals; no OpenMP region and no fresh 25 M-element temporary per
+  operation, each of which costs a page-faulting allocation or a scheduler slice on a busy machine);
+* otherwise (accelerators, half precision, ``create_graph=True``): torch operations.
+
+**User formulas.** :func:`formula_of` calls a user derivative once on a tiny NumPy array and once on
+a tiny tensor and records which it accepts: ``"array-api"`` (both), ``"torch"`` (tensors only: never
+handed a NumPy array) or ``"numpy"`` (NumPy only: handed ``x.cpu().numpy()``, and under
+``torch.compile`` traced by torch's NumPy support, which maps NumPy calls to torch operations; a
+NumPy function it does not cover is a graph break there, an error with ``fullgraph=True``).
+
+**Half precision.** float16 and bfloat16 weights: forward in the weight's dtype (as the core's Q on
+that dtype), Q̂′ and its product with g evaluated in float32 (as inductor's kernels do, so eager and
+compiled agree) and rounded once to the weight's dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from array_api_compat.common import _helpers as _array_api_helpers
+
+from ..core import Estimator
+from ..core.estimators._basic import STE
+
+__all__ = ["derivative", "fake_quantize", "formula_of", "gradient_times"]
+
+Formula = Literal["array-api", "torch", "numpy"]
+
+_CHUNK = 1 << 18  # elements per NumPy pass of the CPU backward: the temporaries stay in L2
+_NUMPY_DTYPES = (torch.float32, torch.float64)
+_HALF = (torch.float16, torch.bfloat16)
+_PROBE = (-3.0, -0.5, 0.0, 0.25, 0.5, 1.75)  # grid coordinates (or weights) to try a formula on
+
+# Dynamo traces array_api_compat's namespace lookup (pure functions of a class) through two
+# lru_cache wrappers and warns about each; the cache does not change the result, so tracing the
+# wrapped function is exact (torch does the same for einops). Older torch has no such warning.
+if hasattr(torch._dynamo.utils, "allow_lru_cache_wrapper_trace_without_warning"):
+    for _cached in (_array_api_helpers._cls_to_namespace, _array_api_helpers._issubclass_fast):
+        torch._dynamo.utils.allow_lru_cache_wrapper_trace_without_warning(_cached)
+
+
+def _accepts(estimator: Estimator, x: Any, kind: type) -> str | None:
+    """None if ``estimator.derivative(x)`` returns a ``kind`` shaped like x, else why not."""
+    try:
+        out = estimator.derivative(x)
+    except Exception as err:  # any failure means "does not accept this input"
+        return f"{type(err).__name__}: {err}"
+    if not isinstance(out, kind) or tuple(out.shape) != tuple(x.shape):
+        return f"returned {type(out).__name__} {getattr(out, 'shape', '')}"
+    return None
+
+
+_FORMULAS: dict[Estimator, Formula] = {}
+
+
+@torch.compiler.assume_constant_result  # dynamo calls it while tracing and keeps the answer
+def formula_of(estimator: Estimator) -> Formula:
+    """Which inputs ``estimator.derivative`` accepts (see the module docstring); probed once.
+
+    Raises:
+        TypeError: it accepts neither NumPy arrays nor torch tensors.
+    """
+    if estimator not in _FORMULAS:
+        _FORMULAS[estimator] = _probe(estimator)
+    return _FORMULAS[estimator]
+
+
+def _probe(estimator: Estimator) -> Formula:
+    numpy_fail = _accepts(estimator, np.asarray(_PROBE), np.ndarray)
+    # A tensor that requires grad, in grad mode: NumPy ufuncs accept plain CPU tensors (and wrap
+    # the result back into one), but not these, nor accelerator tensors, nor traced ones.
+    with torch.enable_grad():
+        probe = torch.tensor(_PROBE, dtype=torch.float64, requires_grad=True)
+        torch_fail = _accepts(estimator, probe, torch.Tensor)
+    if numpy_fail is None:
+        return "array-api" if torch_fail is None else "numpy"
+    if torch_fail is None:
+        return "torch"
+    raise TypeError(
+        f"estimator {estimator.describe()}: `derivative(x)` must accept a NumPy array or a torch "
+        f"tensor and return one of the same shape. On a NumPy array: {numpy_fail}. On a tensor: "
+        f"{torch_fail}. Write it with array-API functions (xp = array_namespace(x)), torch or NumPy"
+    )
+
+
+def derivative(estimator: Estimator, x: torch.Tensor, lower: float, upper: float,
+               offset: float) -> torch.Tensor:
+    r""":math:`\hat Q'(x)` as a tensor like ``x`` (float32 for half-precision x), any formula."""
+    if x.dtype in _HALF:
+        x = x.float()
+    if formula_of(estimator) != "numpy":
+        return estimator.gradient(x, lower, upper, offset)
+    out = estimator.gradient(x.detach().cpu().numpy(), lower, upper, offset)
+    return torch.from_numpy(np.asarray(out)).to(x.device, x.dtype)
+
+
+def _numpy_backward(estimator: Estimator, x: torch.Tensor, grad: torch.Tensor,
+                    lower: float, upper: float, offset: float) -> torch.Tensor:
+    """``grad · Q̂′(x)`` by NumPy in cache-sized chunks (eager CPU float32/float64)."""
+    out = torch.empty(x.shape, dtype=x.dtype)
+    flat_x, flat_out = x.detach().reshape(-1).numpy(), out.view(-1).numpy()
+    flat_g = grad.expand_as(x).reshape(-1).numpy()
+    with np.errstate(all="ignore"):  # inf and NaN as torch gives them: silently
+        for start in range(0, flat_x.size, _CHUNK):
+            part = slice(start, start + _CHUNK)
+            scale = estimator.gradient(flat_x[part], lower, upper, offset)
+            np.multiply(flat_g[part], scale, out=flat_out[part])
+    return out
+
+
+def gradient_times(estimator: Estimator, x: torch.Tensor, grad: torch.Tensor, lower: float,
+                   upper: float, offset: float) -> torch.Tensor:
+    """``grad · Q̂′(x)`` in x's dtype, by the fastest path that applies (module docstring)."""
+    if (not torch.compiler.is_compiling() and x.device.type == "cpu"
+            and x.dtype in _NUMPY_DTYPES and not torch.is_grad_enabled()
+            and formula_of(estimator) != "torch"):
+        return _numpy_backward(estimator, x, grad, lower, upper, offset)
+    scale = derivative(estimator, x, lower, upper, offset)
+    return (grad.to(scale.dtype) * scale).to(x.dtype)
+
+
+class _FakeQuantize(torch.autograd.Function):
+    # Fresh large CPU tensors are slow (every page is faulted in), so the forward allocates only
+    # what it keeps: v for the backward (not for the STE, nor without grad) and the output,
+    # computed in place by the same operations in the same order as the core's Q.
+    @staticmethod
+    def forward(ctx: Any, w: torch.Tensor, delta: torch.Tensor, inv_delta: torch.Tensor,
+                estimator: Estimator, lower: int, upper: int, offset: float) -> torch.Tensor:
+        ctx.estimator, ctx.limits = estimator, (lower, upper, offset)
+        v = torch.mul(w, inv_delta.to(w.dtype)).sub_(offset)
+        if isinstance(estimator, STE) or not ctx.needs_input_grad[0]:
+            out = v.clamp_(lower, upper)
+        else:
+            ctx.save_for_backward(w if estimator.units == "weight" else v)
+            out = v.clamp(lower, upper)
+        return out.round_().add_(offset).mul_(delta.to(w.dtype))
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        if isinstance(ctx.estimator, STE):  # Q̂′ ≡ 1: the upstream gradient passes through
+            return grad, None, None, None, None, None, None
+        (x,) = ctx.saved_tensors
+        return gradient_times(ctx.estimator, x, grad, *ctx.limits), None, None, None, None, None, None
+
+
+def fake_quantize(w: torch.Tensor, delta: torch.Tensor, inv_delta: torch.Tensor,
+                  estimator: Estimator, lower: int, upper: int, offset: float) -> torch.Tensor:
+    r""":math:`Q(w)` with the backward :math:`\hat Q'(w)\,g` (see the module docstring).
+
+    Args:
+        w: latent weights (any floating dtype, any device).
+        delta, inv_delta: Δ and 1/Δ (float64 buffers, broadcastable against ``w``), rounded to
+            ``w``'s dtype at use, as the core does.
+        estimator: the weight gradient estimator Q̂.
+        lower, upper, offset: the quantizer's clip limits l, u and zero-point offset z.
+    """
+    return _FakeQuantize.apply(w, delta, inv_delta, estimator, lower, upper, offset)
