@@ -120,15 +120,19 @@ def _override(pairs: tuple[str, ...]) -> dict[str, object]:
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Results folder (resumed if it holds the same config).")
 @click.option("--quick", is_flag=True, help="Preset: the whole table on 5,000 embedded MNIST digits (~2 min on 2 idle cores).")
-@click.option("--preset", type=click.Choice(["quick", "full", "resnet", "resnet50"]), default=None,
+@click.option("--preset", type=click.Choice(["quick", "full", "resnet", "resnet50", "lm-quick", "lm"]),
+              default=None,
               help="A named preset (full: Fashion-MNIST; resnet: ResNet-20 with the 10% switch; "
-                   "resnet50: ImageNet-style --data-dir, ResNet-50, 100 epochs, for GPUs).")
+                   "resnet50: ImageNet-style --data-dir, ResNet-50, 100 epochs, for GPUs; "
+                   "lm, lm-quick: byte-level transformer on Debian's fortunes at 4 and 2 bits, "
+                   "into OUT/4-bit and OUT/2-bit unless --bits is given).")
 @click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path),
               help="YAML/JSON file of config values (applied after the preset).")
-@click.option("--dataset", help="mnist-5k | mnist | fashion-mnist | imagefolder.")
+@click.option("--dataset", help="mnist-5k | mnist | fashion-mnist | imagefolder | fortunes.")
 @click.option("--data-dir", help="Folder holding the IDX files, or (imagefolder) train/ and val/.")
 @click.option("--download", is_flag=True, default=None, help="Download MNIST (checksums verified).")
-@click.option("--model", help="convnet | resnet20 | resnet18 | resnet34 | resnet50.")
+@click.option("--model", help="convnet | resnet20 | resnet18 | resnet34 | resnet50 | "
+                               "transformer-tiny | transformer-small.")
 @click.option("--epochs", type=int)
 @click.option("--bits", type=int)
 @click.option("--estimator", help="Q̂ of the Q̂-net (any registered estimator).")
@@ -142,7 +146,7 @@ def reproduce_cmd(out_dir: Path, quick: bool, preset: str | None, config_file: P
     Works under `torchrun --nproc-per-node N -m stequiv reproduce ...` (DistributedDataParallel);
     see docs/distributed.md.
     """
-    from .experiments import PRESETS, ExperimentConfig, reproduce
+    from .experiments import PRESET_BITS, PRESETS, ExperimentConfig, reproduce, reproduce_bits
 
     if quick and preset not in (None, "quick"):
         raise click.UsageError("--quick and --preset name different presets; give one")
@@ -154,12 +158,17 @@ def reproduce_cmd(out_dir: Path, quick: bool, preset: str | None, config_file: P
             config = ExperimentConfig.load(config_file, values, **cli_values)
         else:
             config = ExperimentConfig.from_dict({**values, **cli_values})
-        summary = reproduce(config, out_dir, progress=not no_progress)
+        sweep = PRESET_BITS.get(preset or "") if "bits" not in cli_values else None
+        if sweep:
+            summary = reproduce_bits(config, out_dir, sweep, progress=not no_progress)
+        else:
+            summary = reproduce(config, out_dir, progress=not no_progress)
     except ValueError as err:
         raise click.ClickException(str(err)) from err
     if summary:
         click.echo(json.dumps(summary, indent=2))
-        click.echo(f"report: {out_dir / 'report.md'}")
+        reports = [out_dir / f"{b}-bit" for b in sweep] if sweep else [out_dir]
+        click.echo("report: " + ", ".join(str(folder / "report.md") for folder in reports))
 
 
 @main.command("report")

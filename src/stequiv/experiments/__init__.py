@@ -1,6 +1,7 @@
 """Experiments: the paired training of Section 6, the reproduction of Tables 3–5 and Figures 1/3."""
 
 from ._config import EXPERIMENTS as EXPERIMENTS
+from ._config import PRESET_BITS as PRESET_BITS
 from ._config import PRESETS as PRESETS
 from ._config import ExperimentConfig as ExperimentConfig
 from ._distributed import Dist as Dist
@@ -13,3 +14,4 @@ from ._reproduce import load_data as load_data
 from ._reproduce import reproduce as reproduce
 from ._setup import PairSpec as PairSpec
 from ._setup import pair_specs as pair_specs
+from ._sweep import reproduce_bits as reproduce_bits

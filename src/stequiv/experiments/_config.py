@@ -15,9 +15,9 @@ from typing import Any
 
 from ..core import get_estimator, list_estimators
 from ..core._validate import reject_unknown_keys
-from ..data import list_datasets
+from ..data import TEXT_DATASETS, list_datasets
 
-__all__ = ["EXPERIMENTS", "PRESETS", "ExperimentConfig"]
+__all__ = ["EXPERIMENTS", "PRESETS", "PRESET_BITS", "ExperimentConfig"]
 
 EXPERIMENTS = ("baseline", "lr-tweak", "unadjusted", "m-only", "alpha-only")
 _OPTIMIZERS = ("sgd", "adam")
@@ -40,7 +40,13 @@ class ExperimentConfig:
     read at ``image_size`` by ``workers`` DataLoader processes per rank (0: in the training
     process). ``quantize_first_conv`` left unset (``None``) resolves to true for the convnet and
     false for the ResNets, whose first conv and classifier stay float by default. ``max_train_samples``
-    keeps that many training images, evenly spaced over the split (all classes keep their share).
+    keeps that many training images, evenly spaced over the split (all classes keep their share);
+    ``max_val_samples`` the same for validation.
+
+    ``dataset`` ``"fortunes"`` (Debian's ``fortunes``, or the text files of ``data_dir``) is
+    next-byte prediction in windows of the model's context; its models are the byte-level
+    transformers (``transformer-tiny``, ``transformer-small``). ``weight_decay`` > 0 makes the
+    adaptive optimizer AdamW with that decoupled decay on every parameter (0: Adam).
     """
 
     dataset: str = "mnist-5k"
@@ -59,6 +65,7 @@ class ExperimentConfig:
     momentum: float = 0.9
     lr_adam: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.0
     lr_tweak: float = 1.01
     lr_sweep: tuple[float, ...] = (0.25, 4.0)
     warmup_fraction: float = 0.02
@@ -71,6 +78,7 @@ class ExperimentConfig:
     device: str = "auto"
     checkpoint_every: int = 200
     max_train_samples: int | None = None
+    max_val_samples: int | None = None
     image_size: int = 224
     workers: int = 0
 
@@ -94,10 +102,15 @@ class ExperimentConfig:
         need(0 <= self.switch_fraction < 1, "`switch_fraction` must be in [0, 1)")
         need(0 <= self.momentum < 1, "`momentum` must be in [0, 1)")
         need(all(f > 0 for f in self.lr_sweep), "`lr_sweep` factors must be > 0")
-        need(self.max_train_samples is None or self.max_train_samples > 0,
-             "`max_train_samples` must be > 0")
-        need(self.dataset in (*list_datasets(), IMAGE_FOLDER),
-             f"`dataset` {self.dataset!r} is unknown; choose from {[*list_datasets(), IMAGE_FOLDER]}")
+        for name in ("max_train_samples", "max_val_samples"):
+            need(getattr(self, name) is None or getattr(self, name) > 0, f"`{name}` must be > 0")
+        datasets = [*list_datasets(), *TEXT_DATASETS, IMAGE_FOLDER]
+        need(self.dataset in datasets, f"`dataset` {self.dataset!r} is unknown; choose from {datasets}")
+        text_model = self.model.startswith("transformer")
+        need(text_model == (self.dataset in TEXT_DATASETS),
+             f"`model` {self.model!r} does not fit `dataset` {self.dataset!r}: the transformers "
+             f"read text ({', '.join(TEXT_DATASETS)}), the other models images")
+        need(self.weight_decay >= 0, f"`weight_decay` must be >= 0, got {self.weight_decay}")
         need(self.dataset != IMAGE_FOLDER or self.data_dir is not None,
              "`dataset` 'imagefolder' needs `data_dir` (--data-dir): a folder holding train/ and "
              "val/, each with one sub-folder of images per class")
@@ -167,4 +180,19 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "lr_adam": 1e-4, "experiments": ("baseline", "lr-tweak", "unadjusted"),
                  "lr_sweep": (), "quantize_first_conv": False, "sync_batchnorm": True,
                  "image_size": 224, "workers": 8, "eval_every": 500, "checkpoint_every": 1000},
+    # Issue 11: a byte-level decoder-only transformer on Debian's fortunes (English text), every
+    # attention/MLP projection quantized (the tied embedding/head float), SGD + momentum and AdamW;
+    # run at 4 and 2 bits (PRESET_BITS). lm-quick: the whole protocol at toy size (~2 min idle).
+    "lm-quick": {"dataset": "fortunes", "model": "transformer-tiny", "epochs": 1,
+                 "batch_size": 16, "max_train_samples": 1024, "max_val_samples": 128,
+                 "lr_sgd": 0.3, "lr_adam": 3e-3, "weight_decay": 0.1, "warmup_fraction": 0.05,
+                 "eval_every": 8, "experiments": ("baseline", "lr-tweak", "unadjusted"),
+                 "lr_sweep": ()},
+    "lm": {"dataset": "fortunes", "model": "transformer-tiny", "epochs": 1, "batch_size": 32,
+           "max_train_samples": 32_000, "max_val_samples": 1024, "lr_sgd": 0.3, "lr_adam": 3e-3,
+           "weight_decay": 0.1, "warmup_fraction": 0.05, "eval_every": 50,
+           "experiments": ("baseline", "lr-tweak", "unadjusted"), "lr_sweep": ()},
 }
+
+#: Presets run once per bit width (into ``<out>/<b>-bit``) unless ``bits`` is given explicitly.
+PRESET_BITS: dict[str, tuple[int, ...]] = {"lm-quick": (4, 2), "lm": (4, 2)}

@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 from torch.utils.data import BatchSampler, DistributedSampler
 from tqdm.auto import tqdm
 
@@ -44,6 +43,7 @@ from ..data import Split
 from ._config import IMAGE_FOLDER, ExperimentConfig
 from ._distributed import Dist
 from ._setup import PairSpec, build_partner, build_qnet, describe_partner, make_optimizer
+from ._task import correct, cross_entropy
 
 __all__ = ["TrainData", "run_group", "run_pair"]
 
@@ -83,7 +83,8 @@ def _index_batches(n: int, config: ExperimentConfig, dist: Dist, epoch: int) -> 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: Split, dist: Dist, batch: int = 1000,
              workers: int = 0) -> dict[str, float]:
-    """Accuracy and mean cross-entropy over ``data`` (sharded over ranks, then summed).
+    """Accuracy and mean cross-entropy over every target of ``data`` (sharded over ranks, then
+    summed): one per image, or one per position of each text window (:mod:`._task`).
 
     BatchNorm buffers are first taken from rank 0 (under DDP each rank's running statistics
     drift by its own last local update), so every shard is evaluated by the same model.
@@ -91,17 +92,18 @@ def evaluate(model: torch.nn.Module, data: Split, dist: Dist, batch: int = 1000,
     was_training = model.training
     model.eval()
     dist.broadcast_buffers(model)
-    loss = correct = 0.0
+    loss = right = count = 0.0
     shards = [list(range(start, min(start + batch, len(data))))
               for start in range(dist.rank * batch, len(data), batch * dist.world_size)]
     for x, y in data.batches(shards, 0, workers):
         x, y = x.to(dist.device), y.to(dist.device)
         out = model(x)
-        loss += F.cross_entropy(out, y, reduction="sum").item()
-        correct += (out.argmax(1) == y).sum().item()
-    loss, correct = dist.all_sum([loss, correct])
+        loss += cross_entropy(out, y, reduction="sum").item()
+        right += correct(out, y).item()
+        count += y.numel()
+    loss, right, count = dist.all_sum([loss, right, count])
     model.train(was_training)
-    return {"acc": correct / len(data), "loss": loss / len(data)}
+    return {"acc": right / count, "loss": loss / count}
 
 
 class _Group:
@@ -190,7 +192,7 @@ class _Group:
                                                                    strict=True)]
         for i, (net, opt, sched) in enumerate(nets):
             opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(net(x), y)
+            loss = cross_entropy(net(x), y)
             loss.backward()
             opt.step()
             sched.step()

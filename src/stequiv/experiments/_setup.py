@@ -98,10 +98,14 @@ def warmup_cosine(total_steps: int, warmup_fraction: float):
 
 def make_optimizer(config: ExperimentConfig, kind: str, model: nn.Module, lr_factor: float,
                    total_steps: int):
-    """SGD + momentum or Adam with the paper's settings, and the warm-up + cosine schedule."""
+    """SGD + momentum or Adam (AdamW where ``config.weight_decay`` > 0: decoupled decay, which
+    acts on identical weights in both nets of a pair) and the warm-up + cosine schedule."""
     if kind == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(
             model.parameters(), lr=config.lr_sgd * lr_factor, momentum=config.momentum)
+    elif config.weight_decay:
+        opt = torch.optim.AdamW(model.parameters(), lr=config.lr_adam * lr_factor,
+                                betas=tuple(config.betas), weight_decay=config.weight_decay)
     else:
         opt = torch.optim.Adam(model.parameters(), lr=config.lr_adam * lr_factor,
                                betas=tuple(config.betas))
