@@ -31,7 +31,9 @@ __version__ = "0.1.0"
 
 _TORCH_NAMES = {
     "QuantConfig", "quantize_", "dequantize_", "to_ste", "from_ste", "alignment",
-    "AlignmentTracker", "quantized_layers", "latent_weight", "optimizer_kind",
+    "AlignmentTracker", "quantized_layers", "latent_weight", "optimizer_kind", "Conversion",
+    "ActivationConfig", "quantize_activations_", "dequantize_activations_", "activation_quantizers",
+    "EstimatorSchedule", "ScheduledEstimator", "ScheduledTwin",
 }
 
 

@@ -11,6 +11,7 @@ from ._estimator import Estimator as Estimator
 from ._estimator import custom_estimator as custom_estimator
 from ._estimator import get_estimator as get_estimator
 from ._estimator import list_estimators as list_estimators
+from ._estimator import param as param
 from ._estimator import register_estimator as register_estimator
 from ._quantizer import BinaryQuantizer as BinaryQuantizer
 from ._quantizer import UniformQuantizer as UniformQuantizer

@@ -74,7 +74,7 @@ def _numeric_constants(est: Estimator, lo: float, hi: float) -> tuple[float, flo
 def constants(estimator: EstimatorLike, quantizer: UniformQuantizer) -> TheoremConstants:
     """L₋, L₊, L′ and L′L₊/(2L₋²) of ``estimator`` over one bin of ``quantizer`` (Appendix H)."""
     est = get_estimator(estimator)
-    shape = getattr(est, "sech2_shape", None)
+    shape = est.sech2_shape
     if shape is not None:
         l_minus, l_plus, lip = _sech2_constants(*shape)
     elif est.units == "bin":

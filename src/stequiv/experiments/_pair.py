@@ -234,19 +234,32 @@ def _metrics_csv(history: list[dict[str, float]]) -> str:
 
 
 def _weights_npz(a: torch.nn.Module, b: torch.nn.Module, spec: PairSpec) -> bytes:
-    """Every quantized latent weight of the Q̂-net (through M where ``spec.remap``) and partner."""
+    """Every quantized latent weight of the Q̂-net (through M where ``spec.remap``) and partner.
+
+    A layer with one Δ per row (channel or group) is saved in units of its rows' Δ, with its
+    boundaries in those units, so that every row's bins coincide in the figure.
+    """
     xs, ys, idx, names, extra = [], [], [], [], {}
     for i, (name, fq) in enumerate(qat.quantized_layers(a).items()):
-        w_a = qat.latent_weight(a, name).detach().cpu().numpy()
-        if spec.remap:
+        latent = qat.latent_weight(a, name)
+        if spec.remap:  # in the layer's own layout (per tensor, channel or group)
             from ..core import remap
+            from ..qat._maps import weight_map
 
-            w_a = remap(fq.estimator, fq.quantizer(), w_a)
-        xs.append(w_a.ravel().astype(np.float32))
-        ys.append(qat.latent_weight(b, name).detach().cpu().numpy().ravel().astype(np.float32))
+            latent = weight_map(remap, fq.estimator, fq)(latent)
+        pair = [latent.detach().cpu(), qat.latent_weight(b, name).detach().cpu()]
+        q = fq.quantizer()
+        bounds = q.boundary_points().astype(np.float64)
+        if q.delta_array.ndim:
+            delta = torch.from_numpy(q.delta_array)[:, None]
+            pair = [fq.layout.rows(w.double()) / delta for w in pair]
+            bounds = bounds[0] / q.delta_array[0]
+        w_a, w_b = (w.numpy().ravel().astype(np.float32) for w in pair)
+        xs.append(w_a)
+        ys.append(w_b)
         idx.append(np.full(w_a.size, i, dtype=np.int16))
         names.append(name)
-        extra[f"boundaries_{i}"] = fq.quantizer().boundary_points().astype(np.float64)
+        extra[f"boundaries_{i}"] = bounds
     buf = io.BytesIO()
     np.savez_compressed(buf, x=np.concatenate(xs), y=np.concatenate(ys),
                         layer=np.concatenate(idx), layer_names=np.array(names), **extra)

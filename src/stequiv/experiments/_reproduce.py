@@ -111,10 +111,11 @@ def reproduce(config: ExperimentConfig, out_dir: str | Path, *, progress: bool =
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
     dist = dist or setup_distributed(config.device)
     torch.use_deterministic_algorithms(True)
+    data = load_data(config)  # data and batch checked before the folder is claimed
+    config.check_data(len(data.train), dist.world_size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _claim_folder(out, config, dist)
-    data = load_data(config)
     for specs in group_specs(pair_specs(config)):
         run_group(config, specs, data, [out / "runs" / s.run_id for s in specs], dist,
                   progress=progress)

@@ -72,11 +72,12 @@ def _filter(config: ExperimentConfig, model: nn.Module):
 
 def build_qnet(config: ExperimentConfig, in_channels: int, num_classes: int,
                device: torch.device) -> nn.Module:
-    """The Q̂-net: He-uniform init (seeded), weights quantized on a grid spanning the init bound."""
+    """The Q̂-net: He-uniform init (seeded), weights quantized on a grid spanning the init bound
+    (or each row's max |w|: ``config.scale``), per tensor or per group of ``config.group_size``."""
     model = build_model(config.model, num_classes=num_classes, in_channels=in_channels,
                         generator=torch.Generator().manual_seed(config.seed))
     qcfg = qat.QuantConfig(estimator=config.estimator_spec(), bits=config.bits, offset=0.5,
-                           scale="init-bound")
+                           scale=config.scale, group_size=config.group_size)
     qat.quantize_(model, qcfg, filter_fn=_filter(config, model))
     if config.sync_batchnorm:
         model = convert_sync_batchnorm(model, device)
@@ -138,7 +139,8 @@ def build_partner(config: ExperimentConfig, spec: PairSpec, model: nn.Module,
         return _clone_with_lr(model, opt, sched, config.lr_tweak)
     remap = spec.experiment in ("baseline", "m-only", "lr-sweep")
     scale = spec.experiment in ("baseline", "alpha-only", "lr-sweep")
-    return qat.to_ste(model, opt, sched, remap_weights=remap, scale_lr=scale)
+    twin = qat.to_ste(model, opt, sched, remap_weights=remap, scale_lr=scale)
+    return twin.model, twin.optimizer, twin.scheduler
 
 
 def describe_partner(spec: PairSpec, model: nn.Module) -> str:

@@ -1,5 +1,10 @@
 """PyTorch integration: fake-quantize any model, convert it to its STE twin, measure alignment."""
 
+from ._activations import ActivationConfig as ActivationConfig
+from ._activations import ActivationFakeQuant as ActivationFakeQuant
+from ._activations import activation_quantizers as activation_quantizers
+from ._activations import dequantize_activations_ as dequantize_activations_
+from ._activations import quantize_activations_ as quantize_activations_
 from ._alignment import Alignment as Alignment
 from ._alignment import AlignmentTracker as AlignmentTracker
 from ._alignment import alignment as alignment
@@ -11,5 +16,9 @@ from ._quantize import dequantize_ as dequantize_
 from ._quantize import latent_weight as latent_weight
 from ._quantize import quantize_ as quantize_
 from ._quantize import quantized_layers as quantized_layers
+from ._schedule import EstimatorSchedule as EstimatorSchedule
+from ._schedule import ScheduledEstimator as ScheduledEstimator
+from ._schedule import ScheduledTwin as ScheduledTwin
+from ._twin import Conversion as Conversion
 from ._twin import from_ste as from_ste
 from ._twin import to_ste as to_ste

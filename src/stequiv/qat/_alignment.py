@@ -10,12 +10,14 @@ Agreement is the fraction of quantized weights with the same level in both model
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..core._remap import remap
-from ._quantize import latent_weight, quantized_layers
+from ..core._remap import remap as core_remap
+from ._maps import weight_map
+from ._quantize import latent_weight, quantized_layers, raw_readers
 
 __all__ = ["Alignment", "AlignmentTracker", "alignment"]
 
@@ -31,32 +33,74 @@ class LayerAlignment:
 
 @dataclass(frozen=True)
 class Alignment:
-    """Ē and agreement over the whole model, and per layer."""
+    """Ē and agreement over the whole model, and per layer.
+
+    ``output_difference``: max |f_a(x) − f_b(x)| over the probe batch, when one was given.
+    """
 
     ebar: float
     agreement: float
     count: int
     layers: dict[str, LayerAlignment] = field(default_factory=dict)
+    output_difference: float | None = None
 
     def as_dict(self) -> dict:
         """JSON-ready."""
         return {"ebar": self.ebar, "agreement": self.agreement, "count": self.count,
-                "layers": {k: vars(v) for k, v in self.layers.items()}}
+                "layers": {k: vars(v) for k, v in self.layers.items()},
+                "output_difference": self.output_difference}
 
 
-def _remapped(model: nn.Module, name: str, w: torch.Tensor) -> torch.Tensor:
-    fq = quantized_layers(model)[name]
-    out = remap(fq.estimator, fq.quantizer(), w.detach().to("cpu").numpy())
-    return torch.from_numpy(out).to(w.device)
+def _check_readers(model: nn.Module, latents: dict[str, torch.Tensor]) -> None:
+    readers = raw_readers(model)
+    for name, p in latents.items():
+        if readers.get(id(p)):
+            raise ValueError(
+                f"alignment: layer {readers[id(p)][0]!r} reads the weight of quantized layer "
+                f"{name!r} unquantized (a tied weight); under remap=True Ē compares M(w) with the "
+                "twin's weight but that layer reads w itself, so equal Ē would not mean equal "
+                "functions. Quantize that layer too, or untie the weights")
+
+
+def _output(out: Any) -> torch.Tensor:
+    """The tensor a model returned: itself, ``.logits``, or the first tensor of a tuple/dict."""
+    if isinstance(out, torch.Tensor):
+        return out
+    for candidate in (getattr(out, "logits", None),
+                      *(out.values() if isinstance(out, dict) else ()),
+                      *(out if isinstance(out, tuple | list) else ())):
+        if isinstance(candidate, torch.Tensor):
+            return candidate
+    raise ValueError(f"alignment: cannot find the output tensor in a {type(out).__name__}; give a "
+                     "model that returns a tensor, a tuple, a dict or an object with `.logits`")
+
+
+def _output_difference(a: nn.Module, b: nn.Module, probe: Any) -> float:
+    """max |a(probe) − b(probe)| in eval mode (dropout off), the modes restored afterwards."""
+    modes = [(m, m.training) for m in (*a.modules(), *b.modules())]
+    a.eval()
+    b.eval()
+    try:
+        args = probe if isinstance(probe, tuple) else (probe,)
+        kwargs = probe if isinstance(probe, dict) else {}
+        out_a = _output(a(**kwargs) if kwargs else a(*args))
+        out_b = _output(b(**kwargs) if kwargs else b(*args))
+    finally:
+        for m, training in modes:
+            m.train(training)
+    return float((out_a.double() - out_b.double()).abs().max())
 
 
 @torch.no_grad()
-def alignment(model_a: nn.Module, model_b: nn.Module, *, remap: bool = True) -> Alignment:
+def alignment(model_a: nn.Module, model_b: nn.Module, *, remap: bool = True,
+              probe: Any = None) -> Alignment:
     """Ē and quantized-weight agreement between two models with the same quantized layers.
 
     ``remap=True`` compares :math:`M_a(w_a)` with :math:`w_b` (SGD form: ``model_a`` is the Q̂-net,
     ``model_b`` its STE twin); ``remap=False`` compares latent weights directly (Adam form).
-    Accepts DistributedDataParallel-wrapped models.
+    ``probe``: an input batch (a tensor, a tuple of positional or a dict of keyword arguments);
+    both models are run on it in eval mode and the largest output difference is reported too.
+    Accepts DistributedDataParallel-wrapped models. A tied weight is counted once.
     """
     a = getattr(model_a, "module", model_a)
     b = getattr(model_b, "module", model_b)
@@ -66,19 +110,25 @@ def alignment(model_a: nn.Module, model_b: nn.Module, *, remap: bool = True) -> 
     if list(layers_a) != list(layers_b):
         raise ValueError(f"alignment: the models' quantized layers differ: {list(layers_a)} vs "
                          f"{list(layers_b)}")
-    per_layer, total_e, total_agree, total_n = {}, 0.0, 0, 0
+    latents = {name: latent_weight(a, name) for name in layers_a}
+    if remap:
+        _check_readers(a, latents)
+    per_layer, total_e, total_agree, total_n, seen = {}, 0.0, 0, 0, set()
     for name, fq_a in layers_a.items():
-        wa, wb = latent_weight(a, name), latent_weight(b, name)
+        wa, wb = latents[name], latent_weight(b, name)
         if wa.shape != wb.shape:
             raise ValueError(f"alignment: layer {name!r} has shape {tuple(wa.shape)} vs {tuple(wb.shape)}")
-        fq_b = layers_b[name]
-        xa = _remapped(a, name, wa) if remap else wa
-        e = ((xa - wb).abs() / fq_a.range_length().to(wa.dtype)).double().sum().item()
-        agree = int((fq_a.code(wa) == fq_b.code(wb)).sum().item())
+        xa = weight_map(core_remap, fq_a.estimator, fq_a)(wa) if remap else wa
+        diff = fq_a.layout.view((xa - wb).abs())
+        e = (diff / fq_a.range_length().to(wa.dtype)).double().sum().item()
+        agree = int((fq_a.code(wa) == layers_b[name].code(wb)).sum().item())
         n = wa.numel()
         per_layer[name] = LayerAlignment(e / n, agree / n, n)
-        total_e, total_agree, total_n = total_e + e, total_agree + agree, total_n + n
-    return Alignment(total_e / total_n, total_agree / total_n, total_n, per_layer)
+        if id(wa) not in seen:
+            seen.add(id(wa))
+            total_e, total_agree, total_n = total_e + e, total_agree + agree, total_n + n
+    out_diff = None if probe is None else _output_difference(a, b, probe)
+    return Alignment(total_e / total_n, total_agree / total_n, total_n, per_layer, out_diff)
 
 
 class AlignmentTracker:

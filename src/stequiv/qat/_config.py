@@ -12,6 +12,7 @@ import torch
 
 from ..core import Estimator, UniformQuantizer, get_estimator
 from ..core._validate import finite_float, integer, positive_float, reject_unknown_keys
+from ._layout import Layout, make_layout
 
 __all__ = ["QuantConfig"]
 
@@ -29,7 +30,10 @@ class QuantConfig:
         scale: how the range bound m (levels span ``[-m, m]``, Δ = 2m/(2^b − 1)) is chosen:
             ``"init-bound"`` = the He-uniform bound √(6/fan_in) (the paper's choice),
             ``"absmax"`` = max |W| of the weight at quantization time, or a positive number.
-        per_channel: one Δ per output channel (axis 0) instead of one per tensor.
+        per_channel: one Δ per output channel instead of one per tensor.
+        group_size: one Δ per group of G consecutive input elements of each output channel
+            (implies per channel); G must divide the layer's input size.
+        axis: the output-channel axis, overriding the layer kind's (see :mod:`._layout`).
         estimator_params: extra estimator parameters, merged into ``estimator``.
     """
 
@@ -38,8 +42,9 @@ class QuantConfig:
     offset: float = 0.5
     scale: str | float = "absmax"
     per_channel: bool = False
+    group_size: int | None = None
+    axis: int | None = None
     estimator_params: Mapping[str, Any] = field(default_factory=dict)
-    version: int = 1
 
     def __post_init__(self) -> None:
         integer("bits", self.bits, minimum=1)
@@ -50,6 +55,10 @@ class QuantConfig:
                                  f"got {self.scale!r}")
         else:
             positive_float("scale", self.scale)
+        if self.group_size is not None:
+            integer("group_size", self.group_size, minimum=1)
+        if self.axis is not None:
+            integer("axis", self.axis)
         object.__setattr__(self, "estimator",
                            get_estimator(self.estimator, **dict(self.estimator_params)))
         object.__setattr__(self, "estimator_params", {})
@@ -60,25 +69,34 @@ class QuantConfig:
         assert isinstance(self.estimator, Estimator)
         return self.estimator
 
-    def range_bound(self, weight: torch.Tensor) -> torch.Tensor:
-        """m per tensor (0-D) or per output channel (1-D), float64 on the CPU."""
-        if self.scale == "init-bound":
-            fan_in = weight[0].numel()
-            m = torch.tensor(math.sqrt(6.0 / fan_in), dtype=torch.float64)
-            return m.expand(weight.shape[0]).clone() if self.per_channel else m
+    def layout_for(self, shape: tuple[int, ...], kind_axis: int, where: str) -> Layout:
+        """Where Δ lies on a weight of ``shape`` whose layer kind has output axis ``kind_axis``."""
+        grouped = self.group_size is not None
+        axis = (kind_axis if self.axis is None else self.axis) if self.per_channel or grouped else None
+        return make_layout(tuple(shape), axis, self.group_size, where)
+
+    def range_bound(self, weight: torch.Tensor, layout: Layout, fan_in: int) -> torch.Tensor:
+        """m per tensor (0-D) or per row of ``layout`` (1-D: channel or group), float64 on the CPU.
+
+        ``fan_in`` is the number of input elements per output channel (for ``"init-bound"``).
+        """
+        per_row = layout.axis is not None
         if self.scale == "absmax":
-            w = weight.detach().to("cpu", torch.float64)
-            m = w.abs().flatten(1).amax(dim=1) if self.per_channel else w.abs().max()
+            rows = layout.rows(weight.detach().to("cpu", torch.float64))
+            m = rows.abs().amax(dim=1) if per_row else rows.abs().max()
             if not bool(torch.all(m > 0)):
                 raise ValueError("`scale='absmax'` needs a weight with a non-zero entry in every "
-                                 "channel; initialise the layer first or give a number")
+                                 "channel (group); initialise the layer first or give a number")
             return m
-        m = torch.tensor(float(self.scale), dtype=torch.float64)
-        return m.expand(weight.shape[0]).clone() if self.per_channel else m
+        if self.scale == "init-bound":
+            m = torch.tensor(math.sqrt(6.0 / fan_in), dtype=torch.float64)
+        else:
+            m = torch.tensor(float(self.scale), dtype=torch.float64)
+        return m.expand(layout.num_rows).clone() if per_row else m
 
-    def quantizer_for(self, weight: torch.Tensor) -> UniformQuantizer:
-        """The core quantizer of this config for ``weight``."""
-        m = self.range_bound(weight).numpy()
+    def quantizer_for(self, weight: torch.Tensor, layout: Layout, fan_in: int) -> UniformQuantizer:
+        """The core quantizer of this config for the rows of ``weight`` (see :mod:`._layout`)."""
+        m = self.range_bound(weight, layout, fan_in).numpy()
         return UniformQuantizer.symmetric(self.bits, m) if self.offset == 0.5 else UniformQuantizer(
             bits=self.bits, delta=2.0 * m / (2**self.bits - 1), offset=self.offset)
 

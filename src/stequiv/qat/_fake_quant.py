@@ -25,6 +25,7 @@ from torch import nn
 
 from ..core import Estimator, UniformQuantizer
 from ..core.estimators._basic import STE
+from ._layout import Layout
 
 __all__ = ["WeightFakeQuant"]
 
@@ -50,7 +51,7 @@ class _FakeQuantize(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         fq: WeightFakeQuant = ctx.fq
         if isinstance(fq.estimator, STE):  # Q̂′ ≡ 1: the upstream gradient passes through
-            return (grad if fq.grad_scale == 1.0 else grad * fq.grad_scale), None, None
+            return grad, None, None
         (x,) = ctx.saved_tensors
         return fq.gradient(x, grad), None, None
 
@@ -61,32 +62,45 @@ class WeightFakeQuant(nn.Module):
     Attributes:
         estimator: the weight gradient estimator Q̂.
         lower, upper, offset: the quantizer's clip limits l, u and zero-point offset z.
-        delta: buffer holding Δ (0-D, or shaped ``(C, 1, ...)`` per output channel).
-        grad_scale: a constant factor on the backward (1 unless set by a conversion).
+        layout: where each Δ lies on the weight (per tensor, channel or group; see :mod:`._layout`).
+        delta, inv_delta: float64 buffers holding Δ and 1/Δ, shaped to broadcast against
+            ``layout.view(w)``. They stay float64 under ``.half()``/``.bfloat16()``/``.to(dtype)``
+            (only their device follows), and are rounded to the weight's dtype at use, exactly as
+            the core does.
     """
 
-    def __init__(self, estimator: Estimator, quantizer: UniformQuantizer, weight_shape: torch.Size):
+    def __init__(self, estimator: Estimator, quantizer: UniformQuantizer, weight_shape: torch.Size,
+                 *, layout: Layout | None = None):
         super().__init__()
         self.estimator = estimator
         self.lower = int(quantizer.lower)
         self.upper = int(quantizer.upper)
         self.offset = float(quantizer.offset)
-        self.grad_scale = 1.0
-        self.enabled = True
-        # float64 buffers, rounded to the weights' dtype at use exactly as the core does.
         delta = torch.as_tensor(quantizer.delta_array, dtype=torch.float64)
-        if delta.ndim == 1:
-            delta = delta.reshape(-1, *([1] * (len(weight_shape) - 1)))
+        if layout is None:  # a per-channel quantizer runs along its channel axis
+            axis = quantizer.channel_axis if delta.ndim else None
+            layout = Layout(tuple(weight_shape), axis)
+        if delta.numel() != layout.num_rows:
+            raise ValueError(f"the quantizer has {delta.numel()} Δ but the layout {layout} needs "
+                             f"{layout.num_rows}")
+        self.layout = layout
+        delta = delta.reshape(layout.delta_shape())
         self.register_buffer("delta", delta)
         self.register_buffer("inv_delta", 1.0 / delta)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        if not self.enabled:
-            return w
-        return _FakeQuantize.apply(w, self.delta, self)
+        return self.layout.unview(_FakeQuantize.apply(self.layout.view(w), self.delta, self))
+
+    def _apply(self, fn: Any, recurse: bool = True) -> WeightFakeQuant:
+        # Δ is data of the grid, not a weight: a dtype cast (model.half()) must not round it.
+        exact = {"delta": self.delta, "inv_delta": self.inv_delta}
+        super()._apply(fn, recurse)
+        for name, value in exact.items():
+            setattr(self, name, value.to(getattr(self, name).device))
+        return self
 
     def gradient(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        """``grad · Q̂′(x)`` (times ``grad_scale``) at the forward's v (or w, in weight units).
+        """``grad · Q̂′(x)`` at the forward's v (or w, in weight units).
 
         On the CPU Q̂′ is evaluated by NumPy, as the core evaluates it, in cache-sized chunks:
         vectorised transcendentals, and no OpenMP parallel region per operation (each of which can
@@ -106,24 +120,58 @@ class WeightFakeQuant(nn.Module):
         return out
 
     def _scale(self, x: Any) -> Any:  # a torch tensor or a NumPy array
-        scale = self.estimator.gradient(x, self.lower, self.upper, self.offset)
-        return scale * self.grad_scale if self.grad_scale != 1.0 else scale
+        return self.estimator.gradient(x, self.lower, self.upper, self.offset)
 
     def quantizer(self) -> UniformQuantizer:
-        """The core quantizer this layer uses (Δ read from the buffer)."""
+        """The core quantizer of this layer's *rows* ``layout.rows(w)`` (Δ read from the buffer).
+
+        Per tensor and per channel along axis 0 it also applies to the weight itself.
+        """
         d = self.delta.detach().to("cpu", torch.float64).flatten().numpy()
-        return UniformQuantizer(delta=d if d.size > 1 else float(d[0]), offset=self.offset,
-                                lower=self.lower, upper=self.upper)
+        return UniformQuantizer(delta=d if self.layout.axis is not None else float(d[0]),
+                                offset=self.offset, lower=self.lower, upper=self.upper)
+
+    def grid(self, w: torch.Tensor) -> torch.Tensor:
+        """The grid coordinate ``v = w·(1/Δ) − z`` in ``w``'s dtype, as the forward computes it."""
+        v = self.layout.view(w.detach())
+        return self.layout.unview(v * self.inv_delta.to(w.dtype) - self.offset)
 
     def code(self, w: torch.Tensor) -> torch.Tensor:
         """Integer level index of every weight (no gradient)."""
-        v = w.detach() * self.inv_delta.to(w.dtype) - self.offset
-        return torch.round(torch.clamp(v, self.lower, self.upper))
+        return torch.round(torch.clamp(self.grid(w), self.lower, self.upper))
 
     def range_length(self) -> torch.Tensor:
-        """Length of the representable range, Δ(u − l), broadcastable against the weight."""
+        """Length of the representable range, Δ(u − l), broadcastable against ``layout.view(w)``."""
         return self.delta * (self.upper - self.lower)
 
+    def get_extra_state(self) -> dict[str, Any]:
+        """The quantization recorded in ``state_dict`` (Δ itself is the ``delta`` buffer)."""
+        return {"estimator": self.estimator.to_dict(), "lower": self.lower, "upper": self.upper,
+                "offset": self.offset, **self.layout.to_dict()}
+
+    def set_extra_state(self, state: Any) -> None:
+        """Checked in :meth:`_load_from_state_dict`, before anything is loaded."""
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        recorded = state_dict.get(prefix + "_extra_state")
+        if recorded is not None:
+            where = prefix.removesuffix(".0.").replace("parametrizations.", "")
+            check_same_quantization(where, recorded, self.get_extra_state())
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
     def extra_repr(self) -> str:
+        lay = self.layout
+        where = ("per-tensor" if lay.axis is None else f"axis={lay.axis}"
+                 + ("" if lay.group_size is None else f", group_size={lay.group_size}"))
         return (f"estimator={self.estimator.describe()}, l={self.lower}, u={self.upper}, "
-                f"offset={self.offset:g}, per_channel={self.delta.ndim > 0}")
+                f"offset={self.offset:g}, {where}")
+
+
+def check_same_quantization(where: str, recorded: dict[str, Any], ours: dict[str, Any]) -> None:
+    """Raise, naming ``layer`` and the first differing field, unless the two records agree."""
+    for key, value in ours.items():
+        if recorded.get(key) != value:
+            raise ValueError(
+                f"{where}: the checkpoint was quantized with {key}={recorded.get(key)!r} "
+                f"but this model has {key}={value!r}; quantize the model with the checkpoint's "
+                "config before loading (stequiv.load reports every layer's config)")

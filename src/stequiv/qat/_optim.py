@@ -118,8 +118,9 @@ def map_state(opt: torch.optim.Optimizer, twin: torch.optim.Optimizer,
                 raise ValueError(f"{type(opt).__name__} holds state {key!r} that the twin does not "
                                  f"know how to map; known: {sorted(STATE_POWERS)}")
             else:
-                factor = s.to(value.dtype)
-                new_state[key] = value * (factor if power == 1 else factor**power)
+                # s**power before the cast: in half precision s² can overflow where s does not
+                factor = (s if power == 1 else s**power).to(value.dtype)
+                new_state[key] = value * factor
         twin.state[param_map[id(p)]] = new_state
 
 

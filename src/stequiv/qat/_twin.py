@@ -12,28 +12,32 @@ optimizer state       see :mod:`._optim`          see :mod:`._optim`
 ====================  ==========================  ========================
 
 Nothing is modified in place and nothing half-converted is returned: every check runs before the
-deep copy is touched.
+deep copy is touched. Activation quantizers (:mod:`._activations`) are copied unchanged: the
+theorem is about weights, and an activation estimator has no twin (Section 8); a log line says so.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..core import Estimator, NoRemapError, UniformQuantizer, get_estimator, ste_twin
 from ..core._remap import plan_for, remap, unremap
 from . import _optim
+from ._activations import activation_quantizers
 from ._fake_quant import WeightFakeQuant
-from ._quantize import latent_weight, quantized_layers
+from ._maps import weight_map
+from ._quantize import latent_weight, quantized_layers, raw_readers
 
-__all__ = ["from_ste", "to_ste"]
+__all__ = ["Conversion", "from_ste", "to_ste"]
 
 Scheduler = torch.optim.lr_scheduler.LRScheduler
+log = logging.getLogger("stequiv")
 
 
 @dataclass(frozen=True)
@@ -47,11 +51,8 @@ class _LayerPlan:
     state_scale: Callable[[torch.Tensor], torch.Tensor]
 
 
-def _numpy_map(fn: Callable[..., np.ndarray], est: Estimator, q: UniformQuantizer) -> Callable[[torch.Tensor], torch.Tensor]:
-    def apply(w: torch.Tensor) -> torch.Tensor:
-        out = fn(est, q, w.detach().to("cpu").numpy())
-        return torch.from_numpy(np.ascontiguousarray(out)).to(device=w.device, dtype=w.dtype)
-    return apply
+def _identity(w: torch.Tensor) -> torch.Tensor:
+    return w
 
 
 def _reciprocal_slope(est: Estimator, fq: WeightFakeQuant, q: UniformQuantizer,
@@ -59,10 +60,13 @@ def _reciprocal_slope(est: Estimator, fq: WeightFakeQuant, q: UniformQuantizer,
     """s(w) = 1/Q̂′(w) where Q̂′ > 0, else ``where_zero`` (the twin's PWL is zero there too).
 
     SGD's state scale M′/α is this with ``where_zero = 1/α`` (M′ = α/Q̂′, and 1 where M is
-    continued by translation); Adam's is this with 1. Evaluated in torch, on the weights' device.
+    continued by translation); Adam's is this with 1. Evaluated in torch, on the weights' device,
+    in the weights' dtype (float64 for half precision, whose range 1/Q̂′ can exceed).
     """
     def scale(w: torch.Tensor) -> torch.Tensor:
-        x = w.detach() if est.units == "weight" else w.detach() * fq.inv_delta.to(w.dtype) - fq.offset
+        x = w.detach() if est.units == "weight" else fq.grid(w)
+        if x.dtype not in (torch.float32, torch.float64):
+            x = x.double()
         g = est.gradient(x, q.lower, q.upper, q.offset)
         positive = g > 0
         return torch.where(positive, 1.0 / torch.where(positive, g, torch.ones_like(g)),
@@ -82,54 +86,109 @@ def _plan_layer(name: str, fq: WeightFakeQuant, kind: str, estimator: Estimator,
         raise ValueError(f"layer {name!r}: {err}. {hint}") from err
     if kind == "sgd":
         sgd_scale = _reciprocal_slope(estimator, fq, q, 1.0 / a)
-        forward = _numpy_map(remap, estimator, q)
-        backward = _numpy_map(unremap, estimator, q)
+        forward = weight_map(remap, estimator, fq)
+        backward = weight_map(unremap, estimator, fq)
         if reverse:
             return _LayerPlan(name, estimator, 1.0 / a, backward,
                               lambda w_ste: 1.0 / sgd_scale(backward(w_ste)))
         return _LayerPlan(name, twin, a, forward, sgd_scale)
     adam = _reciprocal_slope(estimator, fq, q, 1.0)
     if reverse:
-        return _LayerPlan(name, estimator, 1.0, lambda w: w, lambda w: 1.0 / adam(w))
-    return _LayerPlan(name, twin, 1.0, lambda w: w, adam)
+        return _LayerPlan(name, estimator, 1.0, _identity, lambda w: 1.0 / adam(w))
+    return _LayerPlan(name, twin, 1.0, _identity, adam)
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What :func:`to_ste` / :func:`from_ste` return: the new model, optimizer and scheduler.
+
+    ``optimizer`` is None when none was given, ``scheduler`` likewise. It unpacks as
+    ``model, optimizer = ...``, or as ``model, optimizer, scheduler = ...`` when a scheduler was
+    converted.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer | None
+    scheduler: Scheduler | None = None
+
+    def __iter__(self) -> Iterator:
+        parts = (self.model, self.optimizer, self.scheduler)
+        return iter(parts if self.scheduler is not None else parts[:2])
+
+
+def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer | None,
+                     scheduler: Scheduler | None, kind: str | None, latents: set[int]) -> str:
+    if optimizer is None:
+        if kind not in ("sgd", "adam"):
+            raise ValueError("without an optimizer, give `optimizer_kind='sgd'` or 'adam'")
+        if scheduler is not None:
+            raise ValueError("`scheduler` must drive the `optimizer` passed alongside it")
+        return kind
+    if scheduler is not None and scheduler.optimizer is not optimizer:
+        raise ValueError("`scheduler` must drive the `optimizer` passed alongside it")
+    model_params = {id(p) for p in model.parameters()}
+    foreign = [p for g in optimizer.param_groups for p in g["params"] if id(p) not in model_params]
+    if foreign:
+        raise ValueError(f"the optimizer holds {len(foreign)} parameter(s) that are not the "
+                         "model's; pass the optimizer that trains this model")
+    _optim.check_weight_decay(optimizer, latents)
+    return _optim.optimizer_kind(optimizer)
+
+
+def _check_raw_readers(model: nn.Module, layers: dict[str, WeightFakeQuant],
+                       latents: dict[str, nn.Parameter], changed: set[int]) -> None:
+    """Refuse when a layer reads, unquantized, a tied weight whose values the conversion changes."""
+    readers = raw_readers(model)
+    for name in layers:
+        p = latents[name]
+        if id(p) in changed and readers.get(id(p)):
+            reader = readers[id(p)][0]
+            raise ValueError(
+                f"layer {reader!r} reads the weight of quantized layer {name!r} unquantized (a "
+                f"tied weight); the conversion changes that weight (M(w) ≠ w), so {reader!r} "
+                f"would compute another function in the new model. Quantize {reader!r} too (the "
+                "tied weight is then quantized once and both read Q(w)), untie the weights, or "
+                "use an Adam-like optimizer (no remap)")
 
 
 def _convert(model: nn.Module, optimizer: torch.optim.Optimizer | None,
              scheduler: Scheduler | None, kind: str | None,
              estimators: Callable[[str, WeightFakeQuant], Estimator], reverse: bool,
-             remap_weights: bool = True, scale_lr: bool = True):
+             remap_weights: bool = True, scale_lr: bool = True) -> Conversion:
     layers = quantized_layers(model)
     if not layers:
         raise ValueError("the model has no quantized layer: call stequiv.quantize_(model, config) first")
-    if optimizer is not None:
-        kind = _optim.optimizer_kind(optimizer)
-    elif kind not in ("sgd", "adam"):
-        raise ValueError("without an optimizer, give `optimizer_kind='sgd'` or 'adam'")
-    if scheduler is not None and (optimizer is None or scheduler.optimizer is not optimizer):
-        raise ValueError("`scheduler` must drive the `optimizer` passed alongside it")
     latents = {name: latent_weight(model, name) for name in layers}
-    model_params = {id(p) for p in model.parameters()}
-    if optimizer is not None:
-        foreign = [p for g in optimizer.param_groups for p in g["params"] if id(p) not in model_params]
-        if foreign:
-            raise ValueError(f"the optimizer holds {len(foreign)} parameter(s) that are not the "
-                             "model's; pass the optimizer that trains this model")
-        _optim.check_weight_decay(optimizer, {id(p) for p in latents.values()})
-    plans = {name: _plan_layer(name, fq, kind, estimators(name, fq), reverse)  # type: ignore[arg-type]
+    kind = _check_optimizer(model, optimizer, scheduler, kind, {id(p) for p in latents.values()})
+    plans = {name: _plan_layer(name, fq, kind, estimators(name, fq), reverse)
              for name, fq in layers.items()}
+    by_latent = {id(latents[n]): plans[n] for n in layers}  # a tied weight converts once
+    new_weights = {}
+    if remap_weights:
+        with torch.no_grad():
+            for name, plan in plans.items():
+                p = latents[name]
+                if id(p) not in new_weights and plan.weights is not _identity:
+                    new = plan.weights(p)
+                    if not torch.equal(new, p):
+                        new_weights[id(p)] = new
+    _check_raw_readers(model, layers, latents, set(new_weights))
 
     twin_model = copy.deepcopy(model)
-    by_latent = {id(latents[n]): plans[n] for n in layers}
+    kept = activation_quantizers(twin_model)
+    if kept:
+        log.info("the twin keeps the activation quantizers of %s unchanged (the equivalence is "
+                 "about weights; activation estimators have no twin)", ", ".join(kept))
     twin_params = dict(twin_model.named_parameters())
     param_map = {id(p): twin_params[n] for n, p in model.named_parameters()}
     twin_layers = quantized_layers(twin_model)
     with torch.no_grad():
         for name, plan in plans.items():
             twin_layers[name].estimator = plan.target
-            if remap_weights:
-                latent_weight(twin_model, name).copy_(plan.weights(latents[name]))
+            if id(latents[name]) in new_weights:
+                param_map[id(latents[name])].copy_(new_weights[id(latents[name])])
     if optimizer is None:
-        return twin_model, None, None
+        return Conversion(twin_model, None)
     exact = remap_weights and scale_lr
     twin_opt, origin = _optim.rebuild(
         optimizer, param_map,
@@ -137,35 +196,34 @@ def _convert(model: nn.Module, optimizer: torch.optim.Optimizer | None,
     _optim.map_state(optimizer, twin_opt, param_map,
                      lambda p: by_latent[id(p)].state_scale(p) if exact and id(p) in by_latent else None)
     twin_sched = None if scheduler is None else _optim.rebuild_scheduler(scheduler, twin_opt, origin)
-    return twin_model, twin_opt, twin_sched
+    return Conversion(twin_model, twin_opt, twin_sched)
 
 
 def to_ste(model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
            scheduler: Scheduler | None = None, *, optimizer_kind: str | None = None,
-           remap_weights: bool = True, scale_lr: bool = True):
-    """The STE twin of a Q̂-model: ``(twin_model, twin_optimizer)`` (+ scheduler if given).
+           remap_weights: bool = True, scale_lr: bool = True) -> Conversion:
+    """The STE twin of a Q̂-model, as a :class:`Conversion` (unpacks as ``twin, twin_opt``).
 
     Works at the start of training or in the middle of it (optimizer state is mapped, see
-    :mod:`stequiv.qat._optim`). Without an optimizer give ``optimizer_kind`` ('sgd' or 'adam') and
-    get ``(twin_model, None)``.
+    :mod:`stequiv.qat._optim`). Without an optimizer give ``optimizer_kind`` ('sgd' or 'adam').
+    With a scheduler the result unpacks as ``twin, twin_opt, twin_sched``.
 
     ``remap_weights=False`` / ``scale_lr=False`` drop M or α (SGD only): the ablations of the
     paper's Point B ("unadjusted" drops both). The optimizer state is then copied unscaled.
+
+    Activation quantizers are kept exactly as they are (same estimator, range and state): only
+    weights have a twin. A log line on the ``stequiv`` logger names them.
     """
-    twin_model, twin_opt, twin_sched = _convert(
-        model, optimizer, scheduler, optimizer_kind, lambda name, fq: fq.estimator, reverse=False,
-        remap_weights=remap_weights, scale_lr=scale_lr)
-    return (twin_model, twin_opt) if scheduler is None else (twin_model, twin_opt, twin_sched)
+    return _convert(model, optimizer, scheduler, optimizer_kind, lambda name, fq: fq.estimator,
+                    reverse=False, remap_weights=remap_weights, scale_lr=scale_lr)
 
 
 def from_ste(model: nn.Module, estimator: str | dict | Estimator,
              optimizer: torch.optim.Optimizer | None = None, scheduler: Scheduler | None = None,
-             *, optimizer_kind: str | None = None):
+             *, optimizer_kind: str | None = None) -> Conversion:
     """The Q̂-model that an STE model mirrors (weights M⁻¹, learning rates /α, state mapped back).
 
     ``estimator`` is the Q̂ to use on every quantized layer (the inverse of :func:`to_ste`).
     """
     est = get_estimator(estimator)
-    twin_model, twin_opt, twin_sched = _convert(
-        model, optimizer, scheduler, optimizer_kind, lambda name, fq: est, reverse=True)
-    return (twin_model, twin_opt) if scheduler is None else (twin_model, twin_opt, twin_sched)
+    return _convert(model, optimizer, scheduler, optimizer_kind, lambda name, fq: est, reverse=True)

@@ -8,8 +8,8 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from .._estimator import Estimator, register_estimator
-from .._validate import in_open_interval
+from .._estimator import Estimator, param, register_estimator
+from .._validate import open_interval
 
 
 def _offset_from_level(x: Any) -> Any:
@@ -47,15 +47,13 @@ class RoundAcos(Estimator):
     Intelligent-Microsystems-Lab/HeterogeneousQuantization ``quant.py`` ``round_acos``.
     """
 
-    g_scale: float = 5e-3
+    g_scale: float = param(5e-3, open_interval(-2.0, 2.0))
+    title = "Sine-modulated STE (`round_acos`)"
     reference = "Schaefer et al. 2024, WACV; arXiv:2206.07741 (round_acos)"
     kind = "multi-bit"
     lipschitz = False
     tail = "zero"
     kinks = (0.5,)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "g_scale", in_open_interval("g_scale", self.g_scale, -2.0, 2.0))
 
     def derivative(self, x: Any) -> Any:
         return 1.0 + 0.5 * self.g_scale * array_namespace(x).sin(math.pi * _offset_from_level(x))

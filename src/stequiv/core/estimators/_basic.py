@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from array_api_compat import array_namespace
-
-from .._estimator import Estimator, register_estimator
+from .._estimator import param, register_estimator
+from .._validate import finite_float, optional
+from ._common import IdentityShape
 
 
 @register_estimator("ste")
 @dataclass(frozen=True)
-class STE(Estimator):
+class STE(IdentityShape):
     r"""Straight-through estimator: :math:`\hat Q(x) = x`, :math:`\hat Q'(x) = 1` everywhere.
 
     ∫ over a bin of 1/Q̂′ is Δ, so α = 1 and M is the identity.
@@ -21,22 +21,14 @@ class STE(Estimator):
     arXiv:1308.3432.
     """
 
+    title = "STE"
     reference = "Hinton 2012; Bengio et al. 2013, arXiv:1308.3432"
     kind = "both"
-
-    def derivative(self, x: Any) -> Any:
-        return array_namespace(x).ones_like(x)
-
-    def surrogate(self, x: Any) -> Any:
-        return x
-
-    def boundary_primitive(self, d: Any) -> Any:
-        return d
 
 
 @register_estimator("pwl")
 @dataclass(frozen=True)
-class PWL(Estimator):
+class PWL(IdentityShape):
     r"""Piecewise-linear estimator :math:`\mathrm{PWL}_{lo,hi}(x) = \operatorname{clip}(x, lo, hi)`.
 
     :math:`\hat Q'(x) = \mathbf 1_{[lo, hi]}(x)`: the STE inside the range, zero outside. With
@@ -48,28 +40,20 @@ class PWL(Estimator):
     References: Hubara et al. (2016), arXiv:1602.02830; Rastegari et al. (2016), XNOR-Net.
     """
 
-    lo: float | None = None
-    hi: float | None = None
+    lo: float | None = param(None, optional(finite_float))
+    hi: float | None = param(None, optional(finite_float))
+    title = "PWL / clipped STE"
     reference = "Hubara et al. 2016, arXiv:1602.02830; Rastegari et al. 2016"
     kind = "both"
     tail = "zero"
     positive = True  # inside its range
     lipschitz = False
 
-    def __post_init__(self) -> None:
+    def check_params(self) -> None:
         if (self.lo is None) != (self.hi is None):
             raise ValueError("give both `lo` and `hi` of the PWL range, or neither")
-        if self.lo is not None and not float(self.lo) < float(self.hi):  # type: ignore[arg-type]
+        if self.lo is not None and self.hi is not None and not self.lo < self.hi:
             raise ValueError(f"PWL range needs lo < hi, got lo={self.lo}, hi={self.hi}")
-
-    def derivative(self, x: Any) -> Any:
-        return array_namespace(x).ones_like(x)
-
-    def surrogate(self, x: Any) -> Any:
-        return x
-
-    def boundary_primitive(self, d: Any) -> Any:
-        return d
 
     def gradient(self, v: Any, lower: float, upper: float, offset: float) -> Any:
         lo = lower if self.lo is None else self.lo

@@ -12,7 +12,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from .._estimator import Estimator, register_estimator
+from .._estimator import Estimator, param, register_estimator
 from .._validate import positive_float
 from ._common import odd, sech2, sigmoid
 
@@ -36,15 +36,12 @@ class EDE(Estimator):
     neural networks", CVPR 2020, arXiv:1909.10788; code htqin/IR-Net ``BinaryQuantize``.
     """
 
-    t: float = 0.1
-    k: float = 10.0
+    t: float = param(0.1, positive_float)
+    k: float = param(10.0, positive_float)
+    title = "EDE of IR-Net"
     reference = "Qin et al. 2020 (IR-Net), arXiv:1909.10788"
     kind = "binary"
     units = "weight"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "t", positive_float("t", self.t))
-        object.__setattr__(self, "k", positive_float("k", self.k))
 
     def derivative(self, x: Any) -> Any:
         return self.k * self.t * sech2(self.t * x)
@@ -77,22 +74,19 @@ class RBNN(Estimator):
     code lmbxmu/RBNN ``cifar/modules/binarized_modules.py``.
     """
 
-    t: float = 1e-2
-    k: float = 100.0
+    t: float = param(1e-2, positive_float)
+    k: float = param(100.0, positive_float)
+    title = "RBNN"
     reference = "Lin et al. 2020 (RBNN), arXiv:2009.13055"
     kind = "binary"
     units = "weight"
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "t", positive_float("t", self.t))
-        object.__setattr__(self, "k", positive_float("k", self.k))
-
     @property
-    def support(self) -> tuple[float, float]:  # type: ignore[override]
+    def support(self) -> tuple[float, float]:
         return (-math.sqrt(2.0) / self.t, math.sqrt(2.0) / self.t)
 
     @property
-    def kinks(self) -> tuple[float, ...]:  # type: ignore[override]
+    def kinks(self) -> tuple[float, ...]:
         return (self.support[0], 0.0, self.support[1])
 
     def derivative(self, x: Any) -> Any:
@@ -124,6 +118,7 @@ class ApproxSign(Estimator):
     Reference: Liu et al., "Bi-Real Net", ECCV 2018, arXiv:1808.00278; larq ``approx_sign``.
     """
 
+    title = "ApproxSign of Bi-Real Net"
     reference = "Liu et al. 2018 (Bi-Real Net), arXiv:1808.00278; Larq approx_sign"
     kind = "binary"
     units = "weight"
@@ -162,14 +157,12 @@ class SwishSign(Estimator):
     larq ``swish_sign``.
     """
 
-    beta: float = 5.0
+    beta: float = param(5.0, positive_float)
+    title = "SignSwish of BNN+"
     reference = "Darabi et al. 2018 (BNN+), arXiv:1812.11800; Larq swish_sign"
     kind = "binary"
     units = "weight"
     positive = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", positive_float("beta", self.beta))
 
     def derivative(self, x: Any) -> Any:
         bx = self.beta * x

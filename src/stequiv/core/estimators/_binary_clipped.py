@@ -11,8 +11,8 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from .._estimator import Estimator, register_estimator
-from .._validate import integer, positive_float
+from .._estimator import Estimator, param, register_estimator
+from .._validate import at_least, integer_at_least, positive_float
 from ._common import odd
 
 
@@ -32,6 +32,7 @@ class LongTailed(Estimator):
     training", ICLR 2020, ``BinaryStep.backward``; not checked against the BMVC text).
     """
 
+    title = "Long-tailed"
     reference = "Xu & Cheung 2019, arXiv:1909.11366 (via DST, Liu et al. 2020)"
     kind = "binary"
     units = "weight"
@@ -78,28 +79,25 @@ class ReSTE(Estimator):
     code DravenALG/ReSTE ``Binary_ReSTE``.
     """
 
-    o: float = 1.0
-    t: float = 1.5
-    interval: float = 0.1
+    o: float = param(1.0, at_least(1.0, " (o = 1 is the clipped STE)"))
+    t: float = param(1.5, positive_float)
+    interval: float = param(0.1, positive_float)
+    title = "ReSTE"
     reference = "Wu et al. 2023 (ReSTE), arXiv:2308.06689"
     kind = "binary"
     units = "weight"
     lipschitz = False
 
-    def __post_init__(self) -> None:
-        for name in ("o", "t", "interval"):
-            object.__setattr__(self, name, positive_float(name, getattr(self, name)))
-        if self.o < 1.0:
-            raise ValueError(f"`o` must be >= 1 (o = 1 is the clipped STE), got {self.o}")
+    def check_params(self) -> None:
         if not self.interval < self.t:
             raise ValueError(f"`interval` must be < `t`, got interval={self.interval}, t={self.t}")
 
     @property
-    def support(self) -> tuple[float, float]:  # type: ignore[override]
+    def support(self) -> tuple[float, float]:
         return (-self.t, self.t)
 
     @property
-    def kinks(self) -> tuple[float, ...]:  # type: ignore[override]
+    def kinks(self) -> tuple[float, ...]:
         return (-self.t, -self.interval, self.interval, self.t)
 
     def derivative(self, x: Any) -> Any:
@@ -148,8 +146,9 @@ class FDA(Estimator):
     NeurIPS 2021, arXiv:2103.00841 (from a secondary PyTorch port; official code is MindSpore).
     """
 
-    omega: float = 0.1
-    n: int = 9
+    omega: float = param(0.1, positive_float)
+    n: int = param(9, integer_at_least(0))
+    title = "FDA"
     reference = "Xu et al. 2021 (FDA), arXiv:2103.00841"
     kind = "binary"
     units = "weight"
@@ -157,12 +156,8 @@ class FDA(Estimator):
     support = (-1.0, 1.0)
     kinks = (-1.0, 1.0)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "omega", positive_float("omega", self.omega))
-        object.__setattr__(self, "n", integer("n", self.n, minimum=0))
-
     @property
-    def positive(self) -> bool:  # type: ignore[override]
+    def positive(self) -> bool:
         return 2 * (self.n + 1) * self.omega <= math.pi
 
     def _series(self, x: Any, term: Any) -> Any:

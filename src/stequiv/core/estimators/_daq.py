@@ -8,7 +8,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from .._estimator import Estimator, register_estimator
+from .._estimator import Estimator, param, register_estimator
 from .._validate import positive_float
 from ._common import from_level, level_distance
 
@@ -38,16 +38,13 @@ class DAQ(Estimator):
     code cvlab-yonsei/DAQ ``w_soft_argmax``.
     """
 
-    temperature: float = 2.0
-    sigma: float = 1.0
+    temperature: float = param(2.0, positive_float)
+    sigma: float = param(1.0, positive_float)
+    title = "DAQ"
     reference = "Kim, Lee & Ham 2021 (DAQ), ICCV; arXiv:2108.06983"
     kind = "multi-bit"
     tail = "zero"
     kinks = (0.0, 0.5)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "temperature", positive_float("temperature", self.temperature))
-        object.__setattr__(self, "sigma", positive_float("sigma", self.sigma))
 
     @property
     def scale(self) -> float:

@@ -7,8 +7,8 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from .._estimator import Estimator, register_estimator
-from .._validate import positive_float
+from .._estimator import Estimator, param, register_estimator
+from .._validate import half_open_interval
 from ._common import sech2
 
 
@@ -34,16 +34,12 @@ class DoReFa(Estimator):
     Reference: Zhou et al., "DoReFa-Net", arXiv:1606.06160; larq ``DoReFa`` (k_bit does not enter Q̂′).
     """
 
-    m: float = 1.0
+    m: float = param(1.0, half_open_interval(0.0, 1.0))
+    title = "DoReFa weight transform"
     reference = "Zhou et al. 2016 (DoReFa-Net), arXiv:1606.06160; Larq DoReFa"
     kind = "multi-bit"
     units = "weight"
     cyclical = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "m", positive_float("m", self.m))
-        if self.m > 1.0:
-            raise ValueError(f"`m` = max|tanh(w)| must lie in (0, 1], got {self.m}")
 
     def derivative(self, x: Any) -> Any:
         return sech2(x) / self.m

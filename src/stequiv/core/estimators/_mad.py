@@ -7,7 +7,8 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from .._estimator import Estimator, register_estimator
+from .._estimator import register_estimator
+from ._common import IdentityShape
 
 
 def _edge(edge: float, offset: float, side: str) -> float:
@@ -23,7 +24,7 @@ def _edge(edge: float, offset: float, side: str) -> float:
 
 @register_estimator("mad")
 @dataclass(frozen=True)
-class MAD(Estimator):
+class MAD(IdentityShape):
     r"""Magnitude-aware differentiation (Sakr et al. 2022), for Eq. 1's clipped quantizer.
 
     Inside the representable range :math:`[-c, c]` it is the STE; outside, the clip is read as the
@@ -43,18 +44,10 @@ class MAD(Estimator):
     arXiv:2206.06501 (no parameter: c is the quantizer's clip, OCTAV-optimal in the paper).
     """
 
+    title = "MAD"
     reference = "Sakr et al. 2022, arXiv:2206.06501"
     kind = "multi-bit"
     tail = "custom"
-
-    def derivative(self, x: Any) -> Any:
-        return array_namespace(x).ones_like(x)
-
-    def surrogate(self, x: Any) -> Any:
-        return x
-
-    def boundary_primitive(self, d: Any) -> Any:
-        return d
 
     def tail_derivative(self, v: Any, lower: float, upper: float, offset: float) -> Any:
         xp = array_namespace(v)

@@ -7,8 +7,8 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from .._estimator import Estimator, register_estimator
-from .._validate import finite_float, positive_float
+from .._estimator import Estimator, param, register_estimator
+from .._validate import nonnegative_float, positive_float
 from ._common import from_level, level_distance
 
 
@@ -41,22 +41,16 @@ class PSG(Estimator):
     pruning", NeurIPS 2020, arXiv:2005.11035; code Jangho-Kim/PSG-pytorch.
     """
 
-    beta: float = 4.0
-    eps: float = 0.0
+    beta: float = param(4.0, positive_float)
+    eps: float = param(0.0, nonnegative_float)
+    title = "PSG"
     reference = "Kim, Yoo & Kwak 2020 (PSG), arXiv:2005.11035"
     kind = "multi-bit"
     tail = "custom"
     kinks = (0.0, 0.5)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", positive_float("beta", self.beta))
-        eps = finite_float("eps", self.eps)
-        if eps < 0:
-            raise ValueError(f"`eps` must be >= 0, got {self.eps!r}")
-        object.__setattr__(self, "eps", eps)
-
     @property
-    def positive(self) -> bool:  # type: ignore[override]
+    def positive(self) -> bool:
         return self.eps > 0
 
     def derivative(self, x: Any) -> Any:

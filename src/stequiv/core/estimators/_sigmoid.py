@@ -8,7 +8,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from .._estimator import Estimator, register_estimator
+from .._estimator import Estimator, param, register_estimator
 from .._validate import positive_float
 from ._common import sech2, sigmoid, sigmoid_slope
 
@@ -38,13 +38,11 @@ class QN(Estimator):
     Reference: Yang et al., "Quantization networks", CVPR 2019, arXiv:1911.09464.
     """
 
-    temperature: float = 5.0
+    temperature: float = param(5.0, positive_float)
+    title = "Quantization Networks"
     reference = "Yang et al. 2019 (Quantization Networks), CVPR; arXiv:1911.09464"
     kind = "multi-bit"
     tail = "zero"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "temperature", positive_float("temperature", self.temperature))
 
     @property
     def terms(self) -> int:
@@ -86,15 +84,12 @@ class QNBinary(Estimator):
     Reference: Yang et al., "Quantization networks", CVPR 2019, arXiv:1911.09464.
     """
 
-    temperature: float = 5.0
-    beta: float = 1.0
+    temperature: float = param(5.0, positive_float)
+    beta: float = param(1.0, positive_float)
+    title = "Quantization Networks, binary (one sigmoid)"
     reference = "Yang et al. 2019 (Quantization Networks), CVPR; arXiv:1911.09464"
     kind = "binary"
     units = "weight"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "temperature", positive_float("temperature", self.temperature))
-        object.__setattr__(self, "beta", positive_float("beta", self.beta))
 
     def derivative(self, x: Any) -> Any:
         return 0.5 * self.temperature * sech2(0.5 * self.temperature * self.beta * x)

@@ -8,8 +8,8 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from .._estimator import Estimator, register_estimator
-from .._validate import in_open_interval, positive_float
+from .._estimator import Estimator, param, register_estimator
+from .._validate import integer, open_interval, positive_float
 
 
 def _offset_from_boundary(x: Any) -> Any:
@@ -52,14 +52,21 @@ class HTGE(Estimator):
     IEEE TNNLS 2023.
     """
 
-    t: float = 4.0
+    t: float = param(4.0, positive_float)
+    title = "HTGE"
     reference = "Pei et al. 2023, IEEE TNNLS; seed paper Appendix B"
     kind = "both"
     tail = "zero"
     kinks = (0.0,)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "t", positive_float("t", self.t))
+    @classmethod
+    def t_from_sharpness(cls, sharpness: float, bits: int) -> float:
+        r"""t in bin units for a sharpness given in units of 1/max (the paper's "t set to 5.5
+        times the maximum value from the weight distribution" on the symmetric grid):
+        :math:`t = 	ext{sharpness}\cdot\Delta/\max = 2\,	ext{sharpness}/(2^b - 1)`."""
+        s = positive_float("sharpness", sharpness)
+        b = integer("bits", bits, minimum=1)
+        return cls(t=2.0 * s / (2**b - 1)).t
 
     @property
     def sech2_shape(self) -> tuple[float, float]:
@@ -99,14 +106,12 @@ class DSQ(Estimator):
     Reference: Gong et al., ICCV 2019, arXiv:1908.05033; MQBench ``dsq_function_per_tensor``.
     """
 
-    alpha: float = 0.2
+    alpha: float = param(0.2, open_interval(0.0, 1.0))
+    title = "DSQ"
     reference = "Gong et al. 2019, arXiv:1908.05033"
     kind = "both"
     tail = "zero"
     kinks = (0.0,)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "alpha", in_open_interval("alpha", self.alpha, 0.0, 1.0))
 
     @property
     def k(self) -> float:

@@ -1,0 +1,105 @@
+"""Reading config values from YAML/JSON files and ``KEY=VALUE`` strings, with errors that say where.
+
+YAML is read as YAML 1.2 reads numbers: ``1e-3`` is a float (PyYAML's YAML 1.1 rules would make it
+the string ``'1e-3'``). A key given twice in one mapping is an error (YAML and JSON would silently
+keep the last one). Malformed text is an error naming the file (or the ``--set`` item), the line
+and the column.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._config_types import ConfigError
+
+__all__ = ["parse_assignment", "read_config_file"]
+
+# YAML 1.2's exponent floats without a dot ("1e-3", "5E+2"), missing from YAML 1.1's rule.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading exponent floats as floats and refusing repeated keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                continue
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"found the key {key!r} twice; give each key once", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+
+
+def _yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([("", f"{where}{at}: malformed YAML: {err.problem or err.context}")]) \
+            from None
+    except yaml.YAMLError as err:
+        raise ConfigError([("", f"{where}: malformed YAML: {err}")]) from None
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(f"found the key(s) {repeated} twice; give each key once")
+    return dict(pairs)
+
+
+def _json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_no_repeats)
+    except json.JSONDecodeError as err:
+        raise ConfigError([("", f"{where}, line {err.lineno}, column {err.colno}: malformed "
+                                f"JSON: {err.msg}")]) from None
+    except ValueError as err:
+        raise ConfigError([("", f"{where}: {err}")]) from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping of config values in a ``.yaml``/``.yml`` file (else JSON); empty file: ``{}``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError([("", f"{path}: not UTF-8 text (byte {err.start}); a config file is "
+                                "YAML or JSON text")]) from None
+    except OSError as err:
+        raise ConfigError([("", f"{path}: cannot be read ({err.strerror})")]) from None
+    is_yaml = path.suffix.lower() in (".yaml", ".yml")
+    data = _yaml(text, str(path)) if is_yaml else _json(text, str(path))
+    if data is None and is_yaml:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([("", f"{path}: a config file must hold a mapping of keys to values, "
+                                f"got a {type(data).__name__}")])
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ConfigError([("", f"{path}: config keys must be names, got {bad}")])
+    return data
+
+
+def parse_assignment(item: str) -> tuple[str, Any]:
+    """``'epochs=3'`` -> ``('epochs', 3)``: the value read as YAML (``[sgd]`` is a list)."""
+    key, sep, value = item.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key:
+        raise ConfigError([("", f"--set expects KEY=VALUE (e.g. epochs=3), got {item!r}")])
+    return key, _yaml(value, f"--set {key}={value}")
