@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 from torch.nn import functional as F
 
+from stequiv import experiments
 from stequiv.cli import main
 from stequiv.experiments import PRESET_BITS, PRESETS, ExperimentConfig
 from stequiv.experiments._setup import build_qnet, make_optimizer
@@ -54,6 +55,21 @@ def test_lm_config_and_optimizer() -> None:
         ExperimentConfig(weight_decay=-1)
 
 
+@pytest.mark.parametrize(("extra", "expected"), [
+    ([], [(4, "4-bit"), (2, "2-bit")]),
+    (["--bits", "3"], [(3, "")]),
+    (["--set", "bits=3"], [(3, "")]),
+])
+def test_lm_presets_sweep_bits_unless_given(tmp_path, monkeypatch, extra, expected) -> None:
+    seen = []
+    monkeypatch.setattr(experiments, "reproduce",
+                        lambda config, out, **k: seen.append((config.bits, Path(out))) or {})
+    result = CliRunner().invoke(main, ["reproduce", "--preset", "lm-quick", "--out", str(tmp_path),
+                                       *extra])
+    assert result.exit_code == 0, result.output
+    assert seen == [(b, tmp_path / sub) for b, sub in expected]
+
+
 def _write_text(folder: Path) -> Path:
     """120 short fortunes of English-like words (12 go to validation)."""
     words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven",
@@ -86,3 +102,10 @@ def test_lm_quick_end_to_end_at_4_and_2_bits(tmp_path: Path) -> None:
         # Point A at the switch: the twin starts at M(w) (E = 0); the unadjusted one does not.
         assert runs["sgd-baseline"]["ebar"] < runs["sgd-unadjusted"]["ebar"]
         assert (folder / "report.md").is_file() and (folder / "summary.json").is_file()
+    # the overview: both widths, each net's validation loss with its perplexity exp(loss)
+    overview = (out / "overview.md").read_text()
+    run = json.loads((out / "2-bit" / "runs" / "adam-lr-tweak" / "final.json").read_text())
+    loss = run["nets"]["b"]["val_loss"]
+    assert "| 2 | AdamW | lr-tweak |" in overview
+    assert f"{loss:.4f} ({math.exp(loss):.2f})" in overview
+    assert "4 bits, Point A" in overview and "2 bits, Point B" in overview

@@ -229,7 +229,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "lr_sweep": ()},
     "lm": {"dataset": "fortunes", "model": "transformer-tiny", "epochs": 1, "scale": "absmax",
            "group_size": 32, "batch_size": 32,
-           "max_train_samples": 32_000, "max_val_samples": 1024, "lr_sgd": 0.3, "lr_adam": 3e-3,
+           "max_train_samples": 24_000, "max_val_samples": 1024, "lr_sgd": 0.3, "lr_adam": 3e-3,
            "weight_decay": 0.1, "warmup_fraction": 0.05, "eval_every": 50,
            "experiments": ("baseline", "lr-tweak", "unadjusted"), "lr_sweep": ()},
 }
