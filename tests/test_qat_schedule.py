@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -11,6 +12,7 @@ import stequiv as sq
 from stequiv.core import alpha
 from stequiv.models import ConvNet
 from stequiv.qat import EstimatorSchedule, ScheduledEstimator, ScheduledTwin
+from stequiv.qat._schedule import _fast_inverse
 
 STEPS = 12
 # EDE in weight units on the MLP's hidden layers (weights ≤ 0.125): t from 1 to 8 keeps tw ≤ 1,
@@ -170,7 +172,20 @@ def test_group_whose_alphas_part_is_refused():
     twin, twin_opt = sq.to_ste(model, opt)
     # to_ste splits groups by α; merge them back to provoke the refusal
     merged = torch.optim.SGD([p for g in twin_opt.param_groups for p in g["params"]], lr=1e-2)
-    with pytest.raises(ValueError, match="different α"):
+    with pytest.raises(ValueError, match="whose α differ"):
         ScheduledTwin(twin, merged, DSQ)
     with pytest.raises(ValueError, match="no quantized layer"):
         ScheduledEstimator(nn.Linear(2, 2), DSQ)
+
+
+@pytest.mark.parametrize("t", [0.1, 3.0, 10.0])
+def test_fast_binary_inverse_is_the_cores(t):
+    q = sq.BinaryQuantizer(0.1)
+    est = sq.get_estimator("ede", t=t, k=max(1 / t, 1.0))
+    w = np.random.default_rng(0).normal(0, 0.3, 4000)
+    w[:3] = [0.0, 1e-30, -1e-20]
+    y = sq.remap(est, q, w)
+    fast, exact = _fast_inverse(est, q, y), sq.unremap(est, q, y)
+    np.testing.assert_allclose(fast[3:], exact[3:], rtol=1e-8)
+    np.testing.assert_allclose(fast, w, rtol=1e-8, atol=1e-20)  # and near 0 better than bisection
+    assert np.array_equal(q.code(fast), q.code(y))

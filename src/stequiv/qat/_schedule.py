@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core import Estimator, NoRemapError, get_estimator, remap, ste_twin, unremap
+from ..core import (
+    Estimator,
+    NoRemapError,
+    UniformQuantizer,
+    get_estimator,
+    remap,
+    ste_twin,
+    unremap,
+)
 from ..core._remap import plan_for
 from ..core._validate import integer, positive_float
 from . import _optim
@@ -121,12 +129,13 @@ class EstimatorSchedule:
         for name, fq in quantized_layers(model).items():
             q = fq.quantizer()
             w = latent_weight(model, name).detach()
-            ends = np.array([w.min().item(), w.max().item()], dtype=np.float64)
+            ends = torch.stack([w.min(), w.max()]).cpu().numpy()
             for step, est in self.stages:
                 try:
                     with np.errstate(over="ignore"):  # an overflowing cosh reads as Q̂′ = 0
                         ste_twin(est, q, kind)  # type: ignore[arg-type]
-                        mapped = remap(est, q, ends)
+                        mapped = remap(est, q, ends)  # also builds M's tables now, not mid-training
+                        unremap(est, q, mapped)
                     if not np.all(np.isfinite(mapped)):
                         raise NoRemapError(f"M of {est.describe()} is not finite at the weights' "
                                            f"range [{ends[0]:.4g}, {ends[1]:.4g}]")
@@ -170,19 +179,24 @@ class _Follower:
     def __init__(self, model: nn.Module, schedule: EstimatorSchedule, step: int):
         self.model, self.schedule = model, schedule
         self.steps = integer("step", step, minimum=0)
-        self.current = schedule.at(self.steps)
+        self.stage = schedule.index(self.steps)
+
+    @property
+    def current(self) -> Estimator:
+        """The Q̂ in force."""
+        return self.schedule.stages[self.stage][1]
 
     def step(self) -> bool:
         """Advance one step; True if the estimator changed."""
         self.steps += 1
-        new = self.schedule.at(self.steps)
-        if new == self.current:
+        new = self.schedule.index(self.steps)
+        if new == self.stage:
             return False
-        self._change(self.current, new)
-        self.current = new
+        self._change(self.stage, new)
+        self.stage = new
         return True
 
-    def _change(self, old: Estimator, new: Estimator) -> None:
+    def _change(self, old: int, new: int) -> None:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
@@ -199,10 +213,10 @@ class _Follower:
             raise ValueError("the checkpoint was written with another estimator schedule; resume "
                              "with the schedule that wrote it")
         self.steps = int(state["steps"])
-        self.current = self.schedule.at(self.steps)
-        self._restore(self.current)
+        self.stage = self.schedule.index(self.steps)
+        self._restore(self.stage)
 
-    def _restore(self, est: Estimator) -> None:
+    def _restore(self, stage: int) -> None:
         raise NotImplementedError
 
 
@@ -214,20 +228,25 @@ class ScheduledEstimator(_Follower):
         self.layers = quantized_layers(model)
         if not self.layers:
             raise ValueError("ScheduledEstimator: the model has no quantized layer; quantize_ it first")
-        self._restore(self.current)
+        self._restore(self.stage)
 
-    def _change(self, old: Estimator, new: Estimator) -> None:
+    def _change(self, old: int, new: int) -> None:
         self._restore(new)
 
-    def _restore(self, est: Estimator) -> None:
+    def _restore(self, stage: int) -> None:
         for fq in self.layers.values():
-            fq.estimator = est
+            fq.estimator = self.schedule.stages[stage][1]
 
 
 @dataclass(frozen=True)
 class _TwinLayer:
+    """One quantized layer of the twin, with its grid and, per stage, the twin estimator and α."""
+
     fq: WeightFakeQuant
     latent: nn.Parameter
+    q: UniformQuantizer
+    twins: tuple[Estimator, ...]
+    alphas: tuple[float, ...]
 
 
 class ScheduledTwin(_Follower):
@@ -247,59 +266,103 @@ class ScheduledTwin(_Follower):
         _Follower.__init__(self, twin, schedule, step)
         self.kind = _optim.optimizer_kind(optimizer)
         self.optimizer, self.scheduler = optimizer, scheduler
-        self.layers = {n: _TwinLayer(fq, latent_weight(twin, n)) for n, fq in quantized_layers(twin).items()}
+        schedule.check(twin, self.kind)  # everything below is then known to exist
+        self.layers = {}
+        for name, fq in quantized_layers(twin).items():
+            q = fq.quantizer()
+            self.layers[name] = _TwinLayer(
+                fq, latent_weight(twin, name), q,
+                tuple(ste_twin(e, q, self.kind) for _, e in schedule.stages),  # type: ignore[arg-type]
+                tuple(plan_for(e, q).alpha for _, e in schedule.stages))
         if not self.layers:
             raise ValueError("ScheduledTwin: the twin has no quantized layer")
-        schedule.check(twin, self.kind)
-        self._groups = _group_layers(optimizer, self.layers, schedule)
+        self._groups = _group_layers(optimizer, self.layers)
 
-    def _change(self, old: Estimator, new: Estimator) -> None:
+    def _change(self, old: int, new: int) -> None:
+        est_old, est_new = self.schedule.stages[old][1], self.schedule.stages[new][1]
         ratios: dict[int, torch.Tensor] = {}
         with torch.no_grad():
             for L in self.layers.values():
-                q = L.fq.quantizer()
-                if self.kind == "sgd":
-                    w = _through(unremap, old, q, L.latent)
-                    a_old, a_new = plan_for(old, q).alpha, plan_for(new, q).alpha
-                    s_old, s_new = (_reciprocal_slope(e, L.fq, q, 1.0 / a)(w)
-                                    for e, a in ((old, a_old), (new, a_new)))
-                    L.latent.copy_(_through(remap, new, q, w))
+                if self.kind == "sgd":  # in the layout's rows, where the core's quantizer applies
+                    rows = L.fq.layout.rows(L.latent.detach()).to("cpu", _core_dtype(L.latent))
+                    w_rows, mapped = _rebase(est_old, est_new, L.q, rows.numpy())
+                    L.latent.copy_(L.fq.layout.unrows(torch.from_numpy(mapped)))
+                    w = L.fq.layout.unrows(torch.from_numpy(w_rows)).to(L.latent.device)
+                    zeros = (1.0 / L.alphas[old], 1.0 / L.alphas[new])
                 else:
-                    s_old, s_new = (_reciprocal_slope(e, L.fq, q, 1.0)(L.latent) for e in (old, new))
-                ratios[id(L.latent)] = s_new / s_old
-                L.fq.estimator = ste_twin(new, q, self.kind)  # type: ignore[arg-type]
-        _optim.map_state(self.optimizer, self.optimizer, _identity(self.optimizer),
-                         lambda p: ratios.get(id(p)))
+                    w, zeros = L.latent.detach(), (1.0, 1.0)
+                if self.optimizer.state.get(L.latent):  # s = 1/Q̂′ at the Q̂-net's w, as at a switch
+                    s_old, s_new = (_reciprocal_slope(e, L.fq, L.q, z)(w)
+                                    for e, z in ((est_old, zeros[0]), (est_new, zeros[1])))
+                    ratios[id(L.latent)] = s_new / s_old
+                L.fq.estimator = L.twins[new]
+        if ratios:
+            _optim.map_state(self.optimizer, self.optimizer, _identity(self.optimizer),
+                             lambda p: ratios.get(id(p)))
         if self.kind == "sgd":
-            self._scale_lrs(old, new)
+            for j, names in self._groups.items():
+                L = self.layers[names[0]]
+                _scale_lr(self.optimizer, self.scheduler, j, L.alphas[new] / L.alphas[old])
 
-    def _scale_lrs(self, old: Estimator, new: Estimator) -> None:
-        """Learning rate α_old·η → α_new·η in every group holding quantized latents (and its schedule)."""
-        for j, names in self._groups.items():
-            q = self.layers[names[0]].fq.quantizer()
-            factor = plan_for(new, q).alpha / plan_for(old, q).alpha
-            group = self.optimizer.param_groups[j]
-            for key in ("lr", "initial_lr"):
-                if key in group:
-                    group[key] *= factor
-            _scale_scheduler(self.scheduler, j, factor)
-
-    def _restore(self, est: Estimator) -> None:
+    def _restore(self, stage: int) -> None:
         for L in self.layers.values():
-            L.fq.estimator = ste_twin(est, L.fq.quantizer(), self.kind)  # type: ignore[arg-type]
+            L.fq.estimator = L.twins[stage]
+
+
+def _core_dtype(w: torch.Tensor) -> torch.dtype:
+    """The core maps float32 and float64; half precision goes through float64."""
+    return w.dtype if w.dtype in (torch.float32, torch.float64) else torch.float64
+
+
+def _rebase(old: Estimator, new: Estimator, q: UniformQuantizer,
+            w_twin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(w, M_new(w)) with w = M_old⁻¹(w̃): the Q̂-net's weight and the twin's new weight."""
+    w = _fast_inverse(old, q, w_twin) if _closed_binary(old) else unremap(old, q, w_twin)
+    return w, remap(new, q, w)
+
+
+def _closed_binary(est: Estimator) -> bool:
+    return est.units == "weight" and est.weight_primitive is not None and not np.isfinite(est.support).any()
+
+
+def _fast_inverse(est: Estimator, q: UniformQuantizer, y: np.ndarray) -> np.ndarray:
+    """M⁻¹(y) of a binary estimator with a closed primitive P on ℝ (M = P, α = 1).
+
+    Seed: P tabulated on 4097 nodes over [-R, R] (R doubled until P(±R) brackets y), inverted on a
+    uniform grid of y and interpolated there (a gather, not a search per weight); then three
+    Newton steps w ← w − (P(w) − y)·Q̂′(w) (M′ = 1/Q̂′) in float64. The core's exact bisection
+    (:func:`~stequiv.core.unremap`) finishes the entries that did not converge or changed sign.
+    """
+    prim: Any = est.weight_primitive
+    y64 = y.astype(np.float64).ravel()
+    lo, hi = float(y64.min()), float(y64.max())
+    radius = max(abs(lo), abs(hi), 1e-12)
+    with np.errstate(over="ignore", invalid="ignore"):
+        while not (prim(np.float64(radius)) >= hi and prim(np.float64(-radius)) <= lo):
+            radius *= 2.0
+        nodes = np.linspace(-radius, radius, 4097)
+        y_grid = np.linspace(lo, hi, 4097)
+        w_grid = np.interp(y_grid, prim(nodes), nodes)
+        h = (hi - lo) / 4096 or 1.0
+        pos = np.clip((y64 - lo) / h, 0.0, 4095.999)
+        i = pos.astype(np.intp)
+        w = w_grid[i] + (pos - i) * (w_grid[i + 1] - w_grid[i])
+        for _ in range(3):
+            w -= (prim(w) - y64) * est.derivative(w)
+        residual = np.abs(prim(w) - y64)
+    bad = ~(residual <= 1e-9 * np.maximum(np.abs(y64), 1e-30)) | ((w >= 0) != (y64 >= 0))
+    out = w.astype(y.dtype).reshape(y.shape)
+    if bad.any():
+        flat = out.reshape(-1)
+        flat[bad] = unremap(est, q, y.reshape(-1)[bad])
+    return out
 
 
 def _identity(opt: torch.optim.Optimizer) -> dict[int, nn.Parameter]:
     return {id(p): p for g in opt.param_groups for p in g["params"]}
 
 
-def _through(fn: Callable[..., np.ndarray], est: Estimator, q: Any, w: torch.Tensor) -> torch.Tensor:
-    out = fn(est, q, w.detach().to("cpu").numpy())
-    return torch.from_numpy(np.ascontiguousarray(out)).to(device=w.device, dtype=w.dtype)
-
-
-def _group_layers(opt: torch.optim.Optimizer, layers: Mapping[str, _TwinLayer],
-                  schedule: EstimatorSchedule) -> dict[int, list[str]]:
+def _group_layers(opt: torch.optim.Optimizer, layers: Mapping[str, _TwinLayer]) -> dict[int, list[str]]:
     """``{group index: quantized layers in it}``; every layer's latent must be in the optimizer,
     and a group's layers must share α at every stage, so that one lr factor fits the group."""
     where = {id(p): j for j, g in enumerate(opt.param_groups) for p in g["params"]}
@@ -309,13 +372,21 @@ def _group_layers(opt: torch.optim.Optimizer, layers: Mapping[str, _TwinLayer],
             raise ValueError(f"ScheduledTwin: the optimizer does not train layer {name!r}'s latent weight")
         groups.setdefault(where[id(layer.latent)], []).append(name)
     for j, names in groups.items():
-        for step, est in schedule.stages:
-            alphas = {n: plan_for(est, layers[n].fq.quantizer()).alpha for n in names}
-            if len(set(alphas.values())) > 1:
-                raise ValueError(f"ScheduledTwin: param group {j} holds layers with different α "
-                                 f"under the stage from step {step} ({alphas}); their learning "
-                                 "rates would part: put them in separate param groups")
+        alphas = {n: layers[n].alphas for n in names}
+        if len(set(alphas.values())) > 1:
+            raise ValueError(f"ScheduledTwin: param group {j} holds layers whose α differ over the "
+                             f"schedule ({alphas}); their learning rates would part: put them in "
+                             "separate param groups")
     return groups
+
+
+def _scale_lr(opt: torch.optim.Optimizer, sched: Scheduler | None, j: int, factor: float) -> None:
+    """Learning rate of group j (and its schedule's base) × factor: α_old·η → α_new·η."""
+    group = opt.param_groups[j]
+    for key in ("lr", "initial_lr"):
+        if key in group:
+            group[key] *= factor
+    _scale_scheduler(sched, j, factor)
 
 
 def _scale_scheduler(sched: Scheduler | None, j: int, factor: float) -> None:

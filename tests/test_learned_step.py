@@ -1,0 +1,14 @@
+"""Learned Δ (LSQ): a twin that learns its own Δ drifts at first order; one tied to the Q̂-net's Δ
+(and remapped after each Δ step) tracks to second order."""
+
+from stequiv.experiments._learned_step import learned_step_pair
+
+
+def test_free_twin_breaks_at_first_order_and_tied_twin_holds_to_second():
+    big = {r.twin: r for r in learned_step_pair(1e-2, steps=10)}
+    small = {r.twin: r for r in learned_step_pair(1e-3, steps=10)}
+    assert big["tied"].delta_gap == 0 and big["free"].delta_gap > 0
+    assert big["tied"].ebar / small["tied"].ebar > 40  # second order
+    assert big["free"].ebar / small["free"].ebar < 20  # first order
+    assert small["free"].ebar > 100 * small["tied"].ebar
+    assert small["tied"].agreement == 1.0
