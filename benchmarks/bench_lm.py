@@ -1,7 +1,8 @@
 """``to_ste`` of the ``lm`` preset's transformer: the switch from the Q̂-net to its STE twin.
 
 Target (issue 11): ≤ 1 s for the ``transformer-small`` model (4 blocks, width 128: 24 quantized
-projections, 786,432 quantized weights), 2-bit HTGE, after a few training steps (so that the
+projections, 786,432 quantized weights), 2-bit HTGE with one Δ per group of 32 inputs (the lm
+preset's grid), after a few training steps (so that the
 optimizer holds state to map), under SGD + momentum (weights through M, momentum scaled) and AdamW
 (moments scaled). One warm-up call first compiles the M loops (numba), as in a long run.
 Run: .venv/bin/python benchmarks/bench_lm.py   (``make bench`` runs every benchmark)
@@ -23,7 +24,8 @@ REPEAT = 5
 
 def _trained(kind: str) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     model = build_model(MODEL, num_classes=256, generator=torch.Generator().manual_seed(0))
-    cfg = qat.QuantConfig(estimator={"name": "htge", "t": 11 / 3}, bits=2, scale="init-bound")
+    cfg = qat.QuantConfig(estimator={"name": "htge", "t": 11 / 3}, bits=2, scale="absmax",
+                          group_size=32)
     qat.quantize_(model, cfg, filter_fn=lambda m, name: name in model.quantizable_layers)
     opt: torch.optim.Optimizer = (torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
                                   if kind == "sgd" else torch.optim.AdamW(model.parameters(), 1e-3))
