@@ -37,6 +37,7 @@ EXPERIMENTS = ("baseline", "lr-tweak", "unadjusted", "m-only", "alpha-only")
 _OPTIMIZERS = ("sgd", "adam")
 _DEVICES = ("auto", "cpu", "cuda")
 _SCALES = ("init-bound", "absmax")
+_LATER_KEYS = ("scale", "group_size", "weight_decay", "max_val_samples")  # the lm presets' (issue 11)
 IMAGE_FOLDER = "imagefolder"
 MAX_BITS = 16
 """Networks train in float32, where M is exact to 16 bits (2^16 bins per 2^24 float32 steps)."""
@@ -176,10 +177,14 @@ class ExperimentConfig:
                                 f"by the number of processes {world_size}")])
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
+        """JSON-ready form. Keys added after the format of ``config.json`` was fixed
+        (:data:`_LATER_KEYS`) appear only when they differ from their default, so a config that
+        does not use them reads exactly as before and existing results folders still resume."""
         out = dataclasses.asdict(self)
         out["estimator_params"] = dict(self.estimator_params)
-        return out
+        defaults = ExperimentConfig.__dataclass_fields__
+        return {k: v for k, v in out.items()
+                if k not in _LATER_KEYS or v != defaults[k].default}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExperimentConfig:
