@@ -30,11 +30,11 @@ from ._config_types import (
     checked,
     registered,
 )
+from ._protocol import EXPERIMENTS
+from ._protocol import OPTIMIZERS as _OPTIMIZERS
 
 __all__ = ["EXPERIMENTS", "PRESETS", "PRESET_BITS", "ConfigError", "ExperimentConfig"]
 
-EXPERIMENTS = ("baseline", "lr-tweak", "unadjusted", "m-only", "alpha-only")
-_OPTIMIZERS = ("sgd", "adam")
 _DEVICES = ("auto", "cpu", "cuda")
 _SCALES = ("init-bound", "absmax")
 _LATER_KEYS = ("scale", "group_size", "weight_decay", "max_val_samples")  # the lm presets' (issue 11)

@@ -22,10 +22,8 @@ all continue. Alignment is reported from the switch on.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +31,6 @@ from math import nan
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DistributedSampler
 from tqdm.auto import tqdm
@@ -42,7 +39,10 @@ from .. import qat
 from ..data import Split
 from ._config import IMAGE_FOLDER, ExperimentConfig
 from ._distributed import Dist
-from ._setup import PairSpec, build_partner, build_qnet, describe_partner, make_optimizer
+from ._net import Net
+from ._protocol import PairSpec
+from ._runs import atomic_write, config_diff, metrics_csv, weights_npz, write_json
+from ._setup import build_partner, build_qnet, describe_partner, make_optimizer
 from ._task import correct, cross_entropy
 
 __all__ = ["TrainData", "run_group", "run_pair"]
@@ -56,14 +56,6 @@ class TrainData:
 
     train: Split
     val: Split
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write via a temporary file in the same folder and ``os.replace`` (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
 
 
 def _index_batches(n: int, config: ExperimentConfig, dist: Dist, epoch: int) -> list[list[int]]:
@@ -127,32 +119,32 @@ class _Group:
                              "training images")
         self.total = self.steps_per_epoch * config.epochs
         self.switch_step = round(self.total * config.switch_fraction)
-        self.a = build_qnet(config, data.train.in_channels, data.train.num_classes, dist.device)
-        self.opt_a, self.sched_a = make_optimizer(config, specs[0].optimizer, self.a,
-                                                  specs[0].lr_factor, self.total)
-        self.partners: list[tuple[torch.nn.Module, Any, Any]] = []  # (net, optimizer, schedule)
-        self.ddp_partners: list[torch.nn.Module] = []
+        model = build_qnet(config, data.train.in_channels, data.train.num_classes, dist.device)
+        opt, sched = make_optimizer(config, specs[0].optimizer, model, specs[0].lr_factor,
+                                    self.total)
+        self.qnet = Net(model, opt, sched, model)
+        self.partners: list[Net] = []
         self.step = 0
         self.histories: list[list[dict[str, float]]] = [[] for _ in self.specs]
         # mean-loss accumulators since the last row: the Q̂-net first, then each partner
         self.loss_sum, self.loss_steps = [0.0] * (1 + len(specs)), [0] * (1 + len(specs))
         if self.switch_step == 0:
             self._switch()
-        self.ddp_a = dist.wrap(self.a)
+        self.qnet.wrapped = dist.wrap(model)
 
     def _switch(self) -> None:
-        self.partners = [build_partner(self.config, spec, self.a, self.opt_a, self.sched_a)
-                         for spec in self.specs]
-        self.ddp_partners = [self.dist.wrap(net) for net, _, _ in self.partners]
+        q = self.qnet
+        for spec in self.specs:
+            model, opt, sched = build_partner(self.config, spec, q.model, q.optimizer, q.scheduler)
+            self.partners.append(Net(model, opt, sched, self.dist.wrap(model)))
 
     def state(self) -> dict[str, Any]:
+        q = self.qnet.state_dict()
         return {"format": CHECKPOINT_FORMAT, "step": self.step, "histories": self.histories,
                 "world_size": self.dist.world_size, "config": self.config.to_dict(),
-                "run_id": self.run_id, "a": self.a.state_dict(), "opt_a": self.opt_a.state_dict(),
-                "sched_a": self.sched_a.state_dict(), "loss_sum": self.loss_sum,
-                "loss_steps": self.loss_steps,
-                "partners": [{"net": net.state_dict(), "opt": opt.state_dict(),
-                              "sched": sched.state_dict()} for net, opt, sched in self.partners]}
+                "run_id": self.run_id, "a": q["net"], "opt_a": q["opt"], "sched_a": q["sched"],
+                "loss_sum": self.loss_sum, "loss_steps": self.loss_steps,
+                "partners": [net.state_dict() for net in self.partners]}
 
     def load(self, s: dict[str, Any], path: Path) -> None:
         if s.get("format") != CHECKPOINT_FORMAT:
@@ -163,40 +155,27 @@ class _Group:
         if s["world_size"] != self.dist.world_size:
             raise ValueError(f"the checkpoint was written by {s['world_size']} process(es) but this "
                              f"run has {self.dist.world_size}; resume with the same --nproc-per-node")
-        self.a.load_state_dict(s["a"])
-        self.opt_a.load_state_dict(s["opt_a"])
-        self.sched_a.load_state_dict(s["sched_a"])
+        self.qnet.load_state_dict({"net": s["a"], "opt": s["opt_a"], "sched": s["sched_a"]})
         self.step, self.histories = s["step"], s["histories"]
         self.loss_sum, self.loss_steps = s["loss_sum"], s["loss_steps"]
         if s["partners"] and not self.partners:
             self._switch()
-        for (net, opt, sched), saved in zip(self.partners, s["partners"], strict=True):
-            net.load_state_dict(saved["net"])
-            opt.load_state_dict(saved["opt"])
-            sched.load_state_dict(saved["sched"])
+        for net, saved in zip(self.partners, s["partners"], strict=True):
+            net.load_state_dict(saved)
 
     def _check_origin(self, s: dict[str, Any], path: Path) -> None:
         """Refuse a checkpoint of another run or config (its tensors would not fit, or mislead)."""
-        ours = json.loads(json.dumps(self.config.to_dict()))
-        theirs = json.loads(json.dumps(s.get("config", ours)))
-        if theirs != ours or s.get("run_id", self.run_id) != self.run_id:
-            keys = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+        ours = self.config.to_dict()
+        keys = config_diff(s.get("config", ours), ours)
+        if keys or s.get("run_id", self.run_id) != self.run_id:
             raise ValueError(f"checkpoint {str(path)!r} was written by another run or config "
                              f"(run {s.get('run_id')!r}, keys that differ: {keys}); delete it to "
                              "start this run afresh, or resume with the config that wrote it")
 
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         x, y = (t.to(self.dist.device) for t in batch)
-        nets = [(self.ddp_a, self.opt_a, self.sched_a)]
-        nets += [(ddp, opt, sched) for ddp, (_, opt, sched) in zip(self.ddp_partners, self.partners,
-                                                                   strict=True)]
-        for i, (net, opt, sched) in enumerate(nets):
-            opt.zero_grad(set_to_none=True)
-            loss = cross_entropy(net(x), y)
-            loss.backward()
-            opt.step()
-            sched.step()
-            self.loss_sum[i] += loss.item()
+        for i, net in enumerate([self.qnet, *self.partners]):
+            self.loss_sum[i] += net.train_step(x, y)
             self.loss_steps[i] += 1
         self.step += 1
         if self.step == self.switch_step:
@@ -208,29 +187,19 @@ class _Group:
         means = [total / max(n, 1) for total, n in zip(self.loss_sum, self.loss_steps, strict=True)]
         means = [m / self.dist.world_size for m in self.dist.all_sum(means)]
         shared = {"step": self.step, "epoch": self.step / self.steps_per_epoch,
-                  "loss_a": means[0], "lr": self.opt_a.param_groups[0]["lr"]}
+                  "loss_a": means[0], "lr": self.qnet.optimizer.param_groups[0]["lr"]}
         rows = []
         for k, spec in enumerate(self.specs):
             row = dict(shared)
             if self.loss_steps[1 + k]:
                 row["loss_b"] = means[1 + k]
             if self.partners:
-                al = qat.alignment(self.a, self.partners[k][0], remap=spec.remap)
+                al = qat.alignment(self.qnet.model, self.partners[k].model, remap=spec.remap)
                 row.update(ebar=al.ebar, agreement=al.agreement)
             self.histories[k].append(row)
             rows.append(row)
         self.loss_sum, self.loss_steps = [0.0] * len(self.loss_sum), [0] * len(self.loss_steps)
         return rows
-
-
-def _metrics_csv(history: list[dict[str, float]]) -> str:
-    buf = io.StringIO()
-    cols = ["step", "epoch", "ebar", "agreement", "loss_a", "loss_b", "lr"]
-    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({c: row.get(c, "") for c in cols})
-    return buf.getvalue()
 
 
 def _weights_npz(a: torch.nn.Module, b: torch.nn.Module, spec: PairSpec) -> bytes:
@@ -239,31 +208,26 @@ def _weights_npz(a: torch.nn.Module, b: torch.nn.Module, spec: PairSpec) -> byte
     A layer with one Δ per row (channel or group) is saved in units of its rows' Δ, with its
     boundaries in those units, so that every row's bins coincide in the figure.
     """
-    xs, ys, idx, names, extra = [], [], [], [], {}
-    for i, (name, fq) in enumerate(qat.quantized_layers(a).items()):
+    from ..core import remap
+    from ..qat._maps import weight_map
+
+    xs, ys, names, bounds = [], [], [], []
+    for name, fq in qat.quantized_layers(a).items():
         latent = qat.latent_weight(a, name)
         if spec.remap:  # in the layer's own layout (per tensor, channel or group)
-            from ..core import remap
-            from ..qat._maps import weight_map
-
             latent = weight_map(remap, fq.estimator, fq)(latent)
         pair = [latent.detach().cpu(), qat.latent_weight(b, name).detach().cpu()]
         q = fq.quantizer()
-        bounds = q.boundary_points().astype(np.float64)
+        edges = q.boundary_points()
         if q.delta_array.ndim:
             delta = torch.from_numpy(q.delta_array)[:, None]
             pair = [fq.layout.rows(w.double()) / delta for w in pair]
-            bounds = bounds[0] / q.delta_array[0]
-        w_a, w_b = (w.numpy().ravel().astype(np.float32) for w in pair)
-        xs.append(w_a)
-        ys.append(w_b)
-        idx.append(np.full(w_a.size, i, dtype=np.int16))
+            edges = edges[0] / q.delta_array[0]
+        xs.append(pair[0].numpy())
+        ys.append(pair[1].numpy())
         names.append(name)
-        extra[f"boundaries_{i}"] = bounds
-    buf = io.BytesIO()
-    np.savez_compressed(buf, x=np.concatenate(xs), y=np.concatenate(ys),
-                        layer=np.concatenate(idx), layer_names=np.array(names), **extra)
-    return buf.getvalue()
+        bounds.append(edges)
+    return weights_npz(xs, ys, names, bounds)
 
 
 def run_group(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainData,
@@ -308,9 +272,10 @@ def run_group(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainDa
     finals = _finish(group, time.perf_counter() - started)
     if dist.is_main:
         for k, (spec, out_dir) in enumerate(zip(group.specs, out_dirs, strict=True)):
-            atomic_write(out_dir / "metrics.csv", _metrics_csv(group.histories[k]))
-            atomic_write(out_dir / "weights.npz", _weights_npz(group.a, group.partners[k][0], spec))
-            atomic_write(final_paths[k], json.dumps(finals[k], indent=2))
+            atomic_write(out_dir / "metrics.csv", metrics_csv(group.histories[k]))
+            atomic_write(out_dir / "weights.npz",
+                         _weights_npz(group.qnet.model, group.partners[k].model, spec))
+            write_json(final_paths[k], finals[k])
         ckpt.unlink(missing_ok=True)
     dist.barrier()
     return finals
@@ -338,17 +303,19 @@ def _finish(group: _Group, seconds: float) -> list[dict[str, Any]]:
         return {"label": label, "train_acc": tr["acc"], "train_loss": tr["loss"],
                 "val_acc": va["acc"], "val_loss": va["loss"]}
 
-    qnet = scores(group.a, f"Q̂ ({config.estimator})")
+    a = group.qnet.model
+    qnet = scores(a, f"Q̂ ({config.estimator})")
     finals = []
-    for spec, (b, _, _) in zip(group.specs, group.partners, strict=True):
-        al = qat.alignment(group.a, b, remap=spec.remap)
+    for spec, partner in zip(group.specs, group.partners, strict=True):
+        b = partner.model
+        al = qat.alignment(a, b, remap=spec.remap)
         lr = config.lr_sgd if spec.optimizer == "sgd" else config.lr_adam
         finals.append({
             "run_id": spec.run_id, "optimizer": spec.optimizer, "experiment": spec.experiment,
             "partner": spec.partner, "lr": lr * spec.lr_factor, "lr_factor": spec.lr_factor,
             "remap": spec.remap, "ebar": al.ebar, "agreement": al.agreement,
             "layers": {k: vars(v) for k, v in al.layers.items()},
-            "nets": {"a": qnet, "b": scores(b, describe_partner(spec, group.a))},
+            "nets": {"a": qnet, "b": scores(b, describe_partner(config, spec, a))},
             "steps": group.total, "switch_step": group.switch_step,
             "seconds": seconds, "trained_with": [s.run_id for s in group.specs],
             "world_size": group.dist.world_size,
