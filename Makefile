@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.stequiv-installed
 OUT ?= results/quick
 
-.PHONY: setup test lint reproduce reproduce-full bench clean
+.PHONY: setup test lint reproduce reproduce-full reproduce-lm fortunes bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,7 +21,7 @@ setup: $(STAMP)
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
-test: lint
+test: lint fortunes
 	$(BIN)/python -m pytest -n 2 -q
 
 reproduce: setup
@@ -31,6 +31,14 @@ reproduce: setup
 reproduce-full: setup
 	@test -d /usr/share/datasets/fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)
 	$(BIN)/stequiv reproduce --preset full --out results/full
+
+# Debian's fortunes: the English text of the lm presets (installed here when apt is usable).
+fortunes:
+	@test -d /usr/share/games/fortunes || (apt-get update -q && apt-get install -y -q fortunes)
+
+# The transformer reproduction (issue 11): 4- and 2-bit byte-level transformer on fortunes.
+reproduce-lm: setup fortunes
+	$(BIN)/stequiv reproduce --preset lm --out results/lm
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py

@@ -1,4 +1,4 @@
-"""Every speed target of issues 2, 3, 4 and 11 (per-group Δ) in one Markdown table, also written to RESULTS.md.
+"""Every speed target of issues 2, 3, 4 and 11 (per-group Δ, the lm model's to_ste) in one Markdown table, also written to RESULTS.md.
 
 Run: make bench   (or .venv/bin/python benchmarks/run_all.py)
 The machine may be shared: the table's header records the load average before and after, and
@@ -17,6 +17,7 @@ import torch
 
 import bench_core
 import bench_groups
+import bench_lm
 import bench_pair
 import bench_torch
 from _bench import markdown
@@ -42,6 +43,7 @@ def main() -> None:
     rows, notes = bench_torch.run()
     pair = bench_pair.run()
     groups = bench_groups.run()
+    lm = bench_lm.run()
     load_after = os.getloadavg()
     header = [
         "# Benchmark results",
@@ -52,7 +54,7 @@ def main() -> None:
         f"{load_after[2]:.2f}: on a shared machine, compare ratios, not absolute times.",
         "",
     ]
-    text = "\n".join([*header, markdown(core + rows + pair + groups), *(f"\n{n}" for n in notes), ""])
+    text = "\n".join([*header, markdown(core + rows + pair + groups + lm), *(f"\n{n}" for n in notes), ""])
     RESULTS.write_text(text, encoding="utf-8")
     print(text)
 

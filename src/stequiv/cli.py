@@ -173,15 +173,19 @@ def _resolve_config(preset: str | None, config_file: Path | None, options: dict[
 @click.option("--out", "out_dir", required=True, type=_OUT_FOLDER, callback=_writable_folder,
               help="Results folder (resumed if it holds the same config).")
 @click.option("--quick", is_flag=True, help="Preset: the whole table on 5,000 embedded MNIST digits (~2 min on 2 idle cores).")
-@click.option("--preset", type=click.Choice(["quick", "full", "resnet", "resnet50"]), default=None,
+@click.option("--preset", type=click.Choice(["quick", "full", "resnet", "resnet50", "lm-quick", "lm"]),
+              default=None,
               help="A named preset (full: Fashion-MNIST; resnet: ResNet-20 with the 10% switch; "
-                   "resnet50: ImageNet-style --data-dir, ResNet-50, 100 epochs, for GPUs).")
+                   "resnet50: ImageNet-style --data-dir, ResNet-50, 100 epochs, for GPUs; "
+                   "lm, lm-quick: byte-level transformer on Debian's fortunes at 4 and 2 bits, "
+                   "into OUT/4-bit and OUT/2-bit unless bits are given).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="YAML/JSON file of config values (applied after the preset).")
-@click.option("--dataset", help="mnist-5k | mnist | fashion-mnist | imagefolder.")
+@click.option("--dataset", help="mnist-5k | mnist | fashion-mnist | imagefolder | fortunes.")
 @click.option("--data-dir", help="Folder holding the IDX files, or (imagefolder) train/ and val/.")
 @click.option("--download", is_flag=True, default=None, help="Download MNIST (checksums verified).")
-@click.option("--model", help="convnet | resnet20 | resnet18 | resnet34 | resnet50.")
+@click.option("--model", help="convnet | resnet20 | resnet18 | resnet34 | resnet50 | "
+                               "transformer-tiny | transformer-small.")
 @click.option("--epochs", type=int)
 @click.option("--bits", type=int)
 @click.option("--estimator", help="Q̂ of the Q̂-net (any registered estimator).")
@@ -195,16 +199,36 @@ def reproduce_cmd(out_dir: Path, quick: bool, preset: str | None, config_file: P
     Works under `torchrun --nproc-per-node N -m stequiv reproduce ...` (DistributedDataParallel);
     see docs/distributed.md.
     """
-    from .experiments import reproduce
+    from .experiments import reproduce, reproduce_bits
 
     if quick and preset not in (None, "quick"):
         raise click.UsageError("--quick and --preset name different presets; give one")
     config = _resolve_config("quick" if quick else preset, config_file, options, sets)
+    sweep = _bits_sweep(preset, config_file, options, sets)
     with _user_errors(ValueError, OSError):
-        summary = reproduce(config, out_dir, progress=not no_progress)
+        if sweep:
+            summary = reproduce_bits(config, out_dir, sweep, progress=not no_progress)
+        else:
+            summary = reproduce(config, out_dir, progress=not no_progress)
     if summary:
         click.echo(json.dumps(summary, indent=2))
-        click.echo(f"report: {out_dir / 'report.md'}")
+        folders = [out_dir / f"{b}-bit" for b in sweep] if sweep else [out_dir]
+        click.echo("report: " + ", ".join(str(folder / "report.md") for folder in folders))
+
+
+def _bits_sweep(preset: str | None, config_file: Path | None, options: dict[str, Any],
+                sets: tuple[str, ...]) -> tuple[int, ...] | None:
+    """The preset's bit widths (``PRESET_BITS``), unless ``--bits``, ``--set bits=`` or the
+    config file fixes one (checked already by ``_resolve_config``)."""
+    from .experiments import PRESET_BITS
+    from .experiments._config_file import parse_assignment, read_config_file
+
+    if preset not in PRESET_BITS:
+        return None
+    given = (options.get("bits") is not None
+             or any(parse_assignment(item)[0] == "bits" for item in sets)
+             or (config_file is not None and "bits" in read_config_file(config_file)))
+    return None if given else PRESET_BITS[preset]
 
 
 @main.command("report")

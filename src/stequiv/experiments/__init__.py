@@ -1,5 +1,6 @@
 """Experiments: the paired training of Section 6, the reproduction of Tables 3–5 and Figures 1/3."""
 
+from ._config import PRESET_BITS as PRESET_BITS
 from ._config import PRESETS as PRESETS
 from ._config import ConfigError as ConfigError
 from ._config import ExperimentConfig as ExperimentConfig
@@ -15,3 +16,4 @@ from ._protocol import pair_specs as pair_specs
 from ._reproduce import group_specs as group_specs
 from ._reproduce import load_data as load_data
 from ._reproduce import reproduce as reproduce
+from ._sweep import reproduce_bits as reproduce_bits

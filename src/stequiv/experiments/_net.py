@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.nn import functional as F
+
+from ._task import cross_entropy
 
 __all__ = ["Net", "NonFiniteError"]
 
@@ -34,7 +35,7 @@ class Net:
         (the gradients are all-reduced under DDP, so every rank sees the same verdict).
         """
         self.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.wrapped(x), y)
+        loss = cross_entropy(self.wrapped(x), y)
         loss.backward()
         value = loss.item()
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn import functional as F
 from torch.utils.data import BatchSampler, DistributedSampler
 from tqdm.auto import tqdm
 
@@ -52,6 +51,7 @@ from ._runs import (
     write_with_manifest,
 )
 from ._setup import build_partner, build_qnet, describe_partner, make_optimizer
+from ._task import correct, cross_entropy
 
 __all__ = ["NonFiniteError", "TrainData", "run_group", "run_pair"]
 
@@ -83,7 +83,8 @@ def _index_batches(n: int, config: ExperimentConfig, dist: Dist, epoch: int) -> 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: Split, dist: Dist, batch: int = 1000,
              workers: int = 0) -> dict[str, float]:
-    """Accuracy and mean cross-entropy over ``data`` (sharded over ranks, then summed).
+    """Accuracy and mean cross-entropy over every target of ``data`` (sharded over ranks, then
+    summed): one per image, or one per position of each text window (:mod:`._task`).
 
     BatchNorm buffers are first taken from rank 0 (under DDP each rank's running statistics
     drift by its own last local update), so every shard is evaluated by the same model.
@@ -91,17 +92,18 @@ def evaluate(model: torch.nn.Module, data: Split, dist: Dist, batch: int = 1000,
     was_training = model.training
     model.eval()
     dist.broadcast_buffers(model)
-    loss = correct = 0.0
+    loss = right = count = 0.0
     shards = [list(range(start, min(start + batch, len(data))))
               for start in range(dist.rank * batch, len(data), batch * dist.world_size)]
     for x, y in data.batches(shards, 0, workers):
         x, y = x.to(dist.device), y.to(dist.device)
         out = model(x)
-        loss += F.cross_entropy(out, y, reduction="sum").item()
-        correct += (out.argmax(1) == y).sum().item()
-    loss, correct = dist.all_sum([loss, correct])
+        loss += cross_entropy(out, y, reduction="sum").item()
+        right += correct(out, y).item()
+        count += y.numel()
+    loss, right, count = dist.all_sum([loss, right, count])
     model.train(was_training)
-    return {"acc": correct / len(data), "loss": loss / len(data)}
+    return {"acc": right / count, "loss": loss / count}
 
 
 class _Group:
@@ -236,18 +238,30 @@ class _Group:
 
 
 def _weights_npz(a: torch.nn.Module, b: torch.nn.Module, spec: PairSpec) -> bytes:
-    """Every quantized latent weight of the Q̂-net (through M where ``spec.remap``) and partner."""
+    """Every quantized latent weight of the Q̂-net (through M where ``spec.remap``) and partner.
+
+    A layer with one Δ per row (channel or group) is saved in units of its rows' Δ, with its
+    boundaries in those units, so that every row's bins coincide in the figure.
+    """
     from ..core import remap
-    from ..qat._maps import weight_map  # M in the layer's own Δ layout (per group too)
+    from ..qat._maps import weight_map
 
     xs, ys, names, bounds = [], [], [], []
     for name, fq in qat.quantized_layers(a).items():
-        w_a = qat.latent_weight(a, name).detach()
-        x = weight_map(remap, fq.estimator, fq)(w_a) if spec.remap else w_a
-        xs.append(x.cpu().numpy())
-        ys.append(qat.latent_weight(b, name).detach().cpu().numpy())
+        latent = qat.latent_weight(a, name)
+        if spec.remap:  # in the layer's own layout (per tensor, channel or group)
+            latent = weight_map(remap, fq.estimator, fq)(latent)
+        pair = [latent.detach().cpu(), qat.latent_weight(b, name).detach().cpu()]
+        q = fq.quantizer()
+        edges = q.boundary_points()
+        if q.delta_array.ndim:
+            delta = torch.from_numpy(q.delta_array)[:, None]
+            pair = [fq.layout.rows(w.double()) / delta for w in pair]
+            edges = edges[0] / q.delta_array[0]
+        xs.append(pair[0].numpy())
+        ys.append(pair[1].numpy())
         names.append(name)
-        bounds.append(fq.quantizer().boundary_points())
+        bounds.append(edges)
     return weights_npz(xs, ys, names, bounds)
 
 

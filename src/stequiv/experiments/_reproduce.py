@@ -8,7 +8,15 @@ from pathlib import Path
 
 import torch
 
-from ..data import DataError, ImageFolderDataset, ImageFolderSplit, load_split
+from ..data import (
+    TEXT_DATASETS,
+    DataError,
+    ImageFolderDataset,
+    ImageFolderSplit,
+    load_split,
+    load_text,
+)
+from ..models import LM_SIZES
 from ._config import IMAGE_FOLDER, ExperimentConfig
 from ._distributed import Dist, setup_distributed
 from ._pair import TrainData, run_group
@@ -39,15 +47,22 @@ def _image_folders(config: ExperimentConfig) -> tuple[ImageFolderSplit, ImageFol
 
 
 def load_data(config: ExperimentConfig) -> TrainData:
-    """The train/val splits of ``config.dataset`` (``max_train_samples`` of train, evenly spaced)."""
+    """The train/val splits of ``config.dataset`` (``max_train_samples`` of train and
+    ``max_val_samples`` of val, evenly spaced)."""
     if config.dataset == IMAGE_FOLDER:
         train, val = _image_folders(config)
+    elif config.dataset in TEXT_DATASETS:
+        context = LM_SIZES[config.model].context
+        train, val = (load_text(config.dataset, split, context=context, data_dir=config.data_dir)
+                      for split in ("train", "val"))
     else:
         train = load_split(config.dataset, "train", data_dir=config.data_dir,
                            download=config.download)
         val = load_split(config.dataset, "val", data_dir=config.data_dir, download=config.download)
     if config.max_train_samples is not None and config.max_train_samples < len(train):
         train = train.subset(config.max_train_samples)
+    if config.max_val_samples is not None and config.max_val_samples < len(val):
+        val = val.subset(config.max_val_samples)
     return TrainData(train, val)
 
 

@@ -38,11 +38,12 @@ def _filter(config: ExperimentConfig, model: nn.Module):
 
 def build_qnet(config: ExperimentConfig, in_channels: int, num_classes: int,
                device: torch.device) -> nn.Module:
-    """The Q̂-net: He-uniform init (seeded), weights quantized on a grid spanning the init bound."""
+    """The Q̂-net: He-uniform init (seeded), weights quantized on a grid spanning the init bound
+    (or each row's max |w|: ``config.scale``), per tensor or per group of ``config.group_size``."""
     model = build_model(config.model, num_classes=num_classes, in_channels=in_channels,
                         generator=torch.Generator().manual_seed(config.seed))
     qcfg = qat.QuantConfig(estimator=config.estimator_spec(), bits=config.bits, offset=0.5,
-                           scale="init-bound")
+                           scale=config.scale, group_size=config.group_size)
     qat.quantize_(model, qcfg, filter_fn=_filter(config, model))
     if config.sync_batchnorm:
         model = convert_sync_batchnorm(model, device)
@@ -64,10 +65,14 @@ def warmup_cosine(total_steps: int, warmup_fraction: float):
 
 def make_optimizer(config: ExperimentConfig, kind: str, model: nn.Module, lr_factor: float,
                    total_steps: int):
-    """SGD + momentum or Adam with the paper's settings, and the warm-up + cosine schedule."""
+    """SGD + momentum or Adam (AdamW where ``config.weight_decay`` > 0: decoupled decay, which
+    acts on identical weights in both nets of a pair) and the warm-up + cosine schedule."""
     if kind == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(
             model.parameters(), lr=config.lr_sgd * lr_factor, momentum=config.momentum)
+    elif config.weight_decay:
+        opt = torch.optim.AdamW(model.parameters(), lr=config.lr_adam * lr_factor,
+                                betas=tuple(config.betas), weight_decay=config.weight_decay)
     else:
         opt = torch.optim.Adam(model.parameters(), lr=config.lr_adam * lr_factor,
                                betas=tuple(config.betas))
