@@ -41,9 +41,18 @@ from tqdm.auto import tqdm
 
 from .. import qat
 from ..data import Split
+from ..qat._degenerate import slope_spread
 from ._config import IMAGE_FOLDER, ExperimentConfig
 from ._distributed import Dist
-from ._setup import PairSpec, build_partner, build_qnet, describe_partner, make_optimizer
+from ._setup import (
+    PairSpec,
+    build_partner,
+    build_qnet,
+    describe_partner,
+    estimator_schedule,
+    follower,
+    make_optimizer,
+)
 
 __all__ = ["TrainData", "run_group", "run_pair"]
 
@@ -128,6 +137,12 @@ class _Group:
         self.a = build_qnet(config, data.train.in_channels, data.train.num_classes, dist.device)
         self.opt_a, self.sched_a = make_optimizer(config, specs[0].optimizer, self.a,
                                                   specs[0].lr_factor, self.total)
+        self.schedule = estimator_schedule(config, self.total)
+        # ρ = max/min Q̂′ over the initial weights (all stages): ≤ 1.01 cannot test Point B
+        self.slope_spread = slope_spread(
+            self.a, None if self.schedule is None else [e for _, e in self.schedule.stages])
+        # one per net, the Q̂-net first: what keeps it on the estimator schedule (None: nothing)
+        self.followers = [follower(self.schedule, None, self.a, self.opt_a, self.sched_a, 0)]
         self.partners: list[tuple[torch.nn.Module, Any, Any]] = []  # (net, optimizer, schedule)
         self.ddp_partners: list[torch.nn.Module] = []
         self.step = 0
@@ -141,7 +156,15 @@ class _Group:
     def _switch(self) -> None:
         self.partners = [build_partner(self.config, spec, self.a, self.opt_a, self.sched_a)
                          for spec in self.specs]
+        self.followers[1:] = [follower(self.schedule, spec, *partner, self.step)
+                              for spec, partner in zip(self.specs, self.partners, strict=True)]
         self.ddp_partners = [self.dist.wrap(net) for net, _, _ in self.partners]
+
+    def _follow_to(self, step: int, which: slice) -> None:
+        """Put the followers in ``which`` at ``step`` (a resumed run), before any model loads."""
+        for f in self.followers[which]:
+            if f is not None:
+                f.load_state_dict({"steps": step, "schedule": self.schedule.to_dict()})  # type: ignore[union-attr]
 
     def state(self) -> dict[str, Any]:
         return {"format": CHECKPOINT_FORMAT, "step": self.step, "histories": self.histories,
@@ -161,13 +184,15 @@ class _Group:
         if s["world_size"] != self.dist.world_size:
             raise ValueError(f"the checkpoint was written by {s['world_size']} process(es) but this "
                              f"run has {self.dist.world_size}; resume with the same --nproc-per-node")
+        self._follow_to(s["step"], slice(0, 1))
         self.a.load_state_dict(s["a"])
         self.opt_a.load_state_dict(s["opt_a"])
         self.sched_a.load_state_dict(s["sched_a"])
         self.step, self.histories = s["step"], s["histories"]
         self.loss_sum, self.loss_steps = s["loss_sum"], s["loss_steps"]
         if s["partners"] and not self.partners:
-            self._switch()
+            self._switch()  # from the Q̂-net at the saved step, followers at that step
+        self._follow_to(s["step"], slice(1, None))
         for (net, opt, sched), saved in zip(self.partners, s["partners"], strict=True):
             net.load_state_dict(saved["net"])
             opt.load_state_dict(saved["opt"])
@@ -194,6 +219,8 @@ class _Group:
             loss.backward()
             opt.step()
             sched.step()
+            if i < len(self.followers) and self.followers[i] is not None:
+                self.followers[i].step()  # type: ignore[union-attr]
             self.loss_sum[i] += loss.item()
             self.loss_steps[i] += 1
         self.step += 1
@@ -336,6 +363,7 @@ def _finish(group: _Group, seconds: float) -> list[dict[str, Any]]:
             "nets": {"a": qnet, "b": scores(b, describe_partner(spec, group.a))},
             "steps": group.total, "switch_step": group.switch_step,
             "seconds": seconds, "trained_with": [s.run_id for s in group.specs],
+            "slope_spread": group.slope_spread,
             "world_size": group.dist.world_size,
         })
     return finals

@@ -23,14 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..qat._degenerate import NEARLY_STE
+
 __all__ = [
     "PAPER", "Column", "PointCheck", "Table", "build_tables", "ebar_percent", "find_run",
     "load_runs", "point_checks", "summary", "write_report",
 ]
 
 OPTIMIZERS = ("sgd", "adam")
-EXPERIMENTS = ("baseline", "lr-tweak", "unadjusted", "m-only", "alpha-only", "lr-sweep")
-SUMMARY_EXPERIMENTS = ("baseline", "lr-tweak", "unadjusted")
+EXPERIMENTS = ("baseline", "lr-tweak", "unadjusted", "m-only", "alpha-only", "lr-sweep",
+               "activation-swap")
+SUMMARY_EXPERIMENTS = ("baseline", "lr-tweak", "unadjusted", "activation-swap")
 POINT_A_MAX = 1.5  # baseline Ē / lr-tweak Ē: the STE swap is "about as impactful" as a 1 % lr change
 POINT_B_MIN = 3.0  # unadjusted Ē / baseline Ē: skipping M must clearly break the alignment
 VAL_ACC_TOL = 0.005  # Table 5: |val acc(Q̂) − val acc(STE)| below half a point
@@ -214,24 +217,48 @@ class PointCheck:
     ours: float | None
     paper: float | None
     rule: str
-    holds: bool | None  # None: an experiment it needs was not run
+    holds: bool | None  # None: an experiment it needs was not run, or the comparison is degenerate
+    untestable: str = ""  # why the comparison cannot test the point (then ``holds`` is None)
 
     @property
     def verdict(self) -> str:
+        if self.untestable:
+            return f"cannot test Point {self.point}: {self.untestable}"
         return {True: "holds", False: "fails", None: "not run"}[self.holds]
 
 
-def point_checks(summ: dict[str, dict[str, dict[str, Any]]]) -> tuple[PointCheck, PointCheck]:
-    """Point A (baseline Ē / lr-tweak Ē ≤ 1.5) and Point B (unadjusted Ē / baseline Ē ≥ 3), SGD."""
+def point_checks(summ: dict[str, dict[str, dict[str, Any]]],
+                 slope_spread: float | None = None) -> tuple[PointCheck, PointCheck]:
+    """Point A (baseline Ē / lr-tweak Ē ≤ 1.5) and Point B (unadjusted Ē / baseline Ē ≥ 3), SGD.
+
+    Point B cannot be tested (verdict says why, ``holds`` None) when the estimator is the STE to
+    within 1 % over the initial weights (``slope_spread`` ρ = max/min Q̂′ ≤ 1.01, recorded by the
+    runs), or when the unadjusted twin's Ē is below the lr-tweak floor: then nothing the twin
+    leaves out is measurable, and "holds" would be vacuous.
+    """
     ours, paper = summ.get("sgd", {}), PAPER["table4"]["mnist"]["sgd"]
     a = _ebar_ratio(ours, "baseline", "lr-tweak")
     b = _ebar_ratio(ours, "unadjusted", "baseline")
+    untestable = ""
+    if slope_spread is not None and slope_spread <= NEARLY_STE:
+        untestable = (f"the estimator is the STE to within {100 * (slope_spread - 1):.2g} % over the "
+                      f"initial weights (max/min Q̂′ = {slope_spread:.4g} ≤ {NEARLY_STE:g})")
+    elif b is not None and ours["unadjusted"]["ebar"] < ours.get("lr-tweak", {}).get("ebar", -1.0):
+        untestable = (f"the unadjusted Ē ({ebar_percent(ours['unadjusted']['ebar'])}) is below the "
+                      f"lr-tweak floor ({ebar_percent(ours['lr-tweak']['ebar'])})")
     return (
         PointCheck("A", "baseline Ē / lr-tweak Ē", a, _ebar_ratio(paper, "baseline", "lr-tweak"),
                    f"≤ {POINT_A_MAX:g}", None if a is None else a <= POINT_A_MAX),
         PointCheck("B", "unadjusted Ē / baseline Ē", b, _ebar_ratio(paper, "unadjusted", "baseline"),
-                   f"≥ {POINT_B_MIN:g}", None if b is None else b >= POINT_B_MIN),
+                   f"≥ {POINT_B_MIN:g}", None if b is None or untestable else b >= POINT_B_MIN,
+                   untestable),
     )
+
+
+def runs_slope_spread(runs: Iterable[dict[str, Any]]) -> float | None:
+    """The smallest ρ recorded by the SGD runs (None if none recorded one)."""
+    values = [float(r["slope_spread"]) for r in runs if r["optimizer"] == "sgd" and "slope_spread" in r]
+    return min(values) if values else None
 
 
 def _ebar_ratio(rows: dict[str, dict[str, Any]], num: str, den: str) -> float | None:
@@ -328,7 +355,7 @@ def _table3(runs: Sequence[dict[str, Any]]) -> Table:
 
 def _table3_checks(runs: Sequence[dict[str, Any]]) -> Table:
     rows = tuple((f"Point {c.point}", c.ratio, c.ours, c.paper, c.rule, c.verdict)
-                 for c in point_checks(summary(runs)))
+                 for c in point_checks(summary(runs), runs_slope_spread(runs)))
     cols = (Column("point", "Point"), Column("check", "Check"), Column("ours", "Ours", "ratio"),
             Column("paper", "Paper", "ratio"), Column("rule", "Holds if"), Column("verdict", "Verdict"))
     return Table("table3_checks", "Table 3 checks: Points A and B (SGD)", cols, rows)
@@ -458,7 +485,7 @@ def _report_markdown(root: Path, config: dict[str, Any], runs: list[dict[str, An
              f"{len(runs)} pair runs. Paper numbers are the MNIST model's (ImageNet in Table 4 for "
              "scale); Ē and agreement compare net a (the Q̂-net) with net b (its partner).\n",
              "## Configuration\n", _config_markdown(config),
-             "## Points A and B (SGD)\n", _points_markdown(summ)]
+             "## Points A and B (SGD)\n", _points_markdown(summ, runs_slope_spread(runs))]
     for table in tables:
         parts += [f"## {table.title}\n", table.markdown(), f"CSV: [`tables/{table.name}.csv`](tables/{table.name}.csv)\n"]
     parts += ["## Figures\n", *(f"![{caption}]({path})\n\n*{caption}*\n" for caption, path in images)]
@@ -478,9 +505,9 @@ _POINT_TEXT = {"A": "Q̂-net and STE-net train almost exactly the same way",
                "B": "without the re-initialization by M they do not"}
 
 
-def _points_markdown(summ: dict[str, Any]) -> str:
+def _points_markdown(summ: dict[str, Any], slope_spread: float | None) -> str:
     lines = []
-    for c in point_checks(summ):
+    for c in point_checks(summ, slope_spread):
         ours = "not run" if c.ours is None else f"{c.ours:.2f}"
         paper = "—" if c.paper is None else f"{c.paper:.2f}"
         lines.append(f"- **Point {c.point}** ({_POINT_TEXT[c.point]}): {c.ratio} = {ours} "

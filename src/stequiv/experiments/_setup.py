@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .. import qat
-from ..core import ste_twin
+from ..core import get_estimator, ste_twin
 from ..models import build_model
 from ..qat import _optim
 from ..qat._quantize import DEFAULT_LAYERS
@@ -44,8 +44,8 @@ def pair_specs(config: ExperimentConfig) -> list[PairSpec]:
         for exp in config.experiments:
             if opt == "adam" and exp in ("m-only", "alpha-only", "unadjusted"):
                 continue  # Table 2: no M and no α under Adam: nothing to drop (see reproduce)
-            specs.append(PairSpec(f"{opt}-{exp}", opt, exp,
-                                  partner="lr-tweak" if exp == "lr-tweak" else "ste"))
+            partner = exp if exp in ("lr-tweak", "activation-swap") else "ste"
+            specs.append(PairSpec(f"{opt}-{exp}", opt, exp, partner=partner))
     if "sgd" in config.optimizers:
         for f in config.lr_sweep:
             specs.append(PairSpec(f"sgd-lr-sweep-x{f:g}", "sgd", "lr-sweep", lr_factor=f))
@@ -77,7 +77,9 @@ def build_qnet(config: ExperimentConfig, in_channels: int, num_classes: int,
                         generator=torch.Generator().manual_seed(config.seed))
     qcfg = qat.QuantConfig(estimator=config.estimator_spec(), bits=config.bits, offset=0.5,
                            scale="init-bound")
-    qat.quantize_(model, qcfg, filter_fn=_filter(config, model))
+    acts = None if config.activation_bits is None else qat.ActivationConfig(
+        estimator=config.activation_estimator, bits=config.activation_bits, range="running")
+    qat.quantize_(model, qcfg, filter_fn=_filter(config, model), activations=acts)
     if config.sync_batchnorm:
         model = convert_sync_batchnorm(model, device)
     return model.to(device)
@@ -128,19 +130,48 @@ def build_partner(config: ExperimentConfig, spec: PairSpec, model: nn.Module,
     """The partner of the Q̂-net, from its current weights and optimizer state.
 
     baseline: the STE twin (Tables 1/2); lr-tweak: the Q̂-net with lr × ``config.lr_tweak``;
-    unadjusted: the twin without M and α; m-only / alpha-only: the twin with one of them.
+    unadjusted: the twin without M and α; m-only / alpha-only: the twin with one of them;
+    activation-swap: the Q̂-net with ``config.activation_swap_to`` on its activations.
     """
     if spec.partner == "lr-tweak":
         return _clone_with_lr(model, opt, sched, config.lr_tweak)
+    if spec.partner == "activation-swap":  # Section 8: the same net, another activation estimator
+        net, net_opt, net_sched = _clone_with_lr(model, opt, sched, 1.0)
+        for aq in qat.activation_quantizers(net).values():
+            aq.estimator = get_estimator(config.activation_swap_to)
+        return net, net_opt, net_sched
     remap = spec.experiment in ("baseline", "m-only", "lr-sweep")
     scale = spec.experiment in ("baseline", "alpha-only", "lr-sweep")
     return qat.to_ste(model, opt, sched, remap_weights=remap, scale_lr=scale)
+
+
+def estimator_schedule(config: ExperimentConfig, total_steps: int) -> qat.EstimatorSchedule | None:
+    """The run's estimator schedule (``config.schedule``), or None for a fixed estimator."""
+    if config.schedule is None:
+        return None
+    return qat.EstimatorSchedule.ir_net(total_steps, min(config.schedule_stages, total_steps))
+
+
+def follower(schedule: qat.EstimatorSchedule | None, spec: PairSpec | None, net: nn.Module,
+             opt: torch.optim.Optimizer, sched, step: int):
+    """What keeps ``net`` on the schedule: the Q̂-net (``spec`` None) and its Q̂ copies (lr-tweak,
+    activation-swap) follow the estimator, the STE twins (baseline, lr-sweep) follow as twins;
+    the ablations (unadjusted, m-only, alpha-only), which drop the adjustments, do not follow."""
+    if schedule is None:
+        return None
+    if spec is None or spec.partner in ("lr-tweak", "activation-swap"):
+        return qat.ScheduledEstimator(net, schedule, step=step)
+    if spec.experiment in ("baseline", "lr-sweep"):
+        return qat.ScheduledTwin(net, opt, schedule, scheduler=sched, step=step)
+    return None
 
 
 def describe_partner(spec: PairSpec, model: nn.Module) -> str:
     """A label for net b."""
     if spec.partner == "lr-tweak":
         return "Q̂ with lr × 1.01"
+    if spec.partner == "activation-swap":
+        return "Q̂ with another activation estimator (no twin)"
     layer = next(iter(qat.quantized_layers(model).values()))
     twin = ste_twin(layer.estimator, layer.quantizer(), spec.optimizer)  # type: ignore[arg-type]
     return f"{twin.describe()} twin ({spec.experiment})"
