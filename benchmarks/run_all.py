@@ -1,4 +1,4 @@
-"""Every speed target of issues 2, 3 and 4 in one Markdown table, also written to RESULTS.md.
+"""Every speed target of issues 2, 3, 4 and 11 (per-group Δ) in one Markdown table, also written to RESULTS.md.
 
 Run: make bench   (or .venv/bin/python benchmarks/run_all.py)
 The machine may be shared: the table's header records the load average before and after, and
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 import bench_core
+import bench_groups
 import bench_pair
 import bench_torch
 from _bench import markdown
@@ -40,6 +41,7 @@ def main() -> None:
     core = bench_core.run()
     rows, notes = bench_torch.run()
     pair = bench_pair.run()
+    groups = bench_groups.run()
     load_after = os.getloadavg()
     header = [
         "# Benchmark results",
@@ -50,7 +52,7 @@ def main() -> None:
         f"{load_after[2]:.2f}: on a shared machine, compare ratios, not absolute times.",
         "",
     ]
-    text = "\n".join([*header, markdown(core + rows + pair), *(f"\n{n}" for n in notes), ""])
+    text = "\n".join([*header, markdown(core + rows + pair + groups), *(f"\n{n}" for n in notes), ""])
     RESULTS.write_text(text, encoding="utf-8")
     print(text)
 

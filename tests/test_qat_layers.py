@@ -218,7 +218,43 @@ def test_conversion_result_unpacks_by_what_was_given():
     assert isinstance(result, sq.Conversion) and result.scheduler is None
     twin, twin_opt = result
     assert twin is result.model and twin_opt is result.optimizer
+    assert len(result) == 2 and result[0] is twin and result[1] is twin_opt  # as the old tuple
+    with pytest.raises(IndexError):
+        result[2]
     sched = torch.optim.lr_scheduler.StepLR(opt, 1)
     twin, twin_opt, twin_sched = sq.to_ste(model, opt, sched)
     assert twin_sched.optimizer is twin_opt
     assert sq.to_ste(model, optimizer_kind="adam").optimizer is None
+
+
+def test_all_zero_channel_under_absmax_names_the_layer():
+    emb = nn.Embedding(5, 4, padding_idx=0)  # row 0 is zero
+    with pytest.raises(ValueError, match=r"layer '0' \(Embedding.weight\).*1 are all zero"):
+        sq.quantize_(nn.Sequential(emb), sq.QuantConfig(per_channel=True))
+
+
+def test_core_quantizer_of_a_layer_matches_its_forward_on_any_axis():
+    """fq.quantizer() applies to layout.view(w): square weights catch a Δ on the wrong axis."""
+    torch.manual_seed(0)
+    for cfg in (sq.QuantConfig(bits=3, per_channel=True, axis=1),
+                sq.QuantConfig(bits=3, per_channel=True), sq.QuantConfig(bits=3, group_size=2)):
+        model = sq.quantize_(nn.Sequential(nn.Linear(4, 4)), cfg)
+        fq = sq.quantized_layers(model)["0"]
+        w = sq.latent_weight(model, "0")
+        view = fq.layout.view(w).detach().numpy()
+        np.testing.assert_array_equal(fq.layout.view(model[0].weight).detach().numpy(),
+                                      fq.quantizer()(view))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        x = torch.randn(8, 4)
+        _step(model, opt, x, torch.randn(8, 4))
+        twin, _ = sq.to_ste(model, opt)
+        assert sq.alignment(model, twin, probe=x).output_difference == 0.0
+
+
+def test_mapping_entry_that_the_filter_does_not_select_is_an_error():
+    model = nn.Sequential(nn.Linear(4, 4), nn.LSTM(4, 4))
+    with pytest.raises(ValueError, match=r"gives layers \['1'\] a QuantConfig but `filter_fn`"):
+        sq.quantize_(model, {"0": sq.QuantConfig(), "1": sq.QuantConfig()})
+    assert not sq.quantized_layers(model)
+    with pytest.raises(ValueError, match=r"`axis`=1 places a per-channel Δ.*per tensor"):
+        sq.QuantConfig(axis=1)

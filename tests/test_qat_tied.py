@@ -82,3 +82,13 @@ def test_tied_readers_with_different_configs_are_refused():
     with pytest.raises(ValueError, match=r"layers 'emb' and 'head' share one weight"):
         sq.quantize_(model, {"emb": HTGE, "head": sq.QuantConfig(bits=4)})
     assert not sq.quantized_layers(model)
+
+
+@pytest.mark.parametrize("weights", ["latent", "quantized"])
+def test_dequantize_keeps_the_tie(weights):
+    model, _, tokens = _trained()
+    q_out = model(tokens)
+    sq.dequantize_(model, weights=weights)
+    assert model.emb.weight is model.head.weight
+    if weights == "quantized":
+        assert torch.equal(model(tokens), q_out)

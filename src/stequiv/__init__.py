@@ -32,6 +32,7 @@ __version__ = "0.1.0"
 _TORCH_NAMES = {
     "QuantConfig", "quantize_", "dequantize_", "to_ste", "from_ste", "alignment",
     "AlignmentTracker", "quantized_layers", "latent_weight", "optimizer_kind", "Conversion",
+    "save", "load", "save_pretrained",
     "ActivationConfig", "quantize_activations_", "dequantize_activations_", "activation_quantizers",
     "EstimatorSchedule", "ScheduledEstimator", "ScheduledTwin",
 }

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from . import core
 
@@ -90,7 +91,9 @@ def estimators_cmd(bits: int, delta: float | None, offset: float) -> None:
     for name in core.list_estimators():
         est = core.get_estimator(name)
         try:
-            a = f"{float(core.alpha(est, q)):.6g}"
+            with np.errstate(all="ignore"):  # a non-finite α is shown as n/a
+                value = float(core.alpha(est, q))
+            a = f"{value:.6g}" if math.isfinite(value) else "n/a"
         except (core.NoRemapError, ValueError) as err:
             a = "no M" if isinstance(err, core.NoRemapError) else "n/a"
         flags = "".join(f"{'yes' if v else 'no':<5}" for v in est.properties().values())
@@ -110,7 +113,8 @@ def alpha_cmd(ctx: click.Context, name: str, bits: int, delta: float | None, off
 
     Estimator parameters follow as options, e.g. `stequiv alpha htge --bits 2 --t 4`.
     """
-    with _user_errors(ValueError, TypeError, OverflowError):
+    # NumPy's warnings would only repeat what _require_finite reports as one error.
+    with _user_errors(ValueError, TypeError, OverflowError), np.errstate(all="ignore"):
         est = core.get_estimator(name, **_estimator_params(ctx.args))
         d = 2.0 / (2**bits - 1) if delta is None else delta
         q = core.BinaryQuantizer() if est.kind == "binary" else _quantizer(bits, d, offset)
@@ -228,3 +232,8 @@ def report_cmd(results_dir: Path) -> None:
     with _user_errors(ValueError, OSError):
         path = write_report(results_dir)
     click.echo(f"wrote {path}")
+
+
+from .cli_study import study_cmd  # noqa: E402  (registered last: a separate module)
+
+main.add_command(study_cmd)

@@ -13,11 +13,12 @@ from ._estimator import get_estimator as get_estimator
 from ._estimator import list_estimators as list_estimators
 from ._estimator import param as param
 from ._estimator import register_estimator as register_estimator
+from ._plan import plan_for as plan_for
 from ._quantizer import BinaryQuantizer as BinaryQuantizer
 from ._quantizer import UniformQuantizer as UniformQuantizer
+from ._quantizer import grid_coordinate as grid_coordinate
 from ._remap import NoRemapError as NoRemapError
 from ._remap import alpha as alpha
-from ._remap import plan_for as plan_for
 from ._remap import remap as remap
 from ._remap import remap_derivative as remap_derivative
 from ._remap import unremap as unremap

@@ -23,8 +23,8 @@ import numpy as np
 from scipy import optimize
 
 from ._estimator import Estimator, get_estimator
+from ._plan import EstimatorLike
 from ._quantizer import UniformQuantizer
-from ._remap import EstimatorLike
 
 __all__ = ["TheoremConstants", "constants"]
 
@@ -71,17 +71,25 @@ def _numeric_constants(est: Estimator, lo: float, hi: float) -> tuple[float, flo
     return refine(1.0), refine(-1.0), lip
 
 
+def _extrema(est: Estimator) -> tuple[float, float, float]:
+    """(L₋, L₊, sup|h′|) over one bin (bin units) or the support capped at ±8 (weight units)."""
+    shape = est.sech2_shape
+    if shape is not None:
+        return _sech2_constants(*shape)
+    if est.units == "bin":
+        return _numeric_constants(est, 0.5, 1.5)
+    lo, hi = (max(float(est.support[0]), -8.0), min(float(est.support[1]), 8.0))
+    return _numeric_constants(est, lo, hi)
+
+
 def constants(estimator: EstimatorLike, quantizer: UniformQuantizer) -> TheoremConstants:
     """L₋, L₊, L′ and L′L₊/(2L₋²) of ``estimator`` over one bin of ``quantizer`` (Appendix H)."""
     est = get_estimator(estimator)
-    shape = est.sech2_shape
-    if shape is not None:
-        l_minus, l_plus, lip = _sech2_constants(*shape)
-    elif est.units == "bin":
-        l_minus, l_plus, lip = _numeric_constants(est, 0.5, 1.5)
-    else:
-        lo, hi = (max(float(est.support[0]), -8.0), min(float(est.support[1]), 8.0))
-        l_minus, l_plus, lip = _numeric_constants(est, lo, hi)
+    try:
+        with np.errstate(all="ignore"):  # non-finite results are refused below
+            l_minus, l_plus, lip = _extrema(est)
+    except OverflowError:
+        l_minus = l_plus = lip = math.inf
     if l_minus <= 0:
         raise ValueError(
             f"{est.describe()} has L- = {l_minus:.3g} <= 0 over a bin: Theorem 5.1's assumption "
@@ -89,7 +97,13 @@ def constants(estimator: EstimatorLike, quantizer: UniformQuantizer) -> TheoremC
         )
     # Q̂″(w) = h′(v)/Δ in weight units; weight-unit (binary) estimators are already in weight units.
     scale = quantizer.delta_array if est.units == "bin" else np.float64(1.0)
-    l_prime = lip / scale
-    coeff = l_prime * l_plus / (2.0 * l_minus**2)
+    with np.errstate(all="ignore"):
+        l_prime = lip / scale
+        coeff = l_prime * l_plus / (2.0 * l_minus**2)
+    values = np.concatenate([np.ravel(x) for x in (l_minus, l_plus, l_prime, coeff)])
+    if not np.all(np.isfinite(values)):
+        raise ValueError(
+            f"the Theorem 5.1 constants of {est.describe()} are not finite in float64 "
+            f"(L- = {l_minus:.3g}, L+ = {l_plus:.3g}): {est.out_of_range()}")
     unwrap = (lambda x: x) if quantizer.per_channel else float
     return TheoremConstants(float(l_minus), float(l_plus), unwrap(l_prime), unwrap(coeff))

@@ -153,6 +153,11 @@ class Estimator:
                           for k, v in self.params.items())
         return f"{self.name}({inner})"
 
+    def out_of_range(self) -> str:
+        """The end of an error for parameters too extreme to evaluate in float64."""
+        names = ", ".join(f"`{k}`={v!r}" for k, v in self.params.items()) or "the estimator"
+        return f"{names} is out of the range it can be evaluated in; choose a moderate value"
+
     def properties(self) -> dict[str, bool]:
         """The declared properties of §5: positive, bounded, Lipschitz, cyclical."""
         return {"positive": self.positive, "bounded": self.bounded,

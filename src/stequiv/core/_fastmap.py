@@ -1,30 +1,31 @@
 r"""M and M⁻¹ of float32 weights at memory speed: one uniform cubic table per estimator.
 
-In the grid coordinate a bin-unit estimator's map repeats one shape every period (see
-:mod:`._remap`). With :math:`T(d) = P(d)/I`, which maps [0, 1] onto itself,
+In the grid coordinate a bin-unit estimator's map repeats one shape every bin (see
+:mod:`._plan`). With :math:`T(d) = P(d)/I`, which maps [0, 1] onto itself, and the boundary
+:math:`j + \tfrac12` just below v (or y),
 
-.. math::  M(v) = b_0 + aI\,\big(n + T(d)\big), \qquad
-           M^{-1}(y) = b_0 + n + T^{-1}(s), \quad n + s = (y - b_0)/(aI)
+.. math::  M(v) = j + \tfrac12 + T(d), \quad d = v - \tfrac12 - j, \qquad
+           M^{-1}(y) = j + \tfrac12 + T^{-1}(s), \quad s = y - \tfrac12 - j
 
-(n integer, d and s in [0, 1); aI = 1 whenever the quantizer has a finite bin). T and T⁻¹ are
+on a grid with a finite bin (aI = 1; the binary grid goes to the exact path). T and T⁻¹ are
 tabulated once per estimator as cubic Hermite pieces on ``CELLS`` uniform cells (values and
 one-sided slopes at the nodes). Evaluating one is an index computation and a cubic:
-``x = (v - b0)·CELLS`` splits into its cell ``j = ⌊x⌋`` and the position ``x - j`` in it, and
-``n = j >> log2(CELLS)`` (a power of two, so the split is exact). A table is used only where it is
+``x = d·CELLS`` splits into its cell ``⌊x⌋`` and the position in it (a power of two, so the split
+is exact, as is ``d`` itself for ``|v| < 2^21``): the error does not grow with the bit width. A table is used only where it is
 as good as a float32 answer: every kink of the estimator sits on a node, every cubic is monotone
 (Fritsch–Carlson) and within ``TABLE_TOL`` of the exact map at its cell's midpoint (times the
 map's slope where that exceeds 1: one float32 rounding of the input moves it more). Otherwise, and
-for float64 weights, :mod:`._remap` evaluates the closed form or the quadrature table as before.
+for float64 weights, :mod:`._remap` evaluates the plan (closed form or quadrature table).
 
 The loops are compiled with numba when it is installed (NumPy runs the same steps otherwise), and
-every result is checked in a second pass: an element whose M(w) rounded into another bin than w
-(a few ulp from a boundary point), or that lies on a tail the table does not cover, is recomputed
-by the exact path, which guarantees ``Q(M(w)) == Q(w)``.
+every result is checked in a second pass: :func:`evaluate` returns the indices of the elements
+whose M(w) rounded into another bin than w (a few ulp from a boundary point), or that lie on a
+tail the table does not cover, and :mod:`._remap` recomputes those by the exact path, which
+guarantees ``Q(M(w)) == Q(w)``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from ._plan import BinPlan
+from ._primitives import BinPrimitive
 from ._quantizer import UniformQuantizer
 
 __all__ = ["CELLS", "MapSpec", "UnitTable", "evaluate", "unit_tables"]
@@ -42,7 +45,7 @@ _SHIFT = CELLS.bit_length() - 1
 _MASK = np.uint32(CELLS - 1)
 TABLE_TOL = 2.0**-27  # |table - exact| / max(1, slope) at cell midpoints: 1/16 float32 ulp at 1
 _SIDE = 1e-12  # one-sided slopes are taken this far inside the cell (estimators may jump at nodes)
-_WIDE = np.float32(2.0**30)  # clamp of tails the table extends (int32 cell index)
+_EXACT = 2.0**21  # |v| below this: v - 1/2 and its split into bin and position are exact
 _CHUNK = 1 << 16  # NumPy fallback: elements per pass, to stay in cache
 _BLOCK = 1 << 12  # misplaced elements are counted per block, and searched in blocks that have some
 _FOUND = 1 << 12  # room for their indices (a second pass makes more room if needed)
@@ -99,7 +102,7 @@ def bisect_inverse(f: Callable[[Arr], Arr], s: Arr) -> Arr:
     return np.where(np.abs(f(hi) - s) <= np.abs(f(lo) - s), hi, lo)
 
 
-def unit_tables(prim: Any) -> tuple[UnitTable | None, UnitTable | None]:
+def unit_tables(prim: BinPrimitive) -> tuple[UnitTable | None, UnitTable | None]:
     """The tables of T = P/I and of T⁻¹ for a bin primitive of :mod:`._remap` (None: none)."""
     total = prim.integral
 
@@ -121,43 +124,42 @@ def unit_tables(prim: Any) -> tuple[UnitTable | None, UnitTable | None]:
 
 @dataclass(frozen=True)
 class MapSpec:
-    """Where a table sits in the grid coordinate: ``g = (n + table(t))·period_out + base``.
+    """Where a table applies, in the grid coordinate ``v = w·(1/Δ) - z``.
 
-    ``x = (w/Δ - z - b0)·CELLS/period_in`` is clamped to ``[x_lo, x_hi]``; beyond it the map is
-    continued by a translation (``translate``) or left to the exact path.
+    ``v`` is clamped to ``[lo, hi]``; beyond, the map is continued by a translation
+    (``translate``) or left to the exact path. Either way the answer is
+    ``(j + ½ + z + table(d) + tail)·Δ`` with ``j = ⌊v - ½⌋`` and ``d = v - ½ - j``, both exact.
     """
 
-    period_in: float
-    period_out: float
-    base: float
-    x_lo: float
-    x_hi: float
+    lo: float
+    hi: float
     translate: bool
 
     @classmethod
-    def of(cls, prim: Any, lower: int, upper: int, offset: float, inverse: bool) -> MapSpec:
-        """M (M⁻¹ if ``inverse``) of the bin primitive ``prim`` on the grid ``[lower, upper]``."""
-        tail = prim.est.tail
-        period = 1.0 if upper - lower >= 2 else prim.integral  # aI
-        if tail == "extend":
-            lo, hi = -_WIDE, _WIDE
-        elif not inverse:  # v in [l, u]
-            lo, hi = -0.5 * CELLS, (upper - lower - 0.5) * CELLS
-        else:  # y in [M(l), M(u)]: d = 1/2 in the first and last period
-            half = float(prim(np.asarray(0.5))) / prim.integral
-            lo, hi = (half - 1.0) * CELLS, (upper - lower - 1 + half) * CELLS
-        return cls(period_in=period if inverse else 1.0, period_out=1.0 if inverse else period,
-                   base=lower + 0.5 + offset, x_lo=lo, x_hi=hi, translate=tail == "zero")
+    def of(cls, plan: BinPlan, inverse: bool) -> MapSpec | None:
+        """M (M⁻¹ if ``inverse``) of a bin-unit plan, or None where no table applies: a grid
+        without a finite bin (aI ≠ 1), or one so wide that ``v - ½`` is not exact in float32."""
+        if plan.period != 1.0 or max(-plan.lower, plan.upper) >= _EXACT:
+            return None
+        if plan.tail is None:
+            return cls(-_EXACT, _EXACT, False)
+        if not inverse:  # v in [l, u]
+            return cls(plan.lower, plan.upper, plan.tail.translates)
+        m_lo, m_hi = plan.range_ends  # y in [M(l), M(u)]
+        return cls(m_lo, m_hi, plan.tail.translates)
 
 
 # ---------------------------------------------------------------------------------- the loops
-def _evaluate(w, out, coef, sx, scale, ox, x_lo, x_hi, pout, base, kt, translate):
-    """out = scale·(n·pout + base + tail + table(t)·pout); tail NaN where it must not translate.
+def _evaluate(w, out, coef, inv, delta, z, lo, hi, translate):
+    """out = (j + ½ + z + tail + table(d))·Δ, bin-relative; tail NaN where it must not translate.
 
-    Per block: a vectorised pass splits x into cell and position, then the table lookups (scalar
-    loads) finish each element; one loop doing both would not vectorise at all.
+    Per block: a vectorised pass splits v into its bin and the position in it, then the table
+    lookups (scalar loads) finish each element; one loop doing both would not vectorise at all.
     """
     nan = np.float32(np.nan)
+    half = np.float32(0.5)
+    base = np.float32(0.5 + z)
+    cells = np.float32(CELLS)
     c0, c1, c2, c3 = coef[0], coef[1], coef[2], coef[3]
     cell = np.empty(_BLOCK, np.uint32)
     pos = np.empty(_BLOCK, np.float32)
@@ -165,18 +167,20 @@ def _evaluate(w, out, coef, sx, scale, ox, x_lo, x_hi, pout, base, kt, translate
         for start in range(0, w.shape[1], _BLOCK):
             wb, ob = w[r, start:start + _BLOCK], out[r, start:start + _BLOCK]
             for k in range(wb.size):
-                x = wb[k] * sx[r] - ox
-                xc = min(max(x, x_lo), x_hi)
-                jf = np.floor(xc)
-                j = np.int32(jf)
-                cell[k] = np.uint32(j) & _MASK
-                pos[k] = xc - jf
-                d = x - xc
-                tail = d * kt if translate else (nan if d != 0 else np.float32(0))
-                ob[k] = np.float32(j >> _SHIFT) * pout + base + tail
+                v = wb[k] * inv[r] - z
+                vc = min(max(v, lo), hi)
+                h = vc - half
+                j = np.floor(h)
+                x = (h - j) * cells
+                c = np.floor(x)
+                cell[k] = np.uint32(np.int32(c)) & _MASK
+                pos[k] = x - c
+                d = v - vc
+                tail = d if translate else (nan if d != 0 else np.float32(0))
+                ob[k] = (j + base) + tail
             for k in range(wb.size):
                 i, t = cell[k], pos[k]
-                ob[k] = (ob[k] + (c0[i] + t * (c1[i] + t * (c2[i] + t * c3[i]))) * pout) * scale[r]
+                ob[k] = (ob[k] + (c0[i] + t * (c1[i] + t * (c2[i] + t * c3[i])))) * delta[r]
 
 
 def _misplaced(w, out, inv, z, lo, hi, found):
@@ -207,20 +211,22 @@ def _misplaced(w, out, inv, z, lo, hi, found):
     return total
 
 
-def _evaluate_numpy(w, out, coef, sx, scale, ox, x_lo, x_hi, pout, base, kt, translate):
+def _evaluate_numpy(w, out, coef, inv, delta, z, lo, hi, translate):
+    f32 = np.float32
     for r in range(w.shape[0]):
         for s in range(0, w.shape[1], _CHUNK):
-            x = w[r, s:s + _CHUNK] * sx[r] - ox
-            xc = np.clip(x, x_lo, x_hi)
-            jf = np.floor(xc)
-            j = jf.astype(np.int32)
-            c = coef[:, j & np.int32(_MASK)]
-            t = xc - jf
-            d = x - xc
-            tail = d * kt if translate else np.where(d != 0, np.float32(np.nan), np.float32(0))
-            g = (j >> _SHIFT).astype(np.float32) * pout + base + tail
+            v = w[r, s:s + _CHUNK] * inv[r] - z
+            vc = np.clip(v, lo, hi)
+            h = vc - f32(0.5)
+            j = np.floor(h)
+            x = (h - j) * f32(CELLS)
+            cf = np.floor(x)
+            c = coef[:, cf.astype(np.int32) & np.int32(_MASK)]
+            t = x - cf
+            d = v - vc
+            tail = d if translate else np.where(d != 0, f32(np.nan), f32(0))
             p = c[0] + t * (c[1] + t * (c[2] + t * c[3]))
-            out[r, s:s + _CHUNK] = (g + p * pout) * scale[r]
+            out[r, s:s + _CHUNK] = ((j + f32(0.5 + z)) + tail + p) * delta[r]
 
 
 def _misplaced_numpy(w, out, inv, z, lo, hi, found):
@@ -271,41 +277,28 @@ def _rows(quantizer: UniformQuantizer, w: Arr) -> tuple[Arr, int | None]:
     return np.ascontiguousarray(moved).reshape(moved.shape[0], -1), axis
 
 
-def evaluate(table: UnitTable, spec: MapSpec, quantizer: UniformQuantizer, w: Arr,
-             exact: Callable[[UniformQuantizer, Arr], Arr]) -> Arr:
-    """The map of ``spec`` on float32 ``w``; ``exact(quantizer, w_part)`` redoes misplaced elements."""
+def evaluate(table: UnitTable, spec: MapSpec, quantizer: UniformQuantizer, w: Arr) -> tuple[Arr, Arr]:
+    """The map of ``spec`` on float32 ``w``, and the flat indices (C order) of the elements it
+    could not place exactly: not finite, in another bin than ``w``, or on a tail the table does
+    not cover. The caller recomputes those by the exact path."""
     w2, axis = _rows(quantizer, w)
     delta = np.atleast_1d(quantizer.delta_array)
     inv = (1.0 / delta).astype(np.float32)  # exactly the quantizer's 1/Δ
-    sx = (inv * (CELLS / spec.period_in)).astype(np.float32)
     f32 = np.float32
     out2 = np.empty_like(w2)
     evaluate_loop, check_loop = _loops()
-    evaluate_loop(w2, out2, table.coef, sx, delta.astype(f32),
-                  f32((quantizer.offset + quantizer.lower + 0.5) * CELLS / spec.period_in),
-                  f32(spec.x_lo), f32(spec.x_hi), f32(spec.period_out), f32(spec.base),
-                  f32(spec.period_in / CELLS), spec.translate)
+    evaluate_loop(w2, out2, table.coef, inv, delta.astype(f32), f32(quantizer.offset),
+                  f32(spec.lo), f32(spec.hi), spec.translate)
     check = (w2, out2, inv, f32(quantizer.offset), f32(quantizer.lower), f32(quantizer.upper))
     found = np.empty(_FOUND, np.int64)
     count = check_loop(*check, found)
     if count > found.size:
         found = np.empty(count, np.int64)
         check_loop(*check, found)
-    if count:
-        _redo(quantizer, w2, out2, found[:count], exact)
     if axis is None:
-        return out2.reshape(w.shape)
-    return np.ascontiguousarray(np.moveaxis(out2.reshape(np.moveaxis(w, axis, 0).shape), 0, axis))
-
-
-def _redo(quantizer: UniformQuantizer, w2: Arr, out2: Arr, idx: Arr,
-          exact: Callable[[UniformQuantizer, Arr], Arr]) -> None:
-    flat_w, flat_out = w2.reshape(-1), out2.reshape(-1)
-    if not quantizer.per_channel:
-        flat_out[idx] = exact(quantizer, flat_w[idx])
-        return
-    rows = idx // w2.shape[1]
-    for r in np.unique(rows):
-        part = idx[rows == r]
-        row_q = dataclasses.replace(quantizer, delta=float(quantizer.delta_array[r]))
-        flat_out[part] = exact(row_q, flat_w[part])
+        return out2.reshape(w.shape), found[:count]
+    moved = np.moveaxis(w, axis, 0).shape
+    out = np.ascontiguousarray(np.moveaxis(out2.reshape(moved), 0, axis))
+    index = np.unravel_index(found[:count], moved)
+    index = (*index[1:axis + 1], index[0], *index[axis + 1:])
+    return out, np.ravel_multi_index(index, w.shape)

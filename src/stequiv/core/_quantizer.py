@@ -25,7 +25,33 @@ import numpy as np
 
 from ._validate import finite_float, integer, positive_finite_array, positive_float
 
-__all__ = ["BinaryQuantizer", "UniformQuantizer"]
+__all__ = ["BinaryQuantizer", "UniformQuantizer", "grid_coordinate"]
+
+MAX_BITS = 52  # levels up to 2^51: v - 1/2 and the split of v into bins stay exact in float64
+
+
+def as_weights(w: Any) -> np.ndarray:
+    """``w`` as a floating array: integers become float64 (never truncated), others are refused."""
+    arr = np.asarray(w)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.float64)
+    if arr.dtype.kind != "f":
+        raise ValueError(
+            f"weights must be a real floating (or integer) array, got dtype {arr.dtype}; "
+            "convert them, e.g. `w.astype(np.float32)`")
+    return arr
+
+
+def grid_coordinate(w: Any, inverse_delta: Any, offset: float) -> Any:
+    r"""The grid coordinate :math:`v = w\cdot\Delta^{-1} - z` (levels at integers, boundaries at
+    half-integers), for NumPy arrays and torch tensors alike.
+
+    ``inverse_delta`` is 1/Δ computed once in float64 and rounded to ``w``'s dtype (shaped to
+    broadcast); multiplying by it, rather than dividing by Δ, is what makes NumPy and torch agree
+    bit for bit on which bin a weight is in, also one ulp from a boundary. ``offset`` is a Python
+    float: both libraries then subtract it in ``w``'s dtype.
+    """
+    return w * inverse_delta - offset
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +79,10 @@ class UniformQuantizer:
     def __post_init__(self) -> None:
         if self.bits is not None:
             bits = integer("bits", self.bits, minimum=1)
+            if bits > MAX_BITS:
+                raise ValueError(
+                    f"`bits` must be <= {MAX_BITS}, got {bits}: the grid coordinate (levels up to "
+                    f"2^(bits-1)) must hold half-integers exactly in float64")
             lower = -(2 ** (bits - 1)) if self.lower is None else self.lower
             upper = 2 ** (bits - 1) - 1 if self.upper is None else self.upper
         elif self.lower is None or self.upper is None:
@@ -63,6 +93,10 @@ class UniformQuantizer:
         upper = integer("upper", upper)
         if lower >= upper:
             raise ValueError(f"`lower` must be < `upper`, got lower={lower}, upper={upper}")
+        if max(-lower, upper) > 2 ** (MAX_BITS - 1):
+            raise ValueError(
+                f"`lower` and `upper` must lie within ±2^{MAX_BITS - 1}, got lower={lower}, "
+                f"upper={upper}: the grid coordinate must hold half-integers exactly in float64")
         object.__setattr__(self, "lower", lower)
         object.__setattr__(self, "upper", upper)
         object.__setattr__(self, "offset", finite_float("offset", self.offset))
@@ -78,6 +112,8 @@ class UniformQuantizer:
         initialisation distribution (a scalar, or one value per output channel).
         """
         bits = integer("bits", bits, minimum=1)
+        if bits > MAX_BITS:
+            raise ValueError(f"`bits` must be <= {MAX_BITS}, got {bits}")
         m = positive_finite_array("max_abs", max_abs)
         delta = 2.0 * m / (2**bits - 1)
         return cls(bits=bits, delta=delta if delta.ndim else float(delta), offset=0.5,
@@ -114,11 +150,6 @@ class UniformQuantizer:
         """All bins, the two outer (half-infinite) ones included: ``u - l + 1``."""
         return self.upper - self.lower + 1
 
-    @property
-    def outer_bins(self) -> tuple[int, int]:
-        """Level indices of the two outer bins, ``(l, u)``."""
-        return (self.lower, self.upper)
-
     def boundary_points(self) -> np.ndarray:
         """Boundary points in weight units, shape ``(u-l,)`` or ``(C, u-l)`` per channel."""
         return (self.boundaries + self.offset) * self._delta[..., None]
@@ -137,8 +168,12 @@ class UniformQuantizer:
         if not self.per_channel:
             return self._delta
         w = np.asarray(w)
-        axis = self.channel_axis % max(w.ndim, 1)
-        if w.ndim == 0 or w.shape[axis] != self._delta.size:
+        if not -w.ndim <= self.channel_axis < w.ndim:
+            raise ValueError(
+                f"`channel_axis`={self.channel_axis} is out of range for weights of shape "
+                f"{w.shape} (valid: {-w.ndim}..{w.ndim - 1}); give the axis of the output channels")
+        axis = self.channel_axis % w.ndim
+        if w.shape[axis] != self._delta.size:
             raise ValueError(
                 f"per-channel `delta` has {self._delta.size} entries but the weights have shape "
                 f"{np.shape(w)} (channel_axis={self.channel_axis}); give one Δ per channel"
@@ -149,7 +184,7 @@ class UniformQuantizer:
 
     def inverse_delta_for(self, w: np.ndarray) -> np.ndarray:
         """1/Δ (computed in float64, then rounded to ``w``'s dtype), shaped like :meth:`delta_for`."""
-        w = np.asarray(w)
+        w = as_weights(w)
         return (1.0 / self.delta_for(w)).astype(w.dtype, copy=False)
 
     def to_grid(self, w: np.ndarray) -> np.ndarray:
@@ -159,12 +194,12 @@ class UniformQuantizer:
         multiplied: the torch fake-quantizer does exactly the same operations, so the two agree
         bit for bit on which bin a weight is in, also one ulp from a boundary.
         """
-        w = np.asarray(w)
-        return w * self.inverse_delta_for(w) - w.dtype.type(self.offset)
+        w = as_weights(w)
+        return grid_coordinate(w, self.inverse_delta_for(w), self.offset)
 
     def from_grid(self, v: np.ndarray, like: np.ndarray) -> np.ndarray:
         """Weights ``(v + z)·Δ`` in the dtype of ``like``."""
-        like = np.asarray(like)
+        like = as_weights(like)
         dt = like.dtype
         return ((v + dt.type(self.offset)) * self.delta_for(like).astype(dt, copy=False)).astype(
             dt, copy=False
@@ -175,8 +210,8 @@ class UniformQuantizer:
         return np.rint(np.clip(self.to_grid(w), self.lower, self.upper))
 
     def __call__(self, w: np.ndarray) -> np.ndarray:
-        """Q(w), same shape and dtype as ``w``."""
-        w = np.asarray(w)
+        """Q(w), same shape and dtype as ``w`` (integer weights give float64)."""
+        w = as_weights(w)
         return self.from_grid(self.code(w), like=w)
 
     def describe(self) -> str:

@@ -20,8 +20,9 @@ from typing import Literal
 import numpy as np
 
 from ._estimator import Estimator, get_estimator
+from ._plan import EstimatorLike, RemapPlan, plan_for
+from ._primitives import NoRemapError
 from ._quantizer import UniformQuantizer
-from ._remap import EstimatorLike, NoRemapError, RemapPlan, plan_for
 from .estimators._basic import PWL, STE
 
 __all__ = ["ste_twin"]

@@ -43,14 +43,17 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
 
 
+def _at(mark: yaml.Mark | None, lead: str = ",") -> str:
+    return f"{lead} line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+
+
 def _yaml(text: str, where: str) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError([("", f"{where}{at}: malformed YAML: {err.problem or err.context}")]) \
-            from None
+        raise ConfigError([("", f"{where}{_at(err.problem_mark)}: malformed YAML: {err.problem}"
+                                + (f" ({err.context}{_at(err.context_mark, ' at')})"
+                                   if err.context else ""))]) from None
     except yaml.YAMLError as err:
         raise ConfigError([("", f"{where}: malformed YAML: {err}")]) from None
 

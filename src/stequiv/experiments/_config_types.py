@@ -102,6 +102,8 @@ _KINDS = {
     "tuple_type": "must be a list",
     "dict_type": "must be a mapping",
     "finite_number": "must be finite",
+    "too_short": "must not be empty",
+    "string_too_short": "must not be empty",
 }
 _BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
            "less_than_equal": "<="}
@@ -134,15 +136,12 @@ def _sentence(error: Mapping[str, Any]) -> str:
 
 
 def _problems(err: ValidationError, fields: list[str]) -> list[tuple[str, str]]:
-    unknown = [str(e["loc"][0]) for e in err.errors()
-               if e["type"] in ("unexpected_keyword_argument", "extra_forbidden")]
     out = []
-    if unknown:
-        hints = "".join(close_match(k, fields) for k in unknown)
-        out.append((unknown[0], f"unknown config key(s) {sorted(unknown)}{hints}; "
-                                f"valid keys: {sorted(fields)}"))
     for error in err.errors():
         if error["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+            key = str(error["loc"][0])
+            out.append((key, f"unknown config key(s) {[key]}{close_match(key, fields)}; "
+                             f"valid keys: {sorted(fields)}"))
             continue
         sentence = _sentence(error)
         named = re.match(r"`(\w+)", sentence)  # checks across keys name the key they refuse

@@ -8,6 +8,9 @@ from ._activations import quantize_activations_ as quantize_activations_
 from ._alignment import Alignment as Alignment
 from ._alignment import AlignmentTracker as AlignmentTracker
 from ._alignment import alignment as alignment
+from ._checkpoint import load as load
+from ._checkpoint import save as save
+from ._checkpoint import save_pretrained as save_pretrained
 from ._config import QuantConfig as QuantConfig
 from ._fake_quant import WeightFakeQuant as WeightFakeQuant
 from ._optim import optimizer_kind as optimizer_kind

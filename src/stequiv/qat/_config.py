@@ -59,6 +59,9 @@ class QuantConfig:
             integer("group_size", self.group_size, minimum=1)
         if self.axis is not None:
             integer("axis", self.axis)
+            if not (self.per_channel or self.group_size is not None):
+                raise ValueError(f"`axis`={self.axis} places a per-channel Δ, but the config is "
+                                 "per tensor; set per_channel=True or group_size, or drop `axis`")
         object.__setattr__(self, "estimator",
                            get_estimator(self.estimator, **dict(self.estimator_params)))
         object.__setattr__(self, "estimator_params", {})
@@ -75,7 +78,8 @@ class QuantConfig:
         axis = (kind_axis if self.axis is None else self.axis) if self.per_channel or grouped else None
         return make_layout(tuple(shape), axis, self.group_size, where)
 
-    def range_bound(self, weight: torch.Tensor, layout: Layout, fan_in: int) -> torch.Tensor:
+    def range_bound(self, weight: torch.Tensor, layout: Layout, fan_in: int,
+                    where: str = "the weight") -> torch.Tensor:
         """m per tensor (0-D) or per row of ``layout`` (1-D: channel or group), float64 on the CPU.
 
         ``fan_in`` is the number of input elements per output channel (for ``"init-bound"``).
@@ -85,8 +89,11 @@ class QuantConfig:
             rows = layout.rows(weight.detach().to("cpu", torch.float64))
             m = rows.abs().amax(dim=1) if per_row else rows.abs().max()
             if not bool(torch.all(m > 0)):
-                raise ValueError("`scale='absmax'` needs a weight with a non-zero entry in every "
-                                 "channel (group); initialise the layer first or give a number")
+                zero = int((m == 0).sum()) if per_row else 1
+                raise ValueError(f"{where}: `scale='absmax'` needs a non-zero entry in every "
+                                 f"channel (group), {zero} are all zero (e.g. a padding row); "
+                                 "initialise the layer first, give a number, or use scale="
+                                 "'init-bound'")
             return m
         if self.scale == "init-bound":
             m = torch.tensor(math.sqrt(6.0 / fan_in), dtype=torch.float64)
@@ -94,9 +101,10 @@ class QuantConfig:
             m = torch.tensor(float(self.scale), dtype=torch.float64)
         return m.expand(layout.num_rows).clone() if per_row else m
 
-    def quantizer_for(self, weight: torch.Tensor, layout: Layout, fan_in: int) -> UniformQuantizer:
+    def quantizer_for(self, weight: torch.Tensor, layout: Layout, fan_in: int,
+                      where: str = "the weight") -> UniformQuantizer:
         """The core quantizer of this config for the rows of ``weight`` (see :mod:`._layout`)."""
-        m = self.range_bound(weight, layout, fan_in).numpy()
+        m = self.range_bound(weight, layout, fan_in, where).numpy()
         return UniformQuantizer.symmetric(self.bits, m) if self.offset == 0.5 else UniformQuantizer(
             bits=self.bits, delta=2.0 * m / (2**self.bits - 1), offset=self.offset)
 

@@ -123,13 +123,17 @@ class WeightFakeQuant(nn.Module):
         return self.estimator.gradient(x, self.lower, self.upper, self.offset)
 
     def quantizer(self) -> UniformQuantizer:
-        """The core quantizer of this layer's *rows* ``layout.rows(w)`` (Δ read from the buffer).
+        """The core quantizer of ``layout.view(w)`` (Δ read from the buffer).
 
-        Per tensor and per channel along axis 0 it also applies to the weight itself.
+        Per tensor and per channel that is the weight itself (a per-channel Δ along the layer's
+        output axis); per group it is the rows ``layout.rows(w)``, one Δ per row.
         """
+        lay = self.layout
         d = self.delta.detach().to("cpu", torch.float64).flatten().numpy()
-        return UniformQuantizer(delta=d if self.layout.axis is not None else float(d[0]),
-                                offset=self.offset, lower=self.lower, upper=self.upper)
+        axis = 0 if lay.axis is None or lay.group_size is not None else lay.axis
+        return UniformQuantizer(delta=d if lay.axis is not None else float(d[0]),
+                                offset=self.offset, lower=self.lower, upper=self.upper,
+                                channel_axis=axis)
 
     def grid(self, w: torch.Tensor) -> torch.Tensor:
         """The grid coordinate ``v = w·(1/Δ) − z`` in ``w``'s dtype, as the forward computes it."""
@@ -174,4 +178,4 @@ def check_same_quantization(where: str, recorded: dict[str, Any], ours: dict[str
             raise ValueError(
                 f"{where}: the checkpoint was quantized with {key}={recorded.get(key)!r} "
                 f"but this model has {key}={value!r}; quantize the model with the checkpoint's "
-                "config before loading (stequiv.load reports every layer's config)")
+                f"config before loading (the checkpoint's record: {recorded})")

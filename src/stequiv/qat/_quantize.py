@@ -69,6 +69,20 @@ def _check_mapping(model: nn.Module, config: Mapping[str, QuantConfig | None]) -
                                 f"; quantizable layers: {sorted(known)[:20]}"))
 
 
+def _check_applied(config: Mapping[str, QuantConfig | None], plans: list[_Plan]) -> None:
+    applied = {plan.name for plan in plans} | {target_layer(plan) for plan in plans}
+    skipped = [k for k, cfg in config.items() if cfg is not None and k not in applied]
+    if skipped:
+        raise ValueError(f"`config` gives layers {skipped} a QuantConfig but `filter_fn` does not "
+                         "select them; select them in filter_fn (RNN/LSTM/GRU are not selected "
+                         "by default) or drop them from `config`")
+
+
+def target_layer(plan: _Plan) -> str:
+    """The layer name of a plan's weight (its name without the parameter)."""
+    return plan.name if plan.param == "weight" else plan.name.rpartition(".")[0]
+
+
 def _config_for(config: ConfigSpec, name: str, layer: str, module: nn.Module) -> QuantConfig | None:
     if isinstance(config, QuantConfig):
         return config
@@ -92,7 +106,7 @@ def _plan_weight(name: str, module: nn.Module, param: str, kind: LayerKind,
                          "on axis 1, so per-channel Δ would be shared across groups; quantize it "
                          "per tensor")
     fan_in = weight.numel() // weight.shape[kind.out_axis]
-    fq = WeightFakeQuant(cfg.est, cfg.quantizer_for(weight, layout, fan_in), weight.shape,
+    fq = WeightFakeQuant(cfg.est, cfg.quantizer_for(weight, layout, fan_in, where), weight.shape,
                          layout=layout)
     return fq.to(weight.device)
 
@@ -142,11 +156,11 @@ def quantize_(model: nn.Module, config: ConfigSpec,
             ``(name, module) -> QuantConfig | None`` (None leaves a weight float).
         filter_fn: ``(module, name) -> bool`` choosing the layers (default: :func:`default_filter`;
             RNN/LSTM/GRU weights only when selected here).
+        activations: if given, the inputs of the same layers are fake-quantized too
+            (:func:`~stequiv.qat.quantize_activations_`).
 
     A weight shared by several layers (tied embedding and head) is quantized once: every
     selected layer reads the same Q(w).
-        activations: if given, the inputs of the same layers are fake-quantized too
-            (:func:`~stequiv.qat.quantize_activations_`).
 
     Raises:
         ValueError: no layer was selected, a layer is already quantized, a mapping names an unknown
@@ -156,6 +170,8 @@ def quantize_(model: nn.Module, config: ConfigSpec,
     if isinstance(config, Mapping):
         _check_mapping(model, config)
     plans = _select(model, config, filter_fn or default_filter)
+    if isinstance(config, Mapping):
+        _check_applied(config, plans)
     if not plans:
         raise ValueError(
             "quantize_ selected no layer: the model has no layer matching `filter_fn` and "

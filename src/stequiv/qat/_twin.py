@@ -111,9 +111,19 @@ class Conversion:
     optimizer: torch.optim.Optimizer | None
     scheduler: Scheduler | None = None
 
-    def __iter__(self) -> Iterator:
+    def _parts(self) -> tuple:
         parts = (self.model, self.optimizer, self.scheduler)
-        return iter(parts if self.scheduler is not None else parts[:2])
+        return parts if self.scheduler is not None else parts[:2]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._parts())
+
+    def __len__(self) -> int:
+        return len(self._parts())
+
+    def __getitem__(self, index: int) -> nn.Module | torch.optim.Optimizer | Scheduler | None:
+        """``result[0]`` is the model, ``result[1]`` the optimizer, as the tuple it replaces."""
+        return self._parts()[index]
 
 
 def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer | None,

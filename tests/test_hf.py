@@ -1,0 +1,102 @@
+"""Hugging Face models from tiny configs (no hub): GPT-2 (tied, Conv1D) and Llama, per-group."""
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+import stequiv as sq
+
+transformers = pytest.importorskip("transformers")
+
+CONFIG = sq.QuantConfig(estimator="htge", estimator_params={"t": 3.0}, bits=4, group_size=16)
+VOCAB = 64
+
+
+def _gpt2():
+    cfg = transformers.GPT2Config(vocab_size=VOCAB, n_positions=16, n_embd=32, n_layer=2, n_head=2,
+                                  bos_token_id=0, eos_token_id=0, resid_pdrop=0.0,
+                                  embd_pdrop=0.0, attn_pdrop=0.0)
+    return transformers.GPT2LMHeadModel(cfg)
+
+
+def _llama():
+    cfg = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
+                                   num_hidden_layers=2, num_attention_heads=2,
+                                   num_key_value_heads=1, max_position_embeddings=16,
+                                   bos_token_id=0, eos_token_id=0)
+    return transformers.LlamaForCausalLM(cfg)
+
+
+BUILD = {"gpt2": _gpt2, "llama": _llama}
+
+
+def _quantized(arch, seed=0):
+    torch.manual_seed(seed)
+    return sq.quantize_(BUILD[arch](), CONFIG)
+
+
+def _train(model, opt, tokens, steps=3):
+    for _ in range(steps):
+        opt.zero_grad()
+        logits = model(input_ids=tokens).logits
+        F.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten()).backward()
+        opt.step()
+
+
+def test_gpt2_conv1d_axis_and_tied_head():
+    model = _quantized("gpt2")
+    layers = sq.quantized_layers(model)
+    c_attn = layers["transformer.h.0.attn.c_attn"]  # Conv1D weight (in=32, out=96)
+    assert c_attn.layout.axis == 1 and c_attn.delta.numel() == 96 * 32 // 16
+    assert layers["lm_head"] is layers["transformer.wte"]  # tied: quantized once
+    assert sq.latent_weight(model, "lm_head") is sq.latent_weight(model, "transformer.wte")
+
+
+@pytest.mark.parametrize("arch", list(BUILD))
+@pytest.mark.parametrize("opt_name", ["adamw", "sgd"])
+def test_train_switch_and_checkpoint(arch, opt_name, tmp_path):
+    model = _quantized(arch)
+    make = {"adamw": lambda p: torch.optim.AdamW(p, lr=1e-3),
+            "sgd": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)}[opt_name]
+    opt = make(model.parameters())
+    tokens = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(1))
+    _train(model, opt, tokens)
+    twin, twin_opt = sq.to_ste(model, opt)
+    result = sq.alignment(model, twin, remap=opt_name == "sgd", probe={"input_ids": tokens})
+    assert result.agreement == 1.0 and result.output_difference == 0.0
+    _train(twin, twin_opt, tokens, steps=1)  # the twin trains
+
+    path = sq.save(model, tmp_path / "model.ckpt")
+    fresh = _quantized(arch, seed=2)
+    sq.load(path, fresh)
+    model.eval()
+    fresh.eval()
+    assert torch.equal(fresh(input_ids=tokens).logits, model(input_ids=tokens).logits)
+
+
+@pytest.mark.parametrize("arch", list(BUILD))
+def test_save_pretrained_never_silently_reinitialises(arch, tmp_path):
+    """The latent weights sit under `…parametrizations.weight.original`; from_pretrained would drop
+    them and re-initialise. Saving a quantized model that way fails instead."""
+    model = _quantized(arch)
+    with pytest.raises((AttributeError, RuntimeError, ValueError)):
+        model.save_pretrained(tmp_path)
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("arch", list(BUILD))
+def test_stequiv_save_pretrained_restores_latents_into_a_plain_model(arch, tmp_path):
+    model = _quantized(arch)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    tokens = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(1))
+    _train(model, opt, tokens)
+    ckpt = sq.save_pretrained(model, tmp_path)
+    plain = type(model).from_pretrained(tmp_path)
+    for name in sq.quantized_layers(model):  # from_pretrained restored the latent weights
+        module_name, _, param = name.rpartition(".") if name.endswith("_weight") else (name, "", "weight")
+        restored = getattr(plain.get_submodule(module_name), param)
+        assert torch.equal(restored, sq.latent_weight(model, name)), name
+    sq.load(ckpt, plain)  # quantized as recorded, Δ loaded
+    model.eval()
+    plain.eval()
+    assert torch.equal(plain(input_ids=tokens).logits, model(input_ids=tokens).logits)
