@@ -34,6 +34,7 @@ from ._config_types import (
 __all__ = ["EXPERIMENTS", "PRESETS", "ConfigError", "ExperimentConfig"]
 
 EXPERIMENTS = ("baseline", "lr-tweak", "unadjusted", "m-only", "alpha-only", "activation-swap")
+DEFAULT_EXPERIMENTS = EXPERIMENTS[:5]  # activation-swap needs quantized activations: opt-in
 _OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("ir-net",)
 """Estimator schedules (``schedule``): ``ir-net`` is IR-Net's EDE schedule (Qin et al. 2020)."""
@@ -109,7 +110,7 @@ class ExperimentConfig:
     quantize_first_conv: bool | None = None
     optimizers: ListOf(registered(lambda: _OPTIMIZERS), min_length=1) = _OPTIMIZERS  # type: ignore[valid-type]
     experiments: Annotated[ListOf(registered(lambda: EXPERIMENTS)),  # type: ignore[valid-type]
-                           AfterValidator(_with_baseline)] = EXPERIMENTS
+                           AfterValidator(_with_baseline)] = DEFAULT_EXPERIMENTS
     lr_sgd: PositiveFloat = 1e-3
     momentum: Fraction = 0.9
     lr_adam: PositiveFloat = 1e-4
