@@ -239,7 +239,7 @@ CASES: list[Case] = [
          cli("estimators", "--delta", "-1")),
     Case(CLI, "stequiv alpha htge --bits 0", UsageError, "'--bits': 0 is not in the range",
          cli("alpha", "htge", "--bits", "0")),
-    Case(CLI, "stequiv alpha htge --bits 2 --t 1e-300", CommandError, "not a finite number",
+    Case(CLI, "stequiv alpha htge --bits 2 --t 1e-300", CommandError, "not a finite",
          cli("alpha", "htge", "--bits", "2", "--t", "1e-300")),
     Case(CLI, "stequiv alpha htgee --bits 2", CommandError, "did you mean 'htge'",
          cli("alpha", "htgee", "--bits", "2")),
