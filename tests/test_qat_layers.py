@@ -219,11 +219,13 @@ def test_conversion_result_unpacks_by_what_was_given():
     twin, twin_opt = result
     assert twin is result.model and twin_opt is result.optimizer
     assert len(result) == 2 and result[0] is twin and result[1] is twin_opt  # as the old tuple
+    assert result[-1] is twin_opt
     with pytest.raises(IndexError):
         result[2]
     sched = torch.optim.lr_scheduler.StepLR(opt, 1)
-    twin, twin_opt, twin_sched = sq.to_ste(model, opt, sched)
+    twin, twin_opt, twin_sched = with_sched = sq.to_ste(model, opt, sched)
     assert twin_sched.optimizer is twin_opt
+    assert len(with_sched) == 3 and with_sched[2] is twin_sched and with_sched.scheduler is twin_sched
     assert sq.to_ste(model, optimizer_kind="adam").optimizer is None
 
 

@@ -34,23 +34,20 @@ class NoRemapError(ValueError):
 def _check_positive(est: Estimator, xs: Arr, where: str) -> None:
     with np.errstate(all="ignore"):  # overflow or underflow shows up as a value refused below
         vals = np.asarray(est.derivative(xs), dtype=np.float64)
-    bad_neg = vals < 0
-    if np.any(bad_neg):
-        x0 = float(xs[np.argmax(bad_neg)])
-        raise NoRemapError(
-            f"{est.describe()} is negative at {x0:.4g} ({where}): no map M exists. Appendix G: "
-            "on ranges where Q̂' < 0 the twin would need a negated STE, which stequiv does not "
-            "build; use a positive estimator"
-        )
-    bad_zero = ~(vals > 0) | ~np.isfinite(vals)
-    if np.any(bad_zero):
-        x0 = float(xs[np.argmax(bad_zero)])
-        raise NoRemapError(
-            f"{est.describe()} is zero or not finite at {x0:.4g} ({where}), so ∫ds/Q̂' diverges "
-            "inside a bin and M does not exist (Theorem 5.1 needs Q̂' >= L- > 0). Appendix G's "
-            "PWL twin covers only estimators that vanish *outside* the range; with Adam "
-            "(Table 2) the STE twin needs no M"
-        )
+    failures = (
+        (vals < 0, "is negative at {x} ({where}): no map M exists. Appendix G: on ranges where "
+         "Q̂' < 0 the twin would need a negated STE, which stequiv does not build; use a "
+         "positive estimator"),
+        (~(vals > 0) | ~np.isfinite(vals),
+         "is zero or not finite at {x} ({where}), so ∫ds/Q̂' diverges inside a bin and M does "
+         "not exist (Theorem 5.1 needs Q̂' >= L- > 0). Appendix G's PWL twin covers only "
+         "estimators that vanish *outside* the range; with Adam (Table 2) the STE twin needs "
+         "no M"),
+    )
+    for bad, why in failures:  # negative first: it is the more specific diagnosis
+        if np.any(bad):
+            x0 = f"{float(xs[np.argmax(bad)]):.4g}"
+            raise NoRemapError(f"{est.describe()} " + why.format(x=x0, where=where))
 
 
 # ---------------------------------------------------------------------------------- bin units

@@ -30,12 +30,11 @@ from ._config_types import (
     checked,
     registered,
 )
+from ._protocol import DEFAULT_EXPERIMENTS, EXPERIMENTS
+from ._protocol import OPTIMIZERS as _OPTIMIZERS
 
 __all__ = ["EXPERIMENTS", "PRESETS", "ConfigError", "ExperimentConfig"]
 
-EXPERIMENTS = ("baseline", "lr-tweak", "unadjusted", "m-only", "alpha-only", "activation-swap")
-DEFAULT_EXPERIMENTS = EXPERIMENTS[:5]  # activation-swap needs quantized activations: opt-in
-_OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("ir-net",)
 """Estimator schedules (``schedule``): ``ir-net`` is IR-Net's EDE schedule (Qin et al. 2020)."""
 _DEVICES = ("auto", "cpu", "cuda")

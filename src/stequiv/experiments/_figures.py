@@ -1,18 +1,16 @@
 """The report's figures, drawn from the saved run files only: Figure 3, Ē(t), agreement(t), lr sweep.
 
 Each figure is rendered in memory (a bare :class:`matplotlib.figure.Figure`, no pyplot state and no
-global backend switch) and returned as PNG bytes; :func:`~._report.write_report` writes them.
+global backend switch) and returned as PNG bytes; :func:`~._report.write_report` writes them. The
+run files are read through :mod:`._runs`.
 Subsampling uses a fixed seed, so a rebuild draws the same points.
 """
 
 from __future__ import annotations
 
-import csv
 import io
-import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,13 +18,13 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from ._report import OPTIMIZERS, ebar_percent, find_run
+from ._protocol import LR_TWEAK, OPTIMIZERS, PROTOCOL, STE
+from ._runs import find_run, read_metrics, read_weights
+from ._tables import ebar_percent
 
 __all__ = ["RenderedFigure", "render_figures"]
 
 MAX_POINTS = 20_000  # Figure 3 scatter: enough to show the shape, small enough to stay a light PNG
-METRICS_COLUMNS = ("step", "epoch", "ebar", "agreement", "loss_a", "loss_b", "lr")
-_WEIGHT_KEYS = ("x", "y", "layer", "layer_names")
 _DPI = 100
 
 
@@ -39,13 +37,14 @@ class RenderedFigure:
     png: bytes
 
 
-def render_figures(runs: Sequence[dict[str, Any]]) -> list[RenderedFigure]:
-    """Every figure the runs have data for (a figure whose files are all missing is skipped)."""
+def render_figures(runs: Sequence[dict[str, Any]], config: Mapping[str, Any]) -> list[RenderedFigure]:
+    """Every figure the runs have data for (a figure whose files are all missing is skipped);
+    ``config`` is the folder's config.json (``{}`` if it has none)."""
     figures = [
         _figure3(runs),
         _curves(runs, "ebar", "ebar_curves.png", "Ē(t): normalized weight alignment error during training"),
         _curves(runs, "agreement", "agreement_curves.png", "Quantized weight agreement during training"),
-        _sweep(runs),
+        _sweep(runs, config.get("lr_tweak")),
     ]
     return [f for f in figures if f is not None]
 
@@ -54,38 +53,6 @@ def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
     return buf.getvalue()
-
-# ------------------------------------------------------------------------------------------ files
-
-
-def _weights(run: dict[str, Any]) -> dict[str, np.ndarray] | None:
-    """``weights.npz`` of a run as a dict of arrays, or ``None`` if the run saved none."""
-    path = Path(run["dir"]) / "weights.npz"
-    if not path.exists():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise ValueError(f"write_report: cannot read {path} ({err})") from err
-    missing = [k for k in _WEIGHT_KEYS if k not in data]
-    if missing:
-        raise ValueError(f"write_report: {path} is missing array(s) {missing}")
-    return data
-
-
-def _metrics(run: dict[str, Any]) -> dict[str, np.ndarray] | None:
-    """``step``, ``ebar`` and ``agreement`` columns of a run's ``metrics.csv`` (``None`` if absent)."""
-    path = Path(run["dir"]) / "metrics.csv"
-    if not path.exists():
-        return None
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    try:
-        return {k: np.array([float(r[k]) if r[k] else np.nan for r in rows]) for k in ("step", "ebar", "agreement")}
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"write_report: {path} is malformed ({err!r}); expected the columns "
-                         f"{','.join(METRICS_COLUMNS)}") from err
 
 # --------------------------------------------------------------------------------------- Figure 3
 
@@ -96,7 +63,7 @@ _FIG3_PANELS = (("baseline", "(a) default SGD"),
 def _figure3(runs: Sequence[dict[str, Any]]) -> RenderedFigure | None:
     """Figure 3: M(w_Q̂) vs w_STE at the end of training, SGD baseline and unadjusted side by side."""
     panels = [(run, w, title) for exp, title in _FIG3_PANELS
-              if (run := find_run(runs, "sgd", exp)) and (w := _weights(run)) is not None]
+              if (run := find_run(runs, "sgd", exp)) and (w := read_weights(run)) is not None]
     if not panels:
         return None
     fig = Figure(figsize=(5.2 * len(panels), 5.0), layout="constrained")
@@ -148,7 +115,7 @@ def _weights_panel(ax: Axes, run: dict[str, Any], w: dict[str, np.ndarray], titl
 
 def _curves(runs: Sequence[dict[str, Any]], key: str, name: str, caption: str) -> RenderedFigure | None:
     """``key`` against the training step, one panel per optimizer; Ē on a log axis."""
-    series = [(run, m) for run in runs if (m := _metrics(run)) is not None and len(m["step"])]
+    series = [(run, m) for run in runs if (m := read_metrics(run)) is not None and len(m["step"])]
     opts = [opt for opt in OPTIMIZERS if any(run["optimizer"] == opt for run, _ in series)]
     if not opts:
         return None
@@ -159,9 +126,6 @@ def _curves(runs: Sequence[dict[str, Any]], key: str, name: str, caption: str) -
     return RenderedFigure(name, caption, _png(fig))
 
 
-_COLORS = {"baseline": "C0", "lr-tweak": "C1", "m-only": "C2", "unadjusted": "C3", "alpha-only": "C4"}
-
-
 def _curves_panel(ax: Axes, series: list[tuple[dict[str, Any], dict[str, np.ndarray]]], key: str) -> None:
     """The main experiments in fixed colours, the lr-sweep runs as thin grey dashes behind them."""
     log, scale = key == "ebar", (100.0 if key == "ebar" else 1.0)  # Ē in percent, as in the paper
@@ -170,7 +134,7 @@ def _curves_panel(ax: Axes, series: list[tuple[dict[str, Any], dict[str, np.ndar
         keep = np.isfinite(m[key]) & (m[key] > 0 if log else True)
         is_sweep = run["experiment"] == "lr-sweep"
         style = {"color": "0.6", "lw": 0.7, "ls": "--", "zorder": 1} if is_sweep else \
-            {"color": _COLORS[run["experiment"]], "lw": 1.8, "zorder": 2}
+            {"color": PROTOCOL[run["experiment"]].color, "lw": 1.8, "zorder": 2}
         label = "lr-sweep runs" if is_sweep else run["experiment"]
         (sweep if is_sweep else main).extend(ax.plot(m["step"][keep], scale * m[key][keep], label=label, **style))
     switches = sorted({int(run.get("switch_step", 0)) for run, _ in series} - {0})
@@ -183,22 +147,25 @@ def _curves_panel(ax: Axes, series: list[tuple[dict[str, Any], dict[str, np.ndar
     ax.legend(handles=main + sweep[:1] + marks[:1], fontsize=7)  # one grey entry for the sweep
 
 
-def _order(run: dict[str, Any]) -> int:
-    """Main experiments in :data:`_COLORS` order, then the sweep."""
-    return list(_COLORS).index(run["experiment"]) if run["experiment"] in _COLORS else len(_COLORS)
+def _order(run: dict[str, Any]) -> tuple[bool, str]:
+    """Main experiments in the order of their colours (C0, C1, ...), then the sweep."""
+    return run["experiment"] == "lr-sweep", PROTOCOL[run["experiment"]].color
 
 # ---------------------------------------------------------------------------------------- lr sweep
 
 
-def _sweep(runs: Sequence[dict[str, Any]]) -> RenderedFigure | None:
-    """Final Ē against the lr factor, log-log, one line per optimizer and partner."""
+def _sweep(runs: Sequence[dict[str, Any]], lr_tweak: float | None) -> RenderedFigure | None:
+    """Final Ē against the lr factor, log-log, one line per optimizer and partner (the lr-tweak
+    partner labelled with the configured ``lr_tweak``, if the folder's config gives it)."""
     sweep = [r for r in runs if r["experiment"] == "lr-sweep" and float(r["ebar"]) > 0]
     if not sweep:
         return None
+    tweak = "the lr-tweak partner" if lr_tweak is None else PROTOCOL[LR_TWEAK].describe(lr_tweak)
+    tweak_label = rf"$\hat{{Q}}$ vs {tweak}"
     fig = Figure(figsize=(6.0, 4.2), layout="constrained")
     ax = fig.subplots()
     for opt in OPTIMIZERS:
-        for partner, label in (("ste", r"$\hat{Q}$ vs STE twin"), ("lr-tweak", r"$\hat{Q}$ vs $\hat{Q}$ with lr × 1.01")):
+        for partner, label in ((STE, r"$\hat{Q}$ vs STE twin"), (LR_TWEAK, tweak_label)):
             pts = sorted((float(r["lr_factor"]), float(r["ebar"])) for r in sweep
                          if r["optimizer"] == opt and r["partner"] == partner)
             if pts:

@@ -22,10 +22,8 @@ all continue. Alignment is reported from the switch on.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +31,6 @@ from math import nan
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 from torch.utils.data import BatchSampler, DistributedSampler
@@ -44,8 +41,10 @@ from ..data import Split
 from ..qat._degenerate import slope_spread
 from ._config import IMAGE_FOLDER, ExperimentConfig
 from ._distributed import Dist
+from ._net import Net
+from ._protocol import PairSpec
+from ._runs import atomic_write, config_diff, metrics_csv, weights_npz, write_json
 from ._setup import (
-    PairSpec,
     build_partner,
     build_qnet,
     describe_partner,
@@ -65,14 +64,6 @@ class TrainData:
 
     train: Split
     val: Split
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write via a temporary file in the same folder and ``os.replace`` (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
 
 
 def _index_batches(n: int, config: ExperimentConfig, dist: Dist, epoch: int) -> list[list[int]]:
@@ -134,46 +125,37 @@ class _Group:
                              "training images")
         self.total = self.steps_per_epoch * config.epochs
         self.switch_step = round(self.total * config.switch_fraction)
-        self.a = build_qnet(config, data.train.in_channels, data.train.num_classes, dist.device)
-        self.opt_a, self.sched_a = make_optimizer(config, specs[0].optimizer, self.a,
-                                                  specs[0].lr_factor, self.total)
+        model = build_qnet(config, data.train.in_channels, data.train.num_classes, dist.device)
+        opt, sched = make_optimizer(config, specs[0].optimizer, model, specs[0].lr_factor,
+                                    self.total)
         self.schedule = estimator_schedule(config, self.total)
-        # ρ = max/min Q̂′ over the initial weights (all stages): ≤ 1.01 cannot test Point B
+        # ρ = max/min Q̂′ over the initial weights (every stage): ≤ 1.01 cannot test Point B
         self.slope_spread = slope_spread(
-            self.a, None if self.schedule is None else [e for _, e in self.schedule.stages])
-        # one per net, the Q̂-net first: what keeps it on the estimator schedule (None: nothing)
-        self.followers = [follower(self.schedule, None, self.a, self.opt_a, self.sched_a, 0)]
-        self.partners: list[tuple[torch.nn.Module, Any, Any]] = []  # (net, optimizer, schedule)
-        self.ddp_partners: list[torch.nn.Module] = []
+            model, None if self.schedule is None else [e for _, e in self.schedule.stages])
+        self.qnet = Net(model, opt, sched, model, follower(self.schedule, None, model, opt, sched, 0))
+        self.partners: list[Net] = []
         self.step = 0
         self.histories: list[list[dict[str, float]]] = [[] for _ in self.specs]
         # mean-loss accumulators since the last row: the Q̂-net first, then each partner
         self.loss_sum, self.loss_steps = [0.0] * (1 + len(specs)), [0] * (1 + len(specs))
         if self.switch_step == 0:
             self._switch()
-        self.ddp_a = dist.wrap(self.a)
+        self.qnet.wrapped = dist.wrap(model)
 
     def _switch(self) -> None:
-        self.partners = [build_partner(self.config, spec, self.a, self.opt_a, self.sched_a)
-                         for spec in self.specs]
-        self.followers[1:] = [follower(self.schedule, spec, *partner, self.step)
-                              for spec, partner in zip(self.specs, self.partners, strict=True)]
-        self.ddp_partners = [self.dist.wrap(net) for net, _, _ in self.partners]
-
-    def _follow_to(self, step: int, which: slice) -> None:
-        """Put the followers in ``which`` at ``step`` (a resumed run), before any model loads."""
-        for f in self.followers[which]:
-            if f is not None:
-                f.load_state_dict({"steps": step, "schedule": self.schedule.to_dict()})  # type: ignore[union-attr]
+        q = self.qnet
+        for spec in self.specs:
+            model, opt, sched = build_partner(self.config, spec, q.model, q.optimizer, q.scheduler)
+            self.partners.append(Net(model, opt, sched, self.dist.wrap(model),
+                                     follower(self.schedule, spec, model, opt, sched, self.step)))
 
     def state(self) -> dict[str, Any]:
+        q = self.qnet.state_dict()
         return {"format": CHECKPOINT_FORMAT, "step": self.step, "histories": self.histories,
                 "world_size": self.dist.world_size, "config": self.config.to_dict(),
-                "run_id": self.run_id, "a": self.a.state_dict(), "opt_a": self.opt_a.state_dict(),
-                "sched_a": self.sched_a.state_dict(), "loss_sum": self.loss_sum,
-                "loss_steps": self.loss_steps,
-                "partners": [{"net": net.state_dict(), "opt": opt.state_dict(),
-                              "sched": sched.state_dict()} for net, opt, sched in self.partners]}
+                "run_id": self.run_id, "a": q["net"], "opt_a": q["opt"], "sched_a": q["sched"],
+                "loss_sum": self.loss_sum, "loss_steps": self.loss_steps,
+                "partners": [net.state_dict() for net in self.partners]}
 
     def load(self, s: dict[str, Any], path: Path) -> None:
         if s.get("format") != CHECKPOINT_FORMAT:
@@ -184,44 +166,29 @@ class _Group:
         if s["world_size"] != self.dist.world_size:
             raise ValueError(f"the checkpoint was written by {s['world_size']} process(es) but this "
                              f"run has {self.dist.world_size}; resume with the same --nproc-per-node")
-        self._follow_to(s["step"], slice(0, 1))
-        self.a.load_state_dict(s["a"])
-        self.opt_a.load_state_dict(s["opt_a"])
-        self.sched_a.load_state_dict(s["sched_a"])
+        self.qnet.follow_to(s["step"])
+        self.qnet.load_state_dict({"net": s["a"], "opt": s["opt_a"], "sched": s["sched_a"]})
         self.step, self.histories = s["step"], s["histories"]
         self.loss_sum, self.loss_steps = s["loss_sum"], s["loss_steps"]
         if s["partners"] and not self.partners:
             self._switch()  # from the Q̂-net at the saved step, followers at that step
-        self._follow_to(s["step"], slice(1, None))
-        for (net, opt, sched), saved in zip(self.partners, s["partners"], strict=True):
-            net.load_state_dict(saved["net"])
-            opt.load_state_dict(saved["opt"])
-            sched.load_state_dict(saved["sched"])
+        for net, saved in zip(self.partners, s["partners"], strict=True):
+            net.follow_to(s["step"])
+            net.load_state_dict(saved)
 
     def _check_origin(self, s: dict[str, Any], path: Path) -> None:
         """Refuse a checkpoint of another run or config (its tensors would not fit, or mislead)."""
-        ours = json.loads(json.dumps(self.config.to_dict()))
-        theirs = json.loads(json.dumps(s.get("config", ours)))
-        if theirs != ours or s.get("run_id", self.run_id) != self.run_id:
-            keys = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+        ours = self.config.to_dict()
+        keys = config_diff(s.get("config", ours), ours)
+        if keys or s.get("run_id", self.run_id) != self.run_id:
             raise ValueError(f"checkpoint {str(path)!r} was written by another run or config "
                              f"(run {s.get('run_id')!r}, keys that differ: {keys}); delete it to "
                              "start this run afresh, or resume with the config that wrote it")
 
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         x, y = (t.to(self.dist.device) for t in batch)
-        nets = [(self.ddp_a, self.opt_a, self.sched_a)]
-        nets += [(ddp, opt, sched) for ddp, (_, opt, sched) in zip(self.ddp_partners, self.partners,
-                                                                   strict=True)]
-        for i, (net, opt, sched) in enumerate(nets):
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(net(x), y)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if i < len(self.followers) and self.followers[i] is not None:
-                self.followers[i].step()  # type: ignore[union-attr]
-            self.loss_sum[i] += loss.item()
+        for i, net in enumerate([self.qnet, *self.partners]):
+            self.loss_sum[i] += net.train_step(x, y)
             self.loss_steps[i] += 1
         self.step += 1
         if self.step == self.switch_step:
@@ -233,14 +200,14 @@ class _Group:
         means = [total / max(n, 1) for total, n in zip(self.loss_sum, self.loss_steps, strict=True)]
         means = [m / self.dist.world_size for m in self.dist.all_sum(means)]
         shared = {"step": self.step, "epoch": self.step / self.steps_per_epoch,
-                  "loss_a": means[0], "lr": self.opt_a.param_groups[0]["lr"]}
+                  "loss_a": means[0], "lr": self.qnet.optimizer.param_groups[0]["lr"]}
         rows = []
         for k, spec in enumerate(self.specs):
             row = dict(shared)
             if self.loss_steps[1 + k]:
                 row["loss_b"] = means[1 + k]
             if self.partners:
-                al = qat.alignment(self.a, self.partners[k][0], remap=spec.remap)
+                al = qat.alignment(self.qnet.model, self.partners[k].model, remap=spec.remap)
                 row.update(ebar=al.ebar, agreement=al.agreement)
             self.histories[k].append(row)
             rows.append(row)
@@ -248,34 +215,18 @@ class _Group:
         return rows
 
 
-def _metrics_csv(history: list[dict[str, float]]) -> str:
-    buf = io.StringIO()
-    cols = ["step", "epoch", "ebar", "agreement", "loss_a", "loss_b", "lr"]
-    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({c: row.get(c, "") for c in cols})
-    return buf.getvalue()
-
-
 def _weights_npz(a: torch.nn.Module, b: torch.nn.Module, spec: PairSpec) -> bytes:
     """Every quantized latent weight of the Q̂-net (through M where ``spec.remap``) and partner."""
-    xs, ys, idx, names, extra = [], [], [], [], {}
-    for i, (name, fq) in enumerate(qat.quantized_layers(a).items()):
-        w_a = qat.latent_weight(a, name).detach().cpu().numpy()
-        if spec.remap:
-            from ..core import remap
+    from ..core import remap
 
-            w_a = remap(fq.estimator, fq.quantizer(), w_a)
-        xs.append(w_a.ravel().astype(np.float32))
-        ys.append(qat.latent_weight(b, name).detach().cpu().numpy().ravel().astype(np.float32))
-        idx.append(np.full(w_a.size, i, dtype=np.int16))
+    xs, ys, names, bounds = [], [], [], []
+    for name, fq in qat.quantized_layers(a).items():
+        w_a = qat.latent_weight(a, name).detach().cpu().numpy()
+        xs.append(remap(fq.estimator, fq.quantizer(), w_a) if spec.remap else w_a)
+        ys.append(qat.latent_weight(b, name).detach().cpu().numpy())
         names.append(name)
-        extra[f"boundaries_{i}"] = fq.quantizer().boundary_points().astype(np.float64)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, x=np.concatenate(xs), y=np.concatenate(ys),
-                        layer=np.concatenate(idx), layer_names=np.array(names), **extra)
-    return buf.getvalue()
+        bounds.append(fq.quantizer().boundary_points())
+    return weights_npz(xs, ys, names, bounds)
 
 
 def run_group(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainData,
@@ -320,9 +271,10 @@ def run_group(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainDa
     finals = _finish(group, time.perf_counter() - started)
     if dist.is_main:
         for k, (spec, out_dir) in enumerate(zip(group.specs, out_dirs, strict=True)):
-            atomic_write(out_dir / "metrics.csv", _metrics_csv(group.histories[k]))
-            atomic_write(out_dir / "weights.npz", _weights_npz(group.a, group.partners[k][0], spec))
-            atomic_write(final_paths[k], json.dumps(finals[k], indent=2))
+            atomic_write(out_dir / "metrics.csv", metrics_csv(group.histories[k]))
+            atomic_write(out_dir / "weights.npz",
+                         _weights_npz(group.qnet.model, group.partners[k].model, spec))
+            write_json(final_paths[k], finals[k])
         ckpt.unlink(missing_ok=True)
     dist.barrier()
     return finals
@@ -350,17 +302,19 @@ def _finish(group: _Group, seconds: float) -> list[dict[str, Any]]:
         return {"label": label, "train_acc": tr["acc"], "train_loss": tr["loss"],
                 "val_acc": va["acc"], "val_loss": va["loss"]}
 
-    qnet = scores(group.a, f"Q̂ ({config.estimator})")
+    a = group.qnet.model
+    qnet = scores(a, f"Q̂ ({config.estimator})")
     finals = []
-    for spec, (b, _, _) in zip(group.specs, group.partners, strict=True):
-        al = qat.alignment(group.a, b, remap=spec.remap)
+    for spec, partner in zip(group.specs, group.partners, strict=True):
+        b = partner.model
+        al = qat.alignment(a, b, remap=spec.remap)
         lr = config.lr_sgd if spec.optimizer == "sgd" else config.lr_adam
         finals.append({
             "run_id": spec.run_id, "optimizer": spec.optimizer, "experiment": spec.experiment,
             "partner": spec.partner, "lr": lr * spec.lr_factor, "lr_factor": spec.lr_factor,
             "remap": spec.remap, "ebar": al.ebar, "agreement": al.agreement,
             "layers": {k: vars(v) for k, v in al.layers.items()},
-            "nets": {"a": qnet, "b": scores(b, describe_partner(spec, group.a))},
+            "nets": {"a": qnet, "b": scores(b, describe_partner(config, spec, a))},
             "steps": group.total, "switch_step": group.switch_step,
             "seconds": seconds, "trained_with": [s.run_id for s in group.specs],
             "slope_spread": group.slope_spread,

@@ -11,8 +11,9 @@ import torch
 from ..data import DataError, ImageFolderDataset, ImageFolderSplit, load_split
 from ._config import IMAGE_FOLDER, ExperimentConfig
 from ._distributed import Dist, setup_distributed
-from ._pair import TrainData, atomic_write, run_group
-from ._setup import PairSpec, pair_specs
+from ._pair import TrainData, run_group
+from ._protocol import ADAM_IS_BASELINE, PROTOCOL, PairSpec, pair_specs
+from ._runs import atomic_write, config_diff, write_json
 
 __all__ = ["group_specs", "load_data", "reproduce"]
 
@@ -48,31 +49,30 @@ def _claim_folder(out: Path, config: ExperimentConfig, dist: Dist) -> None:
     path = out / "config.json"
     resolved = config.to_dict()
     if path.exists():
-        saved = json.loads(path.read_text())
-        if saved != json.loads(json.dumps(resolved)):
-            diff = sorted(k for k in set(saved) | set(resolved)
-                          if saved.get(k) != json.loads(json.dumps(resolved)).get(k))
+        diff = config_diff(json.loads(path.read_text()), resolved)
+        if diff:
             raise ValueError(f"{out} already holds results of a different config (keys differ: "
                              f"{diff}); choose another --out folder or delete it")
     elif dist.is_main:
-        atomic_write(path, json.dumps(resolved, indent=2))
+        write_json(path, resolved)
     dist.barrier()
 
 
-def _adam_unadjusted(runs: Path) -> None:
-    """Adam's "unadjusted" pair *is* its baseline (Table 2: no M, no α to drop): record it as such.
+def _copy_adam_baseline(runs: Path, experiment: str) -> None:
+    """An experiment that under Adam *is* the baseline (``adam="baseline"`` in the protocol, e.g.
+    "unadjusted": Table 2, no M and no α to drop): record the baseline's run as such.
 
     Training it again would repeat the baseline bit for bit (runs are deterministic).
     """
     base = runs / "adam-baseline"
     final = json.loads((base / "final.json").read_text())
-    final.update(run_id="adam-unadjusted", experiment="unadjusted", note=(
-        "Adam: the STE-net needs neither M nor α (Table 2), so 'unadjusted' is the baseline "
-        "set-up; its numbers are the baseline run's (the paper reports no such row)"))
-    target = runs / "adam-unadjusted"
+    run_id = f"adam-{experiment}"
+    final.update(run_id=run_id, experiment=experiment,
+                 note=ADAM_IS_BASELINE.format(name=experiment))
+    target = runs / run_id
     for name in ("metrics.csv", "weights.npz"):
         atomic_write(target / name, (base / name).read_bytes())
-    atomic_write(target / "final.json", json.dumps(final, indent=2))
+    write_json(target / "final.json", final)
 
 
 def group_specs(specs: list[PairSpec]) -> list[list[PairSpec]]:
@@ -104,15 +104,16 @@ def reproduce(config: ExperimentConfig, out_dir: str | Path, *, progress: bool =
     for specs in group_specs(pair_specs(config)):
         run_group(config, specs, data, [out / "runs" / s.run_id for s in specs], dist,
                   progress=progress)
-    if dist.is_main and "adam" in config.optimizers and "unadjusted" in config.experiments:
-        _adam_unadjusted(out / "runs")
+    if dist.is_main and "adam" in config.optimizers:
+        for name in config.experiments:
+            if PROTOCOL[name].adam == "baseline":
+                _copy_adam_baseline(out / "runs", name)
     summary: dict = {}
     if dist.is_main:
         from ..plots import plot_estimators
-        from ._report import write_report
+        from ._report import rebuild
 
         plot_estimators(out / "figures", [config.estimator, "ste", "pwl"])
-        write_report(out)
-        summary = json.loads((out / "summary.json").read_text())
+        summary = rebuild(out).summary
     dist.barrier()
     return summary

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -15,43 +14,11 @@ from ..models import build_model
 from ..qat import _optim
 from ..qat._quantize import DEFAULT_LAYERS
 from ._config import ExperimentConfig
+from ._protocol import ACTIVATION_SWAP, LR_TWEAK, PROTOCOL, PairSpec
 from ._sync_batchnorm import convert_sync_batchnorm
 
-__all__ = ["PairSpec", "build_partner", "build_qnet", "make_optimizer", "pair_specs"]
-
-
-@dataclass(frozen=True)
-class PairSpec:
-    """One paired run: the Q̂-net against a partner built by ``experiment``."""
-
-    run_id: str
-    optimizer: str
-    experiment: str
-    lr_factor: float = 1.0
-    partner: str = "ste"
-
-    @property
-    def remap(self) -> bool:
-        """Eq. 5's SGD form (through M) where the partner started at M(w), so that E(0) = 0."""
-        return self.optimizer == "sgd" and self.partner == "ste" and self.experiment in (
-            "baseline", "m-only", "lr-sweep")
-
-
-def pair_specs(config: ExperimentConfig) -> list[PairSpec]:
-    """The runs of a reproduction: Table 4's experiments, the ablations and the lr sweep."""
-    specs = []
-    for opt in config.optimizers:
-        for exp in config.experiments:
-            if opt == "adam" and exp in ("m-only", "alpha-only", "unadjusted"):
-                continue  # Table 2: no M and no α under Adam: nothing to drop (see reproduce)
-            partner = exp if exp in ("lr-tweak", "activation-swap") else "ste"
-            specs.append(PairSpec(f"{opt}-{exp}", opt, exp, partner=partner))
-    if "sgd" in config.optimizers:
-        for f in config.lr_sweep:
-            specs.append(PairSpec(f"sgd-lr-sweep-x{f:g}", "sgd", "lr-sweep", lr_factor=f))
-            specs.append(PairSpec(f"sgd-lr-sweep-tweak-x{f:g}", "sgd", "lr-sweep", lr_factor=f,
-                                  partner="lr-tweak"))
-    return specs
+__all__ = ["build_partner", "build_qnet", "describe_partner", "estimator_schedule", "follower",
+           "make_optimizer"]
 
 
 def _filter(config: ExperimentConfig, model: nn.Module):
@@ -127,22 +94,21 @@ def _clone_with_lr(model: nn.Module, opt: torch.optim.Optimizer, sched, factor: 
 
 def build_partner(config: ExperimentConfig, spec: PairSpec, model: nn.Module,
                   opt: torch.optim.Optimizer, sched):
-    """The partner of the Q̂-net, from its current weights and optimizer state.
+    """The partner of the Q̂-net, from its current weights and optimizer state: ``(model,
+    optimizer, scheduler)``.
 
-    baseline: the STE twin (Tables 1/2); lr-tweak: the Q̂-net with lr × ``config.lr_tweak``;
-    unadjusted: the twin without M and α; m-only / alpha-only: the twin with one of them;
-    activation-swap: the Q̂-net with ``config.activation_swap_to`` on its activations.
+    The Q̂-net itself with lr × ``config.lr_tweak``, or its STE twin with the experiment's
+    adjustments (weights through M, lr × α; see :mod:`._protocol`).
     """
-    if spec.partner == "lr-tweak":
+    if spec.partner == LR_TWEAK:
         return _clone_with_lr(model, opt, sched, config.lr_tweak)
-    if spec.partner == "activation-swap":  # Section 8: the same net, another activation estimator
+    if spec.partner == ACTIVATION_SWAP:  # Section 8: the same net, another activation estimator
         net, net_opt, net_sched = _clone_with_lr(model, opt, sched, 1.0)
         for aq in qat.activation_quantizers(net).values():
             aq.estimator = get_estimator(config.activation_swap_to)
         return net, net_opt, net_sched
-    remap = spec.experiment in ("baseline", "m-only", "lr-sweep")
-    scale = spec.experiment in ("baseline", "alpha-only", "lr-sweep")
-    return qat.to_ste(model, opt, sched, remap_weights=remap, scale_lr=scale)
+    row = PROTOCOL[spec.experiment]
+    return qat.to_ste(model, opt, sched, remap_weights=row.remap, scale_lr=row.scale_lr)
 
 
 def estimator_schedule(config: ExperimentConfig, total_steps: int) -> qat.EstimatorSchedule | None:
@@ -159,19 +125,19 @@ def follower(schedule: qat.EstimatorSchedule | None, spec: PairSpec | None, net:
     the ablations (unadjusted, m-only, alpha-only), which drop the adjustments, do not follow."""
     if schedule is None:
         return None
-    if spec is None or spec.partner in ("lr-tweak", "activation-swap"):
+    if spec is None or spec.partner in (LR_TWEAK, ACTIVATION_SWAP):
         return qat.ScheduledEstimator(net, schedule, step=step)
     if spec.experiment in ("baseline", "lr-sweep"):
         return qat.ScheduledTwin(net, opt, schedule, scheduler=sched, step=step)
     return None
 
 
-def describe_partner(spec: PairSpec, model: nn.Module) -> str:
-    """A label for net b."""
-    if spec.partner == "lr-tweak":
-        return "Q̂ with lr × 1.01"
-    if spec.partner == "activation-swap":
-        return "Q̂ with another activation estimator (no twin)"
+def describe_partner(config: ExperimentConfig, spec: PairSpec, model: nn.Module) -> str:
+    """A label for net b: the configured lr-tweak, or the STE twin's estimator."""
+    if spec.partner == LR_TWEAK:
+        return PROTOCOL[LR_TWEAK].describe(config.lr_tweak)
+    if spec.partner == ACTIVATION_SWAP:
+        return PROTOCOL[ACTIVATION_SWAP].describe(config.lr_tweak)
     layer = next(iter(qat.quantized_layers(model).values()))
     twin = ste_twin(layer.estimator, layer.quantizer(), spec.optimizer)  # type: ignore[arg-type]
     return f"{twin.describe()} twin ({spec.experiment})"

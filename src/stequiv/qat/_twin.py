@@ -22,6 +22,7 @@ import copy
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -102,9 +103,9 @@ def _plan_layer(name: str, fq: WeightFakeQuant, kind: str, estimator: Estimator,
 class Conversion:
     """What :func:`to_ste` / :func:`from_ste` return: the new model, optimizer and scheduler.
 
-    ``optimizer`` is None when none was given, ``scheduler`` likewise. It unpacks as
-    ``model, optimizer = ...``, or as ``model, optimizer, scheduler = ...`` when a scheduler was
-    converted.
+    ``optimizer`` is None when none was given, ``scheduler`` likewise. As a sequence (unpacking,
+    ``len``, indexing) it is ``(model, optimizer)``, or ``(model, optimizer, scheduler)`` when a
+    scheduler was converted: the tuples that ``to_ste`` returned before it had a name.
     """
 
     model: nn.Module
@@ -121,7 +122,7 @@ class Conversion:
     def __len__(self) -> int:
         return len(self._parts())
 
-    def __getitem__(self, index: int) -> nn.Module | torch.optim.Optimizer | Scheduler | None:
+    def __getitem__(self, index: int | slice) -> Any:
         """``result[0]`` is the model, ``result[1]`` the optimizer, as the tuple it replaces."""
         return self._parts()[index]
 
@@ -145,13 +146,14 @@ def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer | None,
     return _optim.optimizer_kind(optimizer)
 
 
-def _check_raw_readers(model: nn.Module, layers: dict[str, WeightFakeQuant],
-                       latents: dict[str, nn.Parameter], changed: set[int]) -> None:
+@torch.no_grad()
+def _check_raw_readers(model: nn.Module, plans: dict[str, _LayerPlan],
+                       latents: dict[str, nn.Parameter]) -> None:
     """Refuse when a layer reads, unquantized, a tied weight whose values the conversion changes."""
     readers = raw_readers(model)
-    for name in layers:
+    for name, plan in plans.items():
         p = latents[name]
-        if id(p) in changed and readers.get(id(p)):
+        if readers.get(id(p)) and plan.weights is not _identity and not torch.equal(plan.weights(p), p):
             reader = readers[id(p)][0]
             raise ValueError(
                 f"layer {reader!r} reads the weight of quantized layer {name!r} unquantized (a "
@@ -172,17 +174,9 @@ def _convert(model: nn.Module, optimizer: torch.optim.Optimizer | None,
     kind = _check_optimizer(model, optimizer, scheduler, kind, {id(p) for p in latents.values()})
     plans = {name: _plan_layer(name, fq, kind, estimators(name, fq), reverse)
              for name, fq in layers.items()}
-    by_latent = {id(latents[n]): plans[n] for n in layers}  # a tied weight converts once
-    new_weights = {}
+    by_latent = {id(latents[n]): plans[n] for n in layers}
     if remap_weights:
-        with torch.no_grad():
-            for name, plan in plans.items():
-                p = latents[name]
-                if id(p) not in new_weights and plan.weights is not _identity:
-                    new = plan.weights(p)
-                    if not torch.equal(new, p):
-                        new_weights[id(p)] = new
-    _check_raw_readers(model, layers, latents, set(new_weights))
+        _check_raw_readers(model, plans, latents)
 
     twin_model = copy.deepcopy(model)
     kept = activation_quantizers(twin_model)
@@ -192,11 +186,14 @@ def _convert(model: nn.Module, optimizer: torch.optim.Optimizer | None,
     twin_params = dict(twin_model.named_parameters())
     param_map = {id(p): twin_params[n] for n, p in model.named_parameters()}
     twin_layers = quantized_layers(twin_model)
+    done: set[int] = set()  # a tied weight converts once
     with torch.no_grad():
         for name, plan in plans.items():
             twin_layers[name].estimator = plan.target
-            if id(latents[name]) in new_weights:
-                param_map[id(latents[name])].copy_(new_weights[id(latents[name])])
+            p = latents[name]
+            if remap_weights and plan.weights is not _identity and id(p) not in done:
+                done.add(id(p))
+                param_map[id(p)].copy_(plan.weights(p))
     if optimizer is None:
         return Conversion(twin_model, None)
     exact = remap_weights and scale_lr
