@@ -169,3 +169,14 @@ def test_quick_preset_has_at_least_60_cells_over_3_decades():
     full = StudyConfig.from_dict(STUDY_PRESETS["full"])
     assert len({(c.estimator["name"], c.estimator.get("sharpness")) for c in full.cells()}) >= 6
     assert {c.bits for c in full.cells()} == {1, 2, 4, 8} and len(full.datasets) >= 2
+
+
+def test_pair_far_outside_gets_nan_instead_of_stopping_the_study():
+    """EDE's M(w) is infinite where Q̂′ underflows (a weight driven far out by a huge η)."""
+    config = StudyConfig.from_dict({**TINY, "estimators": [{"name": "ede", "bits": [1]}]})
+    data = _study.StudyData(_GaussianSplit(), torch.zeros(0), torch.zeros(0))
+    a, twin, _ = (s.net for s in build_cell(config.cells()[0], config, data))
+    with torch.no_grad():
+        next(p for n, p in a.named_parameters() if n.startswith("conv2.param")).fill_(1e6)
+    ebar, agreement = _study._pair_metrics(a, twin, remap=True)
+    assert ebar != ebar and agreement != agreement  # NaN

@@ -28,10 +28,10 @@ import torch
 from torch.nn import functional as F
 
 from .. import qat
-from ..core import BinaryQuantizer, UniformQuantizer, constants, get_estimator
+from ..core import BinaryQuantizer, NoRemapError, UniformQuantizer, constants, get_estimator
 from ..data import Split, load_split
 from ._batched import BatchedNets, NetState
-from ._pair import atomic_write
+from ._runs import atomic_write
 from ._setup import PairSpec, build_partner, build_qnet, make_optimizer
 from ._study_config import Cell, StudyConfig
 
@@ -97,9 +97,14 @@ def _finite(net: torch.nn.Module) -> bool:
 
 
 def _pair_metrics(a: torch.nn.Module, b: torch.nn.Module, remap: bool) -> tuple[float, float]:
+    """(Ē, agreement); NaN when a net diverged or M(w) is infinite (a weight went so far out that
+    Q̂′ underflows to 0 there: the pair's alignment is undefined, and Point A counts as failed)."""
     if not (_finite(a) and _finite(b)):
         return math.nan, math.nan
-    al = qat.alignment(a, b, remap=remap)
+    try:
+        al = qat.alignment(a, b, remap=remap)
+    except NoRemapError:
+        return math.nan, math.nan
     return al.ebar, al.agreement
 
 

@@ -8,10 +8,12 @@ Definitions used in the report:
 * **η\*** (breakdown) is the smallest η of the series at which Point A fails; a series where it
   never fails is *censored* (η\* > the largest η tried). NaN (diverged) counts as failing.
 * **slope**: the least-squares slope of log Ē against log η over the series' finite, positive
-  values; Theorem 5.1 predicts Ē_twin ∝ η at a fixed number of steps (per-step O(η²) over a
-  distance O(η) per step... summed: ~η² per step · steps, relative to a range of fixed length,
-  while the lr-tweak partner's Ē grows like 0.01·η·steps), so the *ratio* Ē_twin/Ē_tweak should grow
-  like η while Point A holds.
+  values. Over a fixed number of steps T, Eq. 6's convexity term adds O(η²) per step, so the
+  twin's Ē grows like T·η² (slope 2) where that term dominates (the gradient-error term, driven
+  by earlier misalignment, can add more); the lr-tweak partner's nets drift apart by about
+  0.01·η per step (slope 1). Their ratio then grows like η, and crosses 1 near
+  η ≈ 0.01/(coefficient·L₊·|∇f|) (per-step terms compared): Appendix H's coefficient predicts
+  η* ∝ 1/coefficient.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ._pair import atomic_write
+from ._runs import atomic_write
 from ._study_config import StudyConfig
 
 __all__ = ["breakdowns", "read_rows", "write_study_csv", "write_study_outputs"]
