@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import bench_beyond
 import bench_core
 import bench_groups
 import bench_lm
@@ -44,6 +45,7 @@ def main() -> None:
     pair = bench_pair.run()
     groups = bench_groups.run()
     lm = bench_lm.run()
+    beyond = bench_beyond.run()
     load_after = os.getloadavg()
     header = [
         "# Benchmark results",
@@ -54,7 +56,7 @@ def main() -> None:
         f"{load_after[2]:.2f}: on a shared machine, compare ratios, not absolute times.",
         "",
     ]
-    text = "\n".join([*header, markdown(core + rows + pair + groups + lm), *(f"\n{n}" for n in notes), ""])
+    text = "\n".join([*header, markdown(core + rows + pair + groups + lm + beyond), *(f"\n{n}" for n in notes), ""])
     RESULTS.write_text(text, encoding="utf-8")
     print(text)
 

@@ -173,12 +173,15 @@ def _resolve_config(preset: str | None, config_file: Path | None, options: dict[
 @click.option("--out", "out_dir", required=True, type=_OUT_FOLDER, callback=_writable_folder,
               help="Results folder (resumed if it holds the same config).")
 @click.option("--quick", is_flag=True, help="Preset: the whole table on 5,000 embedded MNIST digits (~2 min on 2 idle cores).")
-@click.option("--preset", type=click.Choice(["quick", "full", "resnet", "resnet50", "lm-quick", "lm"]),
+@click.option("--preset", type=click.Choice(["quick", "full", "resnet", "resnet50", "lm-quick", "lm",
+                                             "activations", "activations-quick", "binary-quick"]),
               default=None,
               help="A named preset (full: Fashion-MNIST; resnet: ResNet-20 with the 10% switch; "
                    "resnet50: ImageNet-style --data-dir, ResNet-50, 100 epochs, for GPUs; "
                    "lm, lm-quick: byte-level transformer on Debian's fortunes at 4 and 2 bits, "
-                   "into OUT/4-bit and OUT/2-bit unless bits are given).")
+                   "into OUT/4-bit and OUT/2-bit unless bits are given; "
+                   "activations(-quick): Section 8 with 4-bit activations; binary-quick: 1-bit "
+                   "weights, IR-Net's scheduled EDE).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="YAML/JSON file of config values (applied after the preset).")
 @click.option("--dataset", help="mnist-5k | mnist | fashion-mnist | imagefolder | fortunes.")

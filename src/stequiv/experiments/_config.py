@@ -30,11 +30,13 @@ from ._config_types import (
     checked,
     registered,
 )
-from ._protocol import EXPERIMENTS
+from ._protocol import DEFAULT_EXPERIMENTS, EXPERIMENTS
 from ._protocol import OPTIMIZERS as _OPTIMIZERS
 
 __all__ = ["EXPERIMENTS", "PRESETS", "PRESET_BITS", "ConfigError", "ExperimentConfig"]
 
+SCHEDULES = ("ir-net",)
+"""Estimator schedules (``schedule``): ``ir-net`` is IR-Net's EDE schedule (Qin et al. 2020)."""
 _DEVICES = ("auto", "cpu", "cuda")
 _SCALES = ("init-bound", "absmax")
 _LATER_KEYS = ("scale", "group_size", "weight_decay", "max_val_samples")  # the lm presets' (issue 11)
@@ -93,6 +95,13 @@ class ExperimentConfig:
     He-uniform bound (the paper's ``"init-bound"``) or each row's max |w| at initialisation
     (``"absmax"``), with one Δ per tensor, or per group of ``group_size`` inputs of each output.
 
+    ``schedule`` (``"ir-net"``, with ``estimator`` ``"ede"``) anneals EDE's t from 0.1 to 10 over
+    ``schedule_stages`` equal stages of the run, k = max(1/t, 1), and the STE twin follows it
+    (:mod:`stequiv.qat._schedule`). ``activation_bits`` set quantizes the inputs of the quantized
+    layers too (running range, ``activation_estimator`` in their grid coordinate); the
+    ``activation-swap`` experiment's partner is the Q̂-net with ``activation_swap_to`` on the
+    activations instead (Section 8: no twin exists for that swap).
+
     Every value is type-checked strictly on construction (pydantic, see ``_config_types``):
     integers are integers, booleans are booleans, lists have the right length, numbers lie in
     their range, names are registered; a mistake raises :class:`ConfigError` naming the key.
@@ -113,7 +122,7 @@ class ExperimentConfig:
     quantize_first_conv: bool | None = None
     optimizers: ListOf(registered(lambda: _OPTIMIZERS), min_length=1) = _OPTIMIZERS  # type: ignore[valid-type]
     experiments: Annotated[ListOf(registered(lambda: EXPERIMENTS)),  # type: ignore[valid-type]
-                           AfterValidator(_with_baseline)] = EXPERIMENTS
+                           AfterValidator(_with_baseline)] = DEFAULT_EXPERIMENTS
     lr_sgd: PositiveFloat = 1e-3
     momentum: Fraction = 0.9
     lr_adam: PositiveFloat = 1e-4
@@ -134,6 +143,11 @@ class ExperimentConfig:
     max_val_samples: PositiveInt | None = None
     image_size: PositiveInt = 224
     workers: NonNegativeInt = 0
+    schedule: registered(lambda: SCHEDULES) | None = None  # type: ignore[valid-type]
+    schedule_stages: PositiveInt = 20
+    activation_bits: Annotated[int, Field(ge=1, le=MAX_BITS)] | None = None
+    activation_estimator: registered(list_estimators, "not registered") = "htge"  # type: ignore[valid-type]
+    activation_swap_to: registered(list_estimators, "not registered") = "ste"  # type: ignore[valid-type]
 
     def __post_init__(self) -> None:
         """Checks across keys, once each key is valid on its own."""
@@ -149,6 +163,15 @@ class ExperimentConfig:
                              f"{self.data_dir!r}; drop it, or use `dataset` 'mnist'")
         if self.quantize_first_conv is None:  # ResNets keep their stem float (Section 6.1)
             object.__setattr__(self, "quantize_first_conv", not self.model.startswith("resnet"))
+        if self.schedule is not None and self.estimator != "ede":
+            raise ValueError(f"`schedule` {self.schedule!r} anneals EDE's t: it needs `estimator` "
+                             f"'ede', got {self.estimator!r}")
+        if "activation-swap" in self.experiments and self.activation_bits is None:
+            raise ValueError("the 'activation-swap' experiment swaps the activation estimator: set "
+                             "`activation_bits` (e.g. 4)")
+        if "activation-swap" in self.experiments and self.activation_swap_to == self.activation_estimator:
+            raise ValueError(f"`activation_swap_to` must differ from `activation_estimator` (both "
+                             f"{self.activation_estimator!r}): the swap would change nothing")
         try:
             self.estimator_spec()
         except (ValueError, TypeError) as err:
@@ -237,6 +260,20 @@ PRESETS: dict[str, dict[str, Any]] = {
            "max_train_samples": 24_000, "max_val_samples": 1024, "lr_sgd": 0.3, "lr_adam": 3e-3,
            "weight_decay": 0.1, "warmup_fraction": 0.05, "eval_every": 50,
            "experiments": ("baseline", "lr-tweak", "unadjusted"), "lr_sweep": ()},
+    # Section 8 (issue 13): with 4-bit activations, swap the *weight* estimator (twin, Points A
+    # and B) against swapping the *activation* estimator HTGE -> STE (no twin possible).
+    "activations-quick": {"dataset": "mnist-5k", "epochs": 5, "eval_every": 20, "lr_sweep": (),
+                          "activation_bits": 4, "experiments": ("baseline", "lr-tweak", "unadjusted",
+                                                                "activation-swap")},
+    "activations": {"dataset": "fashion-mnist", "epochs": 4, "eval_every": 100, "lr_sweep": (),
+                    "activation_bits": 4, "experiments": ("baseline", "lr-tweak", "unadjusted",
+                                                          "activation-swap")},
+    # 1-bit weights with IR-Net's scheduled EDE; the first conv stays float so that t·|w| stays
+    # ≤ 1.5 at t = 10 (M grows like e^{2t|w|}: see docs/design.md).
+    "binary-quick": {"dataset": "mnist-5k", "epochs": 5, "eval_every": 20, "lr_sweep": (),
+                     "bits": 1, "estimator": "ede", "schedule": "ir-net",
+                     "quantize_first_conv": False,
+                     "experiments": ("baseline", "lr-tweak", "unadjusted")},
 }
 
 #: Presets run once per bit width (into ``<out>/<b>-bit``) unless ``bits`` is given explicitly.

@@ -20,13 +20,16 @@ class NonFiniteError(ValueError):
 @dataclass
 class Net:
     """One net of a group and everything that trains it: the model, its optimizer and learning-rate
-    schedule, and the module that runs the forward pass (the DDP wrapper, or the model itself)."""
+    schedule, the module that runs the forward pass (the DDP wrapper, or the model itself), and
+    what keeps it on an estimator schedule (``qat.ScheduledEstimator`` / ``ScheduledTwin``, or None).
+    """
 
     name: str
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any
     wrapped: torch.nn.Module
+    follower: Any = None
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """One SGD/Adam step on the batch's mean cross-entropy; returns the loss.
@@ -43,6 +46,8 @@ class Net:
             raise NonFiniteError(self._culprit(value))
         self.optimizer.step()
         self.scheduler.step()
+        if self.follower is not None:
+            self.follower.step()
         return value
 
     def _culprit(self, loss: float) -> str:
@@ -56,6 +61,12 @@ class Net:
     def bad_weight(self) -> str | None:
         """The first parameter holding a NaN or infinity, if any."""
         return next((n for n, p in self.model.named_parameters() if not p.isfinite().all()), None)
+
+    def follow_to(self, step: int) -> None:
+        """Put the estimator schedule at ``step`` (a resumed run), before the model's state loads:
+        the model's checkpoint records the estimator it was saved with."""
+        if self.follower is not None:
+            self.follower.load_state_dict({"steps": step, "schedule": self.follower.schedule.to_dict()})
 
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.model.state_dict(), "opt": self.optimizer.state_dict(),

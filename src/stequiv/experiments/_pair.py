@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from .. import qat
 from ..data import Split
+from ..qat._degenerate import slope_spread
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._config import IMAGE_FOLDER, ExperimentConfig
 from ._distributed import Dist
@@ -50,7 +51,14 @@ from ._runs import (
     weights_npz,
     write_with_manifest,
 )
-from ._setup import build_partner, build_qnet, describe_partner, make_optimizer
+from ._setup import (
+    build_partner,
+    build_qnet,
+    describe_partner,
+    estimator_schedule,
+    follower,
+    make_optimizer,
+)
 from ._task import correct, cross_entropy
 
 __all__ = ["NonFiniteError", "TrainData", "run_group", "run_pair"]
@@ -130,8 +138,12 @@ class _Group:
         model = build_qnet(config, data.train.in_channels, data.train.num_classes, dist.device)
         opt, sched = make_optimizer(config, specs[0].optimizer, model, specs[0].lr_factor,
                                     self.total)
+        self.schedule = estimator_schedule(config, self.total)
+        # ρ = max/min Q̂′ over the initial weights (every stage): ≤ 1.01 cannot test Point B
+        self.slope_spread = slope_spread(
+            model, None if self.schedule is None else [e for _, e in self.schedule.stages])
         self.qnet = Net(f"net a (the Q̂-net, {config.estimator}, {specs[0].optimizer})", model,
-                         opt, sched, model)
+                        opt, sched, model, follower(self.schedule, None, model, opt, sched, 0))
         self.saved_step: int | None = None  # of the last checkpoint written or resumed from
         self.partners: list[Net] = []
         self.step = 0
@@ -148,7 +160,8 @@ class _Group:
             model, opt, sched = build_partner(self.config, spec, q.model, q.optimizer, q.scheduler)
             kind = "the Q̂-net with lr × lr_tweak" if spec.partner == LR_TWEAK else "the STE twin"
             self.partners.append(Net(f"net b of {spec.run_id} ({kind})", model, opt, sched,
-                                      self.dist.wrap(model)))
+                                     self.dist.wrap(model),
+                                     follower(self.schedule, spec, model, opt, sched, self.step)))
 
     def state(self) -> dict[str, Any]:
         q = self.qnet.state_dict()
@@ -167,13 +180,15 @@ class _Group:
         if s["world_size"] != self.dist.world_size:
             raise ValueError(f"the checkpoint was written by {s['world_size']} process(es) but this "
                              f"run has {self.dist.world_size}; resume with the same --nproc-per-node")
+        self.qnet.follow_to(s["step"])
         self.qnet.load_state_dict({"net": s["a"], "opt": s["opt_a"], "sched": s["sched_a"]})
         self.step, self.histories = s["step"], s["histories"]
         self.saved_step = self.step
         self.loss_sum, self.loss_steps = s["loss_sum"], s["loss_steps"]
         if s["partners"] and not self.partners:
-            self._switch()
+            self._switch()  # from the Q̂-net at the saved step, followers at that step
         for net, saved in zip(self.partners, s["partners"], strict=True):
+            net.follow_to(s["step"])
             net.load_state_dict(saved)
 
     def _check_origin(self, s: dict[str, Any], path: Path) -> None:
@@ -352,6 +367,7 @@ def _finish(group: _Group, seconds: float) -> list[dict[str, Any]]:
             "nets": {"a": qnet, "b": scores(b, describe_partner(config, spec, a))},
             "steps": group.total, "switch_step": group.switch_step,
             "seconds": seconds, "trained_with": [s.run_id for s in group.specs],
+            "slope_spread": group.slope_spread,
             "world_size": group.dist.world_size,
         })
     return finals

@@ -14,6 +14,8 @@ experiment      partner    M on w   lr × α    under Adam    partner set-up
 ``m-only``      STE twin   yes      no        skipped       ablation: M only
 ``alpha-only``  STE twin   no       yes       skipped       ablation: α only
 ``lr-sweep``    both       yes      yes       skipped       baseline and lr-tweak at lr × f
+``activation-   Q̂-net      —        —         trained       the Q̂-net with another *activation*
+swap``                                                      estimator (Section 8: no twin exists)
 ==============  =========  =======  ========  ============  ======================================
 
 "M on w" and "lr × α" apply to SGD only: under Adam the STE twin needs neither (Table 2), so Adam's
@@ -29,12 +31,12 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from ._config import ExperimentConfig
 
-__all__ = ["EXPERIMENTS", "OPTIMIZERS", "PARTNERS", "PROTOCOL", "Experiment", "PairSpec",
-           "pair_specs"]
+__all__ = ["DEFAULT_EXPERIMENTS", "EXPERIMENTS", "OPTIMIZERS", "PARTNERS", "PROTOCOL", "Experiment",
+           "PairSpec", "pair_specs"]
 
 OPTIMIZERS = ("sgd", "adam")
-STE, LR_TWEAK = "ste", "lr-tweak"
-PARTNERS = (STE, LR_TWEAK)
+STE, LR_TWEAK, ACTIVATION_SWAP = "ste", "lr-tweak", "activation-swap"
+PARTNERS = (STE, LR_TWEAK, ACTIVATION_SWAP)
 AdamRule = Literal["trained", "baseline", "skipped"]
 
 
@@ -51,6 +53,7 @@ class Experiment:
     color: str  # its line in the figures (also their drawing order)
     in_summary: bool = False  # a row of summary.json and of Table 4
     selectable: bool = True  # named in the config's ``experiments`` (lr-sweep: by ``lr_sweep``)
+    default: bool = True  # in the config's default ``experiments``
 
     def describe(self, lr_tweak: float) -> str:
         """The partner's set-up with the configured factor, e.g. ``lr × 1.01``."""
@@ -70,10 +73,15 @@ PROTOCOL: dict[str, Experiment] = {e.name: e for e in (
                setup="lr × α, weights not re-initialized", color="C4"),
     Experiment("lr-sweep", STE, remap=True, scale_lr=True, adam="skipped", selectable=False,
                setup="the baseline and lr-tweak partners of a Q̂-net with lr × f", color="0.6"),
+    Experiment("activation-swap", ACTIVATION_SWAP, remap=False, scale_lr=False, adam="trained",
+               in_summary=True, default=False, color="C5",
+               setup="Q̂ with another activation estimator (no twin)"),
 )}
 
 #: The experiments a config can select (``lr-sweep`` is selected by a non-empty ``lr_sweep``).
 EXPERIMENTS = tuple(name for name, e in PROTOCOL.items() if e.selectable)
+#: The config's default ``experiments`` (activation-swap needs quantized activations: opt-in).
+DEFAULT_EXPERIMENTS = tuple(name for name in EXPERIMENTS if PROTOCOL[name].default)
 #: The note a copied Adam run carries (``adam="baseline"``).
 ADAM_IS_BASELINE = ("Adam: the STE-net needs neither M nor α (Table 2), so '{name}' is the baseline "
                     "set-up; its numbers are the baseline run's (the paper reports no such row)")

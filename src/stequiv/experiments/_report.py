@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ._runs import atomic_write, finite_json, load_runs, read_config, write_json
-from ._summary import point_checks, summary
+from ._summary import point_checks, runs_slope_spread, summary
 from ._tables import FORMATS, Table, build_tables
 
 __all__ = ["Report", "rebuild", "write_report"]
@@ -66,7 +66,7 @@ def _report_markdown(root: Path, config: dict[str, Any], runs: list[dict[str, An
              f"{len(runs)} pair runs. Paper numbers are the MNIST model's (ImageNet in Table 4 for "
              "scale); Ē and agreement compare net a (the Q̂-net) with net b (its partner).\n",
              "## Configuration\n", _config_markdown(config),
-             "## Points A and B (SGD)\n", _points_markdown(summ)]
+             "## Points A and B (SGD)\n", _points_markdown(summ, runs_slope_spread(runs))]
     for table in tables:
         parts += [f"## {table.title}\n", table.markdown(), f"CSV: [`tables/{table.name}.csv`](tables/{table.name}.csv)\n"]
     parts += ["## Figures\n", *(f"![{caption}]({path})\n\n*{caption}*\n" for caption, path in images)]
@@ -86,9 +86,9 @@ _POINT_TEXT = {"A": "Q̂-net and STE-net train almost exactly the same way",
                "B": "without the re-initialization by M they do not"}
 
 
-def _points_markdown(summ: dict[str, Any]) -> str:
+def _points_markdown(summ: dict[str, Any], slope_spread: float | None) -> str:
     lines = []
-    for c in point_checks(summ):
+    for c in point_checks(summ, slope_spread):
         ours = "not run" if c.ours is None else f"{c.ours:.2f}"
         paper = "—" if c.paper is None else f"{c.paper:.2f}"
         lines.append(f"- **Point {c.point}** ({_POINT_TEXT[c.point]}): {c.ratio} = {ours} "

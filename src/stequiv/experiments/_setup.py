@@ -9,15 +9,16 @@ import torch
 from torch import nn
 
 from .. import qat
-from ..core import ste_twin
+from ..core import get_estimator, ste_twin
 from ..models import build_model
 from ..qat import _optim
 from ..qat._quantize import DEFAULT_LAYERS
 from ._config import ExperimentConfig
-from ._protocol import LR_TWEAK, PROTOCOL, PairSpec
+from ._protocol import ACTIVATION_SWAP, LR_TWEAK, PROTOCOL, PairSpec
 from ._sync_batchnorm import convert_sync_batchnorm
 
-__all__ = ["build_partner", "build_qnet", "describe_partner", "make_optimizer"]
+__all__ = ["build_partner", "build_qnet", "describe_partner", "estimator_schedule", "follower",
+           "make_optimizer"]
 
 
 def _filter(config: ExperimentConfig, model: nn.Module):
@@ -44,7 +45,9 @@ def build_qnet(config: ExperimentConfig, in_channels: int, num_classes: int,
                         generator=torch.Generator().manual_seed(config.seed))
     qcfg = qat.QuantConfig(estimator=config.estimator_spec(), bits=config.bits, offset=0.5,
                            scale=config.scale, group_size=config.group_size)
-    qat.quantize_(model, qcfg, filter_fn=_filter(config, model))
+    acts = None if config.activation_bits is None else qat.ActivationConfig(
+        estimator=config.activation_estimator, bits=config.activation_bits, range="running")
+    qat.quantize_(model, qcfg, filter_fn=_filter(config, model), activations=acts)
     if config.sync_batchnorm:
         model = convert_sync_batchnorm(model, device)
     return model.to(device)
@@ -104,14 +107,42 @@ def build_partner(config: ExperimentConfig, spec: PairSpec, model: nn.Module,
     """
     if spec.partner == LR_TWEAK:
         return _clone_with_lr(model, opt, sched, config.lr_tweak)
+    if spec.partner == ACTIVATION_SWAP:  # Section 8: the same net, another activation estimator
+        net, net_opt, net_sched = _clone_with_lr(model, opt, sched, 1.0)
+        for aq in qat.activation_quantizers(net).values():
+            aq.estimator = get_estimator(config.activation_swap_to)
+        return net, net_opt, net_sched
     row = PROTOCOL[spec.experiment]
     return qat.to_ste(model, opt, sched, remap_weights=row.remap, scale_lr=row.scale_lr)
+
+
+def estimator_schedule(config: ExperimentConfig, total_steps: int) -> qat.EstimatorSchedule | None:
+    """The run's estimator schedule (``config.schedule``), or None for a fixed estimator."""
+    if config.schedule is None:
+        return None
+    return qat.EstimatorSchedule.ir_net(total_steps, min(config.schedule_stages, total_steps))
+
+
+def follower(schedule: qat.EstimatorSchedule | None, spec: PairSpec | None, net: nn.Module,
+             opt: torch.optim.Optimizer, sched, step: int):
+    """What keeps ``net`` on the schedule: the Q̂-net (``spec`` None) and its Q̂ copies (lr-tweak,
+    activation-swap) follow the estimator, the STE twins (baseline, lr-sweep) follow as twins;
+    the ablations (unadjusted, m-only, alpha-only), which drop the adjustments, do not follow."""
+    if schedule is None:
+        return None
+    if spec is None or spec.partner in (LR_TWEAK, ACTIVATION_SWAP):
+        return qat.ScheduledEstimator(net, schedule, step=step)
+    if spec.experiment in ("baseline", "lr-sweep"):
+        return qat.ScheduledTwin(net, opt, schedule, scheduler=sched, step=step)
+    return None
 
 
 def describe_partner(config: ExperimentConfig, spec: PairSpec, model: nn.Module) -> str:
     """A label for net b: the configured lr-tweak, or the STE twin's estimator."""
     if spec.partner == LR_TWEAK:
         return PROTOCOL[LR_TWEAK].describe(config.lr_tweak)
+    if spec.partner == ACTIVATION_SWAP:
+        return PROTOCOL[ACTIVATION_SWAP].describe(config.lr_tweak)
     layer = next(iter(qat.quantized_layers(model).values()))
     twin = ste_twin(layer.estimator, layer.quantizer(), spec.optimizer)  # type: ignore[arg-type]
     return f"{twin.describe()} twin ({spec.experiment})"

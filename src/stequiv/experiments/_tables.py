@@ -16,7 +16,7 @@ from typing import Any
 from ._paper import PAPER
 from ._protocol import OPTIMIZERS, PROTOCOL, STE
 from ._runs import NET_KEYS, find_run
-from ._summary import SUMMARY_EXPERIMENTS, point_checks, summary
+from ._summary import SUMMARY_EXPERIMENTS, point_checks, runs_slope_spread, summary
 
 __all__ = ["FORMATS", "Column", "Table", "build_tables", "ebar_percent"]
 
@@ -110,7 +110,7 @@ def _table3(runs: Sequence[dict[str, Any]]) -> Table:
 
 def _table3_checks(runs: Sequence[dict[str, Any]]) -> Table:
     rows = tuple((f"Point {c.point}", c.ratio, c.ours, c.paper, c.rule, c.verdict)
-                 for c in point_checks(summary(runs)))
+                 for c in point_checks(summary(runs), runs_slope_spread(runs)))
     cols = (Column("point", "Point"), Column("check", "Check"), Column("ours", "Ours", "ratio"),
             Column("paper", "Paper", "ratio"), Column("rule", "Holds if"), Column("verdict", "Verdict"))
     return Table("table3_checks", "Table 3 checks: Points A and B (SGD)", cols, rows)

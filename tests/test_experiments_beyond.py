@@ -1,0 +1,92 @@
+"""Issue 13 in the experiments: the activation-swap partner, schedule followers, the
+degenerate-comparison flag on Point B, and the new presets' configs."""
+
+import pytest
+import torch
+
+from stequiv import qat
+from stequiv.core import get_estimator
+from stequiv.experiments import PRESETS, ExperimentConfig
+from stequiv.experiments._report import point_checks
+from stequiv.experiments._setup import (
+    PairSpec,
+    build_partner,
+    build_qnet,
+    estimator_schedule,
+    follower,
+    make_optimizer,
+)
+
+ROW = {"agreement": 0.99, "val_acc": [0.9, 0.9]}
+
+
+def _summ(baseline, tweak, unadjusted):
+    return {"sgd": {"baseline": {"ebar": baseline, **ROW}, "lr-tweak": {"ebar": tweak, **ROW},
+                    "unadjusted": {"ebar": unadjusted, **ROW}}}
+
+
+def test_point_b_holds_when_testable():
+    a, b = point_checks(_summ(0.004, 0.005, 0.02), slope_spread=30.0)
+    assert a.verdict == "holds" and b.verdict == "holds" and b.holds is True
+
+
+def test_point_b_cannot_be_tested_when_the_estimator_is_nearly_the_ste():
+    """The issue's reproduction: EDE at t = 0.1 has ρ = 1.0067 and Point B 'held'."""
+    _, b = point_checks(_summ(3e-9, 1e-6, 3.2e-7), slope_spread=1.0067)
+    assert b.holds is None
+    assert b.verdict.startswith("cannot test Point B: the estimator is the STE to within 0.67 %")
+
+
+def test_point_b_cannot_be_tested_below_the_lr_tweak_floor():
+    _, b = point_checks(_summ(1e-8, 1e-5, 5e-7), slope_spread=2.0)
+    assert b.holds is None and "below the lr-tweak floor" in b.verdict
+
+
+def _config(**kw):
+    return ExperimentConfig(**{**PRESETS["activations-quick"], **kw})
+
+
+def test_activation_swap_partner_changes_only_the_activation_estimator():
+    config = _config()
+    qnet = build_qnet(config, 1, 10, torch.device("cpu"))
+    acts = qat.activation_quantizers(qnet)
+    assert list(acts) == list(qat.quantized_layers(qnet)) and acts["conv1"].config.bits == 4
+    opt, sched = make_optimizer(config, "sgd", qnet, 1.0, 100)
+    spec = PairSpec("sgd-activation-swap", "sgd", "activation-swap", partner="activation-swap")
+    net, net_opt, _ = build_partner(config, spec, qnet, opt, sched)
+    assert {a.estimator for a in qat.activation_quantizers(net).values()} == {get_estimator("ste")}
+    assert {a.estimator for a in acts.values()} == {get_estimator("htge")}
+    assert all(torch.equal(p, q) for p, q in zip(qnet.parameters(), net.parameters(), strict=True))
+    assert [g["lr"] for g in net_opt.param_groups] == [g["lr"] for g in opt.param_groups]
+    assert not spec.remap
+
+
+def test_binary_quick_schedule_and_followers():
+    config = ExperimentConfig(**PRESETS["binary-quick"])
+    schedule = estimator_schedule(config, 100)
+    ts = [e.t for _, e in schedule.stages]
+    assert len(ts) == 20 and ts[0] == pytest.approx(0.1) and ts[-1] == pytest.approx(0.1 * 100 ** (19 / 20))
+    qnet = build_qnet(config, 1, 10, torch.device("cpu"))
+    assert "conv1" not in qat.quantized_layers(qnet)
+    opt, sched = make_optimizer(config, "sgd", qnet, 1.0, 100)
+    assert isinstance(follower(schedule, None, qnet, opt, sched, 0), qat.ScheduledEstimator)
+    base = PairSpec("sgd-baseline", "sgd", "baseline")
+    twin, twin_opt, twin_sched = build_partner(config, base, qnet, opt, sched)
+    assert isinstance(follower(schedule, base, twin, twin_opt, twin_sched, 0), qat.ScheduledTwin)
+    unadjusted = PairSpec("sgd-unadjusted", "sgd", "unadjusted")
+    assert follower(schedule, unadjusted, twin, twin_opt, twin_sched, 0) is None
+    assert follower(None, base, twin, twin_opt, twin_sched, 0) is None
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"schedule": "ir-net"}, "needs `estimator` 'ede'"),
+    ({"activation_bits": None}, "set `activation_bits`"),
+    ({"activation_swap_to": "htge"}, "must differ"),
+])
+def test_bad_beyond_configs(kw, match):
+    with pytest.raises(ValueError, match=match):
+        _config(**kw)
+
+
+def test_default_experiments_leave_activation_swap_out():
+    assert "activation-swap" not in ExperimentConfig().experiments
