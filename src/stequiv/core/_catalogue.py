@@ -52,9 +52,15 @@ def _row(est: Estimator) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
+_CATALOGUE_PACKAGE = __package__ + ".estimators."
+
+
 def catalogue_table() -> str:
-    """The markdown table of every registered estimator at its default parameters."""
-    return "\n".join([_HEADER, *(_row(get_estimator(n)) for n in list_estimators())])
+    """The markdown table of every catalogue estimator (the modules of ``core/estimators``) at its
+    default parameters; estimators a program registers with ``custom_estimator`` are not listed."""
+    ests = (get_estimator(n) for n in list_estimators())
+    return "\n".join([_HEADER, *(_row(e) for e in ests
+                                  if type(e).__module__.startswith(_CATALOGUE_PACKAGE))])
 
 
 def update_doc(path: Path, *, write: bool = True) -> bool:

@@ -39,7 +39,9 @@ SCHEDULES = ("ir-net",)
 """Estimator schedules (``schedule``): ``ir-net`` is IR-Net's EDE schedule (Qin et al. 2020)."""
 _DEVICES = ("auto", "cpu", "cuda")
 _SCALES = ("init-bound", "absmax")
-_LATER_KEYS = ("scale", "group_size", "weight_decay", "max_val_samples")  # the lm presets' (issue 11)
+_LATER_KEYS = ("scale", "group_size", "weight_decay", "max_val_samples",  # the lm presets (issue 11)
+               "schedule", "schedule_stages", "activation_bits", "activation_estimator",
+               "activation_swap_to")  # evolving estimators and activations (issue 13)
 IMAGE_FOLDER = "imagefolder"
 MAX_BITS = 16
 """Networks train in float32, where M is exact to 16 bits (2^16 bins per 2^24 float32 steps)."""

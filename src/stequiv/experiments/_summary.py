@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -89,8 +90,12 @@ def point_checks(summ: dict[str, dict[str, dict[str, Any]]],
 
 
 def runs_slope_spread(runs: Iterable[dict[str, Any]]) -> float | None:
-    """The smallest ρ recorded by the SGD runs (None if none recorded one)."""
-    values = [float(r["slope_spread"]) for r in runs if r["optimizer"] == "sgd" and "slope_spread" in r]
+    """The smallest ρ recorded by the SGD runs (None if none recorded one).
+
+    ρ = ∞ (Q̂′ = 0 at some initial weight, e.g. HTGE outside the range) is written as JSON null.
+    """
+    values = [math.inf if r["slope_spread"] is None else float(r["slope_spread"])
+              for r in runs if r["optimizer"] == "sgd" and "slope_spread" in r]
     return min(values) if values else None
 
 
