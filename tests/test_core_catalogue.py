@@ -92,7 +92,10 @@ def test_catalogue_in_the_docs_is_current():
 def test_catalogue_check_fails_for_a_new_estimator(scratch_registry, tmp_path):
     doc = tmp_path / "estimators.md"
     doc.write_text(DOC.read_text(encoding="utf-8"), encoding="utf-8")
-    core.custom_estimator("catalogue_new", lambda x: x * 0 + 1.0)
+    new = core.custom_estimator("catalogue_new", lambda x: x * 0 + 1.0)
+    assert "`catalogue_new`" not in _catalogue.catalogue_table()  # a program's own estimator
+    assert _catalogue.update_doc(doc, write=False)
+    type(new).__module__ = "stequiv.core.estimators._catalogue_new"  # as if a new catalogue file
     assert "`catalogue_new`" in _catalogue.catalogue_table()
     assert not _catalogue.update_doc(doc, write=True)
     assert _catalogue.update_doc(doc, write=False)
