@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 
 import torch
-from torch.nn import functional as F
 
 from _bench import Row, compare, interleaved, markdown, single
 from stequiv.experiments import _study
@@ -40,14 +39,7 @@ def _batched(config, cells, data) -> None:
 
 def _lockstep(config, cells, data) -> None:
     for cell in cells:
-        states = build_cell(cell, config, data)
-        for idx in _study.index_stream(len(data.train), config.batch_size, config.seed, config.steps):
-            x, y = data.train.batch(idx)
-            for s in states:
-                s.optimizer.zero_grad(set_to_none=True)
-                F.cross_entropy(s.net(x), y).backward()
-                s.optimizer.step()
-                s.schedule.step()
+        _study.train_lockstep(build_cell(cell, config, data), config, data)
 
 
 def run() -> list[Row]:

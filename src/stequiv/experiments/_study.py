@@ -37,7 +37,7 @@ from ._setup import build_partner, build_qnet, make_optimizer
 from ._study_config import Cell, StudyConfig
 
 __all__ = ["StudyData", "build_cell", "cell_batches", "index_stream", "load_study_data", "run_study",
-           "train_sequential"]
+           "train_lockstep", "train_sequential"]
 
 NETS_PER_CELL = 3  # Q̂-net, STE twin, lr-tweak partner
 
@@ -152,6 +152,17 @@ def _train_batch(cells: Sequence[Cell], config: StudyConfig, data: StudyData) ->
                      train_loss[3 * k:3 * k + 3]) for k, cell in enumerate(cells)]
 
 
+
+def train_lockstep(states: Sequence[NetState], config: StudyConfig, data: StudyData) -> None:
+    """Train ``states`` side by side, each net one step on every batch of the study's stream."""
+    for idx in index_stream(len(data.train), config.batch_size, config.seed, config.steps):
+        x, y = data.train.batch(idx)
+        for s in states:
+            s.optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(s.net(x), y).backward()
+            s.optimizer.step()
+            s.schedule.step()
+
 def train_sequential(cells: Sequence[Cell], config: StudyConfig, data: StudyData) -> list[list[NetState]]:
     """The same cells as pairs one after another, the one-net way (module forward, autograd
     Function backward): (Q̂, twin), then (Q̂, tweak) with a fresh Q̂-net. The reference for tests
@@ -161,13 +172,7 @@ def train_sequential(cells: Sequence[Cell], config: StudyConfig, data: StudyData
         first = build_cell(cell, config, data)
         second = build_cell(cell, config, data)
         for pair in ((first[0], first[1]), (second[0], second[2])):
-            for idx in index_stream(len(data.train), config.batch_size, config.seed, config.steps):
-                x, y = data.train.batch(idx)
-                for s in pair:
-                    s.optimizer.zero_grad(set_to_none=True)
-                    F.cross_entropy(s.net(x), y).backward()
-                    s.optimizer.step()
-                    s.schedule.step()
+            train_lockstep(pair, config, data)
         out.append([first[0], first[1], second[2]])
     return out
 
