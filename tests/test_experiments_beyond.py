@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from stequiv import qat
-from stequiv.qat import _degenerate as qat_degenerate
 from stequiv.core import get_estimator
 from stequiv.experiments import PRESETS, ExperimentConfig
 from stequiv.experiments._report import point_checks
@@ -17,6 +16,7 @@ from stequiv.experiments._setup import (
     follower,
     make_optimizer,
 )
+from stequiv.qat import _degenerate as qat_degenerate
 
 ROW = {"agreement": 0.99, "val_acc": [0.9, 0.9]}
 
