@@ -107,21 +107,26 @@ def map_state(opt: torch.optim.Optimizer, twin: torch.optim.Optimizer,
               scale: Callable[[torch.nn.Parameter], torch.Tensor | None]) -> None:
     """Copy per-parameter state into ``twin``, scaled by ``scale(p)**power`` (None: unscaled)."""
     for p, state in opt.state.items():
-        s = scale(p)
-        new_state: dict[str, Any] = {}
-        for key, value in state.items():
-            power = STATE_POWERS.get(key)
-            if (not torch.is_tensor(value) or key in SCALAR_STATE or s is None
-                    or (type(opt), key) in INVARIANT_STATE or value.shape != p.shape):
-                new_state[key] = copy.deepcopy(value)
-            elif power is None:
-                raise ValueError(f"{type(opt).__name__} holds state {key!r} that the twin does not "
-                                 f"know how to map; known: {sorted(STATE_POWERS)}")
-            else:
-                # s**power before the cast: in half precision s² can overflow where s does not
-                factor = (s if power == 1 else s**power).to(value.dtype)
-                new_state[key] = value * factor
-        twin.state[param_map[id(p)]] = new_state
+        twin.state[param_map[id(p)]] = scaled_state(opt, p, state, scale(p))
+
+
+def scaled_state(opt: torch.optim.Optimizer, p: torch.nn.Parameter, state: dict[str, Any],
+                 s: torch.Tensor | None) -> dict[str, Any]:
+    """A copy of ``p``'s ``state`` in ``opt``, each tensor × ``s**power`` (None: unscaled)."""
+    new_state: dict[str, Any] = {}
+    for key, value in state.items():
+        power = STATE_POWERS.get(key)
+        if (not torch.is_tensor(value) or key in SCALAR_STATE or s is None
+                or (type(opt), key) in INVARIANT_STATE or value.shape != p.shape):
+            new_state[key] = copy.deepcopy(value)
+        elif power is None:
+            raise ValueError(f"{type(opt).__name__} holds state {key!r} that the twin does not "
+                             f"know how to map; known: {sorted(STATE_POWERS)}")
+        else:
+            # s**power before the cast: in half precision s² can overflow where s does not
+            factor = (s if power == 1 else s**power).to(value.dtype)
+            new_state[key] = value * factor
+    return new_state
 
 
 def rebuild_scheduler(sched: lrs.LRScheduler, twin_opt: torch.optim.Optimizer,
