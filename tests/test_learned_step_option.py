@@ -190,9 +190,9 @@ def _linear_delta(per_channel):
     return qat.quantized_layers(model)["0"].delta.detach()
 
 
-def test_follower_step_rebases_weights_and_momentum_exactly():
-    """After a Δ step Δ_old → Δ_new: Δ̃ = Δ_new, M⁻¹(w̃; Δ_new) is the w that M⁻¹(w̃; Δ_old) was,
-    and the momentum is × s_new/s_old, s = 1/Q̂′(w/Δ − z) (1/α where Q̂′ = 0)."""
+def test_follower_step_rebases_the_weights_exactly_and_leaves_the_state():
+    """After a Δ step Δ_old → Δ_new: Δ̃ = Δ_new, M⁻¹(w̃; Δ_new) is the w that M⁻¹(w̃; Δ_old) was
+    (not w̃ itself: M moved), and the momentum is kept (an O(η²) correction, see _lsq_twin)."""
     est = get_estimator(HTGE)
     layer = _linear(per_channel=True)
     opt = torch.optim.SGD(layer.parameters(), lr=1e-3, momentum=0.9)
@@ -201,21 +201,15 @@ def test_follower_step_rebases_weights_and_momentum_exactly():
     twin, twin_opt = sq.to_ste(layer, opt)
     follower = qat.LearnedStepTwin(twin, twin_opt, layer)
     fq, latent = qat.quantized_layers(twin)[""], qat.latent_weight(twin, "")
-    w = qat._maps.weight_map(sq.unremap, est, fq)(latent)
-    a = float(np.ravel(sq.alpha(est, fq.quantizer()))[0])  # per channel, all equal (bin units)
-
-    def s(delta):
-        g = est.gradient((w / delta - fq.offset).numpy(), fq.lower, fq.upper, fq.offset)
-        return np.where(g > 0, 1 / np.where(g > 0, g, 1), 1 / a)
-
-    before, s_old = twin_opt.state[latent]["momentum_buffer"].clone(), s(fq.delta.detach().clone())
+    w, w_twin = qat._maps.weight_map(sq.unremap, est, fq)(latent), latent.detach().clone()
+    momentum = twin_opt.state[latent]["momentum_buffer"].clone()
     with torch.no_grad():
         qat.quantized_layers(layer)[""].delta.mul_(torch.linspace(0.9, 1.1, 6, dtype=torch.float64)[:, None])
     follower.step()
     assert torch.equal(fq.delta, qat.quantized_layers(layer)[""].delta)
     torch.testing.assert_close(qat._maps.weight_map(sq.unremap, est, fq)(latent), w, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(twin_opt.state[latent]["momentum_buffer"].numpy(),
-                               before.numpy() * s(fq.delta.detach()) / s_old, rtol=1e-10)
+    assert (latent != w_twin).double().mean() > 0.9  # moved with its channel's Δ (w ≈ 0 stays)
+    assert torch.equal(twin_opt.state[latent]["momentum_buffer"], momentum)
 
 
 def test_follower_refuses_a_twin_that_learns_its_own_delta_and_mismatched_nets():

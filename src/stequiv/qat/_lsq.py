@@ -94,7 +94,10 @@ class LearnedStepFakeQuant(WeightFakeQuant):
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         self.check_delta(f"forward call {self.calls}")
-        return self.layout.unview(_LearnedQuantize.apply(self.layout.view(w), self.delta, self))
+        if self.delta.requires_grad and torch.is_grad_enabled():
+            return self.layout.unview(_LearnedQuantize.apply(self.layout.view(w), self.delta, self))
+        # Δ not trained here (a twin following the Q̂-net's, or eval): the fixed-Δ path, same Q(w)
+        return WeightFakeQuant.forward(self, w)
 
     def check_delta(self, when: str) -> None:
         """Raise unless every Δ is finite and > 0, naming the layer, ``when`` and the fix."""

@@ -7,12 +7,17 @@ so a twin that learns Δ̃ with its own (STE) gradient drifts at first order. Th
 derivation justifies is *told* the Q̂-net's Δ: :func:`~stequiv.qat.to_ste` freezes the twin's Δ̃
 (``requires_grad=False``: its optimizer skips it), and after every optimizer step of both nets
 :meth:`LearnedStepTwin.step` sets Δ̃ := Δ and treats the change as a change of Q̂ (as
-:class:`~stequiv.qat.ScheduledTwin` does at a schedule stage):
+:class:`~stequiv.qat.ScheduledTwin` does at a schedule stage, but with the grid moving):
 
 * SGD-like: :math:`\tilde w \leftarrow M(M^{-1}(\tilde w; \Delta_{old}); \Delta_{new})`; the
-  learning rate α·η stays (α is a property of the bin-unit estimator, not of Δ); momentum
-  :math:`\tilde b \leftarrow \tilde b\,s_{new}(w)/s_{old}(w)`, s = 1/Q̂′(w/Δ − z) (1/α where Q̂′ = 0);
-* Adam-like: :math:`\tilde w = w` stays; moments × :math:`(s_{new}/s_{old})^p` (p = 1, 2).
+  learning rate α·η stays (α is a property of the bin-unit estimator, not of Δ);
+* Adam-like: :math:`\tilde w = w` stays; only Δ̃ changes.
+
+The optimizer state is left as it is. Unlike a schedule stage, which changes Q̂ by O(1), one Δ
+step changes Q̂′(w/Δ − z) by O(η), so rescaling momentum or moments (as at a switch) is an O(η²)
+correction per step: measured, it changed Ē by < 3 % under SGD and doubled it under Adam
+(tests/test_learned_step_option.py, docs/design.md), and it would cost two Q̂′ evaluations of every
+weight per step.
 
 The weights then track to second order in η; Δ itself is the Q̂-net's, not trained by the STE.
 """
@@ -25,12 +30,10 @@ import torch
 from torch import nn
 
 from ..core import remap, unremap
-from ..core._remap import plan_for
 from . import _optim
 from ._lsq import LearnedStepFakeQuant
 from ._maps import weight_map
 from ._quantize import latent_weight, quantized_layers
-from ._twin import _reciprocal_slope
 
 __all__ = ["LearnedStepTwin", "learned_step_layers"]
 
@@ -85,20 +88,14 @@ class LearnedStepTwin:
 
     @torch.no_grad()
     def step(self) -> None:
-        """Δ̃ := Δ of every learned layer, the twin's weights and optimizer state rebased on it."""
+        """Δ̃ := Δ of every learned layer; under SGD the twin's weights are rebased on it."""
         for p in self.pairs:
             if torch.equal(p.twin.delta, p.qnet.delta):
                 continue
             p.qnet.check_delta(f"optimizer step {p.qnet.calls}")
-            est = p.qnet.estimator
-            zero = 1.0 / plan_for(est, p.twin.quantizer()).alpha if self.kind == "sgd" else 1.0
-            w = weight_map(unremap, est, p.twin)(p.latent) if self.kind == "sgd" else p.latent.detach()
-            s_old = _reciprocal_slope(est, p.twin, p.twin.quantizer(), zero)(w)
-            p.twin.delta.copy_(p.qnet.delta)
             if self.kind == "sgd":
-                p.latent.copy_(weight_map(remap, est, p.twin)(w))
-            state = self.optimizer.state.get(p.latent)
-            if state:
-                s_new = _reciprocal_slope(est, p.twin, p.twin.quantizer(), zero)(w)
-                self.optimizer.state[p.latent] = _optim.scaled_state(self.optimizer, p.latent,
-                                                                     state, s_new / s_old)
+                w = weight_map(unremap, p.qnet.estimator, p.twin)(p.latent)
+                p.twin.delta.copy_(p.qnet.delta)
+                p.latent.copy_(weight_map(remap, p.qnet.estimator, p.twin)(w))
+            else:
+                p.twin.delta.copy_(p.qnet.delta)
