@@ -15,8 +15,8 @@ derivation justifies is *told* the Q̂-net's Δ: :func:`~stequiv.qat.to_ste` fre
 
 The optimizer state is left as it is. Unlike a schedule stage, which changes Q̂ by O(1), one Δ
 step changes Q̂′(w/Δ − z) by O(η), so rescaling momentum or moments (as at a switch) is an O(η²)
-correction per step: measured, it changed Ē by < 3 % under SGD and doubled it under Adam
-(tests/test_learned_step_option.py, docs/design.md), and it would cost two Q̂′ evaluations of every
+correction per step: measured, it changed Ē by < 3 % under SGD and made it up to 2× worse under
+Adam (docs/reproduction.md, "Learned step sizes"), and it would cost two Q̂′ evaluations of every
 weight per step.
 
 The weights then track to second order in η; Δ itself is the Q̂-net's, not trained by the STE.
