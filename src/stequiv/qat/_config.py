@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ..core import Estimator, UniformQuantizer, get_estimator
-from ..core._validate import finite_float, integer, positive_float, reject_unknown_keys
+from ..core._validate import boolean, finite_float, integer, positive_float, reject_unknown_keys
 from ._layout import Layout, make_layout
 
 __all__ = ["QuantConfig"]
@@ -49,6 +49,7 @@ class QuantConfig:
     def __post_init__(self) -> None:
         integer("bits", self.bits, minimum=1)
         finite_float("offset", self.offset)
+        boolean("per_channel", self.per_channel)
         if isinstance(self.scale, str):
             if self.scale not in _SCALES:
                 raise ValueError(f"`scale` must be one of {_SCALES} or a positive number, "

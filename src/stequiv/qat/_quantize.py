@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -144,6 +145,21 @@ def _select(model: nn.Module, config: ConfigSpec,
     return plans
 
 
+def _check_arguments(model: Any, config: Any, filter_fn: Any, activations: Any) -> None:
+    """TypeErrors naming the argument, its value and the fix, before anything is changed."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(config, QuantConfig | Mapping) and not callable(config):
+        raise TypeError(f"`config` must be a QuantConfig, a {{name: QuantConfig | None}} mapping or a "
+                        f"function (name, module) -> QuantConfig | None, got {config!r}; e.g. "
+                        "sq.QuantConfig(estimator='htge', bits=2)")
+    if filter_fn is not None and not callable(filter_fn):
+        raise TypeError(f"`filter_fn` must be a function (module, name) -> bool or None, got "
+                        f"{filter_fn!r}")
+    if activations is not None and not isinstance(activations, ActivationConfig):
+        raise TypeError(f"`activations` must be a sq.ActivationConfig or None, got {activations!r}")
+
+
 def quantize_(model: nn.Module, config: ConfigSpec,
               filter_fn: Callable[[nn.Module, str], bool] | None = None, *,
               activations: ActivationConfig | None = None) -> nn.Module:
@@ -167,6 +183,7 @@ def quantize_(model: nn.Module, config: ConfigSpec,
             layer, a selected layer is of an unsupported kind, or a config does not fit its weight.
             Nothing is changed then.
     """
+    _check_arguments(model, config, filter_fn, activations)
     if isinstance(config, Mapping):
         _check_mapping(model, config)
     plans = _select(model, config, filter_fn or default_filter)
