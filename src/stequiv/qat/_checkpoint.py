@@ -108,7 +108,8 @@ def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
 
 
 def config_of(record: dict[str, Any]) -> QuantConfig:
-    """The QuantConfig that reproduces a layer's record (Δ aside: ``scale`` is a placeholder)."""
+    """The QuantConfig that reproduces a layer's record (Δ aside: ``scale`` is a placeholder;
+    a learned Δ is recorded as ``learn_step``)."""
     levels = record["upper"] - record["lower"] + 1
     bits = levels.bit_length() - 1
     if levels != 2**bits or record["lower"] != -(2 ** (bits - 1)):
@@ -116,7 +117,8 @@ def config_of(record: dict[str, Any]) -> QuantConfig:
                          "QuantConfig grid; quantize the model by hand before loading")
     return QuantConfig(estimator=record["estimator"], bits=bits, offset=record["offset"],
                        scale=1.0, per_channel=record["axis"] is not None, axis=record["axis"],
-                       group_size=record["group_size"])
+                       group_size=record["group_size"],
+                       learn_step=record.get("learn_step", False))
 
 
 def _check(recorded: dict[str, Any], ours: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from ._activations import ActivationConfig, quantize_activations_
 from ._config import QuantConfig
 from ._fake_quant import WeightFakeQuant
 from ._layout import LayerKind, kind_of, supported_kinds
+from ._lsq import LearnedStepFakeQuant
 
 __all__ = ["default_filter", "dequantize_", "latent_weight", "quantize_", "quantized_layers",
            "raw_readers"]
@@ -107,9 +108,10 @@ def _plan_weight(name: str, module: nn.Module, param: str, kind: LayerKind,
                          "on axis 1, so per-channel Δ would be shared across groups; quantize it "
                          "per tensor")
     fan_in = weight.numel() // weight.shape[kind.out_axis]
-    fq = WeightFakeQuant(cfg.est, cfg.quantizer_for(weight, layout, fan_in, where), weight.shape,
-                         layout=layout)
-    return fq.to(weight.device)
+    q = cfg.quantizer_for(weight, layout, fan_in, where)
+    if cfg.learn_step:
+        return LearnedStepFakeQuant(cfg.est, q, layout, where=where, dtype=weight.dtype).to(weight.device)
+    return WeightFakeQuant(cfg.est, q, weight.shape, layout=layout).to(weight.device)
 
 
 def _select(model: nn.Module, config: ConfigSpec,
