@@ -38,10 +38,14 @@ __all__ = ["EXPERIMENTS", "PRESETS", "PRESET_BITS", "ConfigError", "ExperimentCo
 SCHEDULES = ("ir-net",)
 """Estimator schedules (``schedule``): ``ir-net`` is IR-Net's EDE schedule (Qin et al. 2020)."""
 _DEVICES = ("auto", "cpu", "cuda")
+PARALLEL = ("ddp", "fsdp")
+"""How a torchrun job splits the nets (``parallel``): ``ddp`` replicates every net on every
+process; ``fsdp`` shards each net's parameters, gradients and optimizer state (FSDP2)."""
 _SCALES = ("init-bound", "absmax")
 _LATER_KEYS = ("scale", "group_size", "weight_decay", "max_val_samples",  # the lm presets (issue 11)
                "schedule", "schedule_stages", "schedule_t", "activation_bits", "activation_estimator",
-               "activation_swap_to")  # evolving estimators and activations (issue 13)
+               "activation_swap_to",  # evolving estimators and activations (issue 13)
+               "parallel", "compile")  # FSDP2 and torch.compile (issue 12)
 IMAGE_FOLDER = "imagefolder"
 MAX_BITS = 16
 """Networks train in float32, where M is exact to 16 bits (2^16 bins per 2^24 float32 steps)."""
@@ -105,6 +109,12 @@ class ExperimentConfig:
     ``activation-swap`` experiment's partner is the Q̂-net with ``activation_swap_to`` on the
     activations instead (Section 8: no twin exists for that swap).
 
+    ``parallel`` (under ``torchrun`` with several processes): ``"ddp"`` replicates every net and
+    averages gradients (DistributedDataParallel); ``"fsdp"`` shards every net with FSDP2's
+    ``fully_shard`` (parameters, gradients and optimizer state split over the processes; see
+    ``_fsdp``). In one process both train the same unsharded nets. ``compile`` wraps the training
+    forward of every net in ``torch.compile`` (inductor); evaluation stays eager.
+
     Every value is type-checked strictly on construction (pydantic, see ``_config_types``):
     integers are integers, booleans are booleans, lists have the right length, numbers lie in
     their range, names are registered; a mistake raises :class:`ConfigError` naming the key.
@@ -152,6 +162,8 @@ class ExperimentConfig:
     activation_bits: Annotated[int, Field(ge=1, le=MAX_BITS)] | None = None
     activation_estimator: registered(list_estimators, "not registered") = "htge"  # type: ignore[valid-type]
     activation_swap_to: registered(list_estimators, "not registered") = "ste"  # type: ignore[valid-type]
+    parallel: registered(lambda: PARALLEL) = "ddp"  # type: ignore[valid-type]
+    compile: bool = False
 
     def __post_init__(self) -> None:
         """Checks across keys, once each key is valid on its own."""
@@ -179,6 +191,9 @@ class ExperimentConfig:
         if "activation-swap" in self.experiments and self.activation_swap_to == self.activation_estimator:
             raise ValueError(f"`activation_swap_to` must differ from `activation_estimator` (both "
                              f"{self.activation_estimator!r}): the swap would change nothing")
+        if self.parallel == "fsdp" and self.schedule is not None:
+            raise ValueError(f"`schedule` {self.schedule!r} is not supported with `parallel` 'fsdp' "
+                             "(the STE twin's schedule remaps sharded weights); use `parallel` 'ddp'")
         try:
             self.estimator_spec()
         except (ValueError, TypeError) as err:
@@ -204,7 +219,11 @@ class ExperimentConfig:
                                 "`max_train_samples`)")])
         if self.batch_size % world_size:
             raise ConfigError([("batch_size", f"`batch_size` {self.batch_size} must be divisible "
-                                f"by the number of processes {world_size}")])
+                                f"by the number of processes {world_size} (`parallel` "
+                                f"{self.parallel!r}: each process takes an equal share of every "
+                                f"global batch); start torchrun with --nproc-per-node dividing "
+                                f"{self.batch_size}, or set a `batch_size` that is a multiple of "
+                                f"{world_size}")])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form. Keys added after the format of ``config.json`` was fixed

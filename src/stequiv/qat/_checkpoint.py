@@ -8,8 +8,9 @@ checks every layer's quantization against the model's *before* loading anything,
 ``load`` into a model that is not quantized at all first quantizes it as the checkpoint records
 (estimator, bits, offset, axis, group size; Δ then comes from the checkpoint).
 
-Hugging Face: ``model.save_pretrained`` of a quantized model raises (its latent weights sit under
-``…parametrizations.weight.original``, which ``from_pretrained`` would drop and re-initialise).
+Hugging Face: ``model.save_pretrained`` of a quantized model raises a TypeError pointing here (its
+latent weights sit under ``…parametrizations.weight.original``, which ``from_pretrained`` would drop
+and re-initialise).
 :func:`save_pretrained` writes the latent weights under the plain names, so ``from_pretrained``
 restores them into a plain model, and beside them ``stequiv.ckpt``; ``load(dir/"stequiv.ckpt",
 model)`` then quantizes that model as recorded and loads Δ.
@@ -151,5 +152,6 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, **kwargs: An
     checkpoint's path.
     """
     directory = Path(directory)
-    model.save_pretrained(directory, state_dict=latent_state_dict(model), **kwargs)  # type: ignore[operator]
+    # the class's method: quantize_ shadows the instance's by a refusal
+    type(model).save_pretrained(model, directory, state_dict=latent_state_dict(model), **kwargs)  # type: ignore[attr-defined]
     return save(model, directory / PRETRAINED_CHECKPOINT)

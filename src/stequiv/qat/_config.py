@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ..core import Estimator, UniformQuantizer, get_estimator
-from ..core._validate import finite_float, integer, positive_float, reject_unknown_keys
+from ..core._validate import boolean, finite_float, integer, positive_float, reject_unknown_keys
 from ._layout import Layout, make_layout
 
 __all__ = ["QuantConfig"]
@@ -55,6 +55,7 @@ class QuantConfig:
         if not isinstance(self.learn_step, bool):
             raise TypeError(f"`learn_step` must be True or False, got {self.learn_step!r}")
         finite_float("offset", self.offset)
+        boolean("per_channel", self.per_channel)
         if isinstance(self.scale, str):
             if self.scale not in _SCALES:
                 raise ValueError(f"`scale` must be one of {_SCALES} or a positive number, "

@@ -57,23 +57,29 @@ def _identity(w: torch.Tensor) -> torch.Tensor:
     return w
 
 
+def slope_points(est: Estimator, fq: WeightFakeQuant, w: torch.Tensor) -> torch.Tensor:
+    """Where ``est``'s Q̂′ is evaluated for weights w: w (weight units) or its grid coordinate, in
+    the weights' dtype (float64 for half precision, whose range 1/Q̂′ can exceed)."""
+    x = w.detach() if est.units == "weight" else fq.grid(w)
+    return x if x.dtype in (torch.float32, torch.float64) else x.double()
+
+
+def reciprocal_slope_at(est: Estimator, q: UniformQuantizer, x: torch.Tensor,
+                        where_zero: float) -> torch.Tensor:
+    """s = 1/Q̂′(x) where Q̂′ > 0, else ``where_zero``, at points x from :func:`slope_points`."""
+    g = est.gradient(x, q.lower, q.upper, q.offset)
+    positive = g > 0
+    return torch.where(positive, 1.0 / torch.where(positive, g, 1.0), where_zero)
+
+
 def _reciprocal_slope(est: Estimator, fq: WeightFakeQuant, q: UniformQuantizer,
                       where_zero: float) -> Callable[[torch.Tensor], torch.Tensor]:
     """s(w) = 1/Q̂′(w) where Q̂′ > 0, else ``where_zero`` (the twin's PWL is zero there too).
 
     SGD's state scale M′/α is this with ``where_zero = 1/α`` (M′ = α/Q̂′, and 1 where M is
-    continued by translation); Adam's is this with 1. Evaluated in torch, on the weights' device,
-    in the weights' dtype (float64 for half precision, whose range 1/Q̂′ can exceed).
+    continued by translation); Adam's is this with 1. Evaluated in torch, on the weights' device.
     """
-    def scale(w: torch.Tensor) -> torch.Tensor:
-        x = w.detach() if est.units == "weight" else fq.grid(w)
-        if x.dtype not in (torch.float32, torch.float64):
-            x = x.double()
-        g = est.gradient(x, q.lower, q.upper, q.offset)
-        positive = g > 0
-        return torch.where(positive, 1.0 / torch.where(positive, g, torch.ones_like(g)),
-                           torch.full_like(g, where_zero))
-    return scale
+    return lambda w: reciprocal_slope_at(est, q, slope_points(est, fq, w), where_zero)
 
 
 def _plan_layer(name: str, fq: WeightFakeQuant, kind: str, estimator: Estimator,
