@@ -94,12 +94,16 @@ def test_delta_gradient_is_the_derivative_of_the_straight_through_surrogate():
     assert float(fq.delta.grad) == pytest.approx((fd + outside) * fq.gradient_scale, rel=1e-7)
 
 
-def test_forward_is_the_fixed_delta_quantizer_and_the_core():
-    layer = _linear(per_channel=True)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_forward_is_the_fixed_delta_quantizer_and_the_core(dtype):
+    layer = _linear(per_channel=True).to(dtype)
     fq = qat.quantized_layers(layer)[""]
     w = qat.latent_weight(layer, "").detach()
-    np.testing.assert_array_equal(layer.weight.detach().numpy(), fq.quantizer()(w.numpy()))
-    assert fq.delta.requires_grad and fq.delta.shape == (6, 1)
+    learned = layer.weight.detach()
+    np.testing.assert_array_equal(learned.numpy(), fq.quantizer()(w.numpy()))
+    with torch.no_grad():  # the fixed-Δ path (Δ not trained): the same Q(w)
+        assert torch.equal(layer.weight, learned)
+    assert fq.delta.requires_grad and fq.delta.shape == (6, 1) and fq.delta.dtype == dtype
     assert "parametrizations.weight.0.delta" in dict(layer.named_parameters())
 
 
