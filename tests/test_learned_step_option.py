@@ -194,11 +194,12 @@ def _linear_delta(per_channel):
     return qat.quantized_layers(model)["0"].delta.detach()
 
 
-def test_follower_step_rebases_the_weights_exactly_and_leaves_the_state():
+@pytest.mark.parametrize("layout", ["channel", "group"])
+def test_follower_step_rebases_the_weights_exactly_and_leaves_the_state(layout):
     """After a Δ step Δ_old → Δ_new: Δ̃ = Δ_new, M⁻¹(w̃; Δ_new) is the w that M⁻¹(w̃; Δ_old) was
     (not w̃ itself: M moved), and the momentum is kept (an O(η²) correction, see _lsq_twin)."""
     est = get_estimator(HTGE)
-    layer = _linear(per_channel=True)
+    layer = _linear(**LAYOUTS[layout])
     opt = torch.optim.SGD(layer.parameters(), lr=1e-3, momentum=0.9)
     layer(torch.randn(5, 8, dtype=torch.float64)).square().sum().backward()
     opt.step()
@@ -207,12 +208,13 @@ def test_follower_step_rebases_the_weights_exactly_and_leaves_the_state():
     fq, latent = qat.quantized_layers(twin)[""], qat.latent_weight(twin, "")
     w, w_twin = qat._maps.weight_map(sq.unremap, est, fq)(latent), latent.detach().clone()
     momentum = twin_opt.state[latent]["momentum_buffer"].clone()
+    step = qat.quantized_layers(layer)[""].delta
     with torch.no_grad():
-        qat.quantized_layers(layer)[""].delta.mul_(torch.linspace(0.9, 1.1, 6, dtype=torch.float64)[:, None])
+        step.mul_(torch.linspace(0.9, 1.1, step.numel(), dtype=torch.float64).reshape(step.shape))
     follower.step()
     assert torch.equal(fq.delta, qat.quantized_layers(layer)[""].delta)
     torch.testing.assert_close(qat._maps.weight_map(sq.unremap, est, fq)(latent), w, rtol=1e-10, atol=1e-12)
-    assert (latent != w_twin).double().mean() > 0.9  # moved with its channel's Δ (w ≈ 0 stays)
+    assert (latent != w_twin).double().mean() > 0.85  # moved with its row's Δ (w ≈ 0 stays)
     assert torch.equal(twin_opt.state[latent]["momentum_buffer"], momentum)
 
 
