@@ -130,6 +130,17 @@ def test_delta_going_non_positive_in_training_names_layer_call_and_fix():
         model(x)
 
 
+def test_follower_names_a_non_positive_delta_of_the_qnet():
+    layer = _linear()
+    twin, twin_opt = sq.to_ste(layer, torch.optim.SGD(layer.parameters(), lr=0.1))
+    follower = qat.LearnedStepTwin(twin, twin_opt, layer)
+    with torch.no_grad():
+        qat.quantized_layers(layer)[""].delta.fill_(-0.5)
+    with pytest.raises(ValueError, match=r"layer '' \(Linear.weight\): the learned step Δ = -0.5 at "
+                                         r"LearnedStepTwin.step after forward call 0"):
+        follower.step()
+
+
 def test_checkpoint_round_trip(tmp_path):
     layer = _linear(per_channel=True)
     with torch.no_grad():

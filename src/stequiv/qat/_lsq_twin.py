@@ -92,7 +92,7 @@ class LearnedStepTwin:
         for p in self.pairs:
             if torch.equal(p.twin.delta, p.qnet.delta):
                 continue
-            p.qnet.check_delta(f"optimizer step {p.qnet.calls}")
+            p.qnet.check_delta(f"LearnedStepTwin.step after forward call {p.qnet.calls}")
             if self.kind == "sgd":
                 w = weight_map(unremap, p.qnet.estimator, p.twin)(p.latent)
                 p.twin.delta.copy_(p.qnet.delta)
