@@ -394,6 +394,12 @@ CASES: list[Case] = [
          lambda _: quantize_(nn.Linear(2, 2), "htge")),
     Case(API, "quantize_(tensor, config)", TypeError, "`model` must be a torch.nn.Module",
          lambda _: quantize_(torch.zeros(2), QuantConfig())),
+    Case(API, "QuantConfig(learn_step='yes')", TypeError, "`learn_step` must be True or False",
+         lambda _: QuantConfig(learn_step="yes")),
+    Case(API, "QuantConfig(estimator='ede', bits=1, learn_step=True)", ValueError,
+         "needs an estimator in bin units", lambda _: QuantConfig(estimator="ede", bits=1, learn_step=True)),
+    Case(CONFIG, "schedule_t=[10, 1]", ConfigError, r"`schedule_t` \(t_min, t_max\) must increase",
+         lambda _: ExperimentConfig(schedule_t=[10.0, 1.0])),
 ]
 
 
