@@ -21,7 +21,11 @@ exactly :math:`Q_i(w_i)` and the gradient exactly :math:`\partial L/\partial W_i
 the one-net backward; only the convolutions' summation order may differ (measured in
 tests/test_study.py).
 
-Models with buffers (BatchNorm) are refused: their running statistics cannot be updated under vmap.
+Buffers (BatchNorm's running statistics) are stacked like the weights and passed to vmap as
+batched inputs: in training mode BatchNorm updates them in place, which vmap allows on a batched
+tensor (each net's slice gets its own update), and the updated slices are copied back into each
+net's buffers after the forward. Evaluation runs the skeleton in eval mode (running statistics),
+as the one-net path does.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn import functional as F
+from torch.nn.utils import parametrize
 
 from .. import qat
 from ..qat import WeightFakeQuant
@@ -53,6 +58,11 @@ class NetState:
     schedule: Any
 
 
+def _is_model_buffer(name: str) -> bool:
+    """A buffer of the float model (BatchNorm statistics), not one of a fake-quant module (Δ)."""
+    return ".parametrizations." not in f".{name}"
+
+
 _ORIGINAL = re.compile(r"^(?:(.*)\.)?parametrizations\.([^.]+)\.original$")
 
 
@@ -67,8 +77,18 @@ def _plain_name(name: str) -> tuple[str, str | None]:
 
 
 def _float_skeleton(net: nn.Module) -> nn.Module:
-    """A float copy of ``net`` (parametrizations removed) whose forward ``functional_call`` drives."""
+    """A float copy of ``net`` (parametrizations removed) whose forward ``functional_call`` drives.
+
+    ``deepcopy`` keeps the class that ``parametrize`` injected (``ParametrizedConv2d``), shared with
+    ``net``'s module; removing the copy's parametrization deletes the weight property from that
+    class, and ``net`` could no longer run its forward. Each copied module gets its own class first.
+    """
     skeleton = copy.deepcopy(net)
+    for module in skeleton.modules():
+        if parametrize.is_parametrized(module):
+            cls = type(module)
+            module.__class__ = type(cls.__name__, cls.__bases__, {
+                k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")})
     qat.dequantize_(skeleton)
     for p in skeleton.parameters():
         p.requires_grad_(False)
@@ -92,9 +112,7 @@ class BatchedNets:
         self.states = list(states)
         first = self.states[0].net
         self.skeleton = _float_skeleton(first)
-        if any(True for _ in self.skeleton.buffers()):
-            raise ValueError(f"{type(first).__name__} has buffers (BatchNorm?): the batched engine "
-                             "cannot update them under vmap; train it with `stequiv reproduce`")
+        self.buffer_names = [n for n, _ in first.named_buffers() if _is_model_buffer(n)]
         shapes = [(n, tuple(p.shape)) for n, p in first.named_parameters()]
         for s in self.states[1:]:
             if [(n, tuple(p.shape)) for n, p in s.net.named_parameters()] != shapes:
@@ -126,9 +144,10 @@ class BatchedNets:
             out.append(fq.gradient(x, torch.ones((), dtype=w.dtype)))
         return torch.stack(out)
 
-    def _one(self, params: dict[str, torch.Tensor], slopes: dict[str, torch.Tensor],
-             quant: dict[str, dict[str, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
-        tensors = {}
+    def _one(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+             slopes: dict[str, torch.Tensor], quant: dict[str, dict[str, torch.Tensor]],
+             x: torch.Tensor) -> torch.Tensor:
+        tensors = dict(buffers)
         for name, p in params.items():
             plain, layer = self.plain[name]
             if layer is None:
@@ -139,12 +158,21 @@ class BatchedNets:
         return functional_call(self.skeleton, tensors, (x,))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of every net, shape (N, batch, classes); differentiable w.r.t. each net."""
+        """Logits of every net, shape (N, batch, classes); differentiable w.r.t. each net. In
+        training mode each net's BatchNorm statistics are updated, as its own forward would."""
         per_net = [dict(s.net.named_parameters()) for s in self.states]
         params = {n: torch.stack([p[n] for p in per_net]) for n in self.names}
+        per_buf = [dict(s.net.named_buffers()) for s in self.states]
+        buffers = {n: torch.stack([b[n] for b in per_buf]) for n in self.buffer_names}
         slopes = {layer: self._slopes(layer, [p[name] for p in per_net])
                   for layer, name in self.layers.items()}
-        return vmap(self._one, in_dims=(0, 0, 0, None))(params, slopes, self.quant, x)
+        out = vmap(self._one, in_dims=(0, 0, 0, 0, None))(params, buffers, slopes, self.quant, x)
+        if self.skeleton.training:
+            with torch.no_grad():
+                for name, stacked in buffers.items():
+                    for b, new in zip(per_buf, stacked, strict=True):
+                        b[name].copy_(new)
+        return out
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One step of every net on (x, y); returns each net's mean cross-entropy (N,)."""
@@ -161,7 +189,14 @@ class BatchedNets:
 
     @torch.no_grad()
     def evaluate(self, batches: Any) -> list[dict[str, float]]:
-        """Accuracy and mean cross-entropy of every net over ``(x, y)`` batches."""
+        """Accuracy and mean cross-entropy of every net over ``(x, y)`` batches (eval mode)."""
+        self.skeleton.eval()
+        try:
+            return self._evaluate(batches)
+        finally:
+            self.skeleton.train()
+
+    def _evaluate(self, batches: Any) -> list[dict[str, float]]:
         loss = torch.zeros(len(self.states), dtype=torch.float64)
         correct = torch.zeros(len(self.states), dtype=torch.float64)
         count = 0

@@ -32,6 +32,7 @@ from ..core._remap import plan_for, remap, unremap
 from . import _optim
 from ._activations import activation_quantizers
 from ._fake_quant import WeightFakeQuant
+from ._lsq import LearnedStepFakeQuant
 from ._maps import weight_map
 from ._quantize import latent_weight, quantized_layers, raw_readers
 
@@ -200,6 +201,7 @@ def _convert(model: nn.Module, optimizer: torch.optim.Optimizer | None,
             if remap_weights and plan.weights is not _identity and id(p) not in done:
                 done.add(id(p))
                 param_map[id(p)].copy_(plan.weights(p))
+    _freeze_learned_steps(twin_layers, frozen=not reverse)
     if optimizer is None:
         return Conversion(twin_model, None)
     exact = remap_weights and scale_lr
@@ -210,6 +212,17 @@ def _convert(model: nn.Module, optimizer: torch.optim.Optimizer | None,
                      lambda p: by_latent[id(p)].state_scale(p) if exact and id(p) in by_latent else None)
     twin_sched = None if scheduler is None else _optim.rebuild_scheduler(scheduler, twin_opt, origin)
     return Conversion(twin_model, twin_opt, twin_sched)
+
+
+def _freeze_learned_steps(layers: dict[str, WeightFakeQuant], frozen: bool) -> None:
+    """The twin's learned Δ follows the Q̂-net's (:class:`~stequiv.qat.LearnedStepTwin`): frozen,
+    so that its optimizer skips it; the Q̂-net of :func:`from_ste` learns its Δ again."""
+    learned = {n: fq for n, fq in layers.items() if isinstance(fq, LearnedStepFakeQuant)}
+    for fq in learned.values():
+        fq.delta.requires_grad_(not frozen)
+    if learned and frozen:
+        log.info("the twin's learned Δ of %s is frozen: drive it with LearnedStepTwin(twin, "
+                 "twin_optimizer, qnet).step() after every step", ", ".join(learned))
 
 
 def to_ste(model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
@@ -226,6 +239,9 @@ def to_ste(model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
 
     Activation quantizers are kept exactly as they are (same estimator, range and state): only
     weights have a twin. A log line on the ``stequiv`` logger names them.
+
+    A learned Δ (``QuantConfig(learn_step=True)``) is copied and frozen in the twin: the twin must
+    follow the Q̂-net's Δ, through :class:`~stequiv.qat.LearnedStepTwin` (docs/design.md).
     """
     return _convert(model, optimizer, scheduler, optimizer_kind, lambda name, fq: fq.estimator,
                     reverse=False, remap_weights=remap_weights, scale_lr=scale_lr)
