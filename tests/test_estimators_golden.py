@@ -153,6 +153,18 @@ def test_qn_derivative_is_its_direct_sum_of_sigmoid_slopes(temperature):
     np.testing.assert_allclose(low, expected, rtol=0, atol=F32_REL * expected.max())
 
 
+@pytest.mark.parametrize(("omega", "n"), [(0.1, 9), (0.1, 18), (1.0, 40), (3.0, 5), (3.5, 5)])
+def test_fda_derivative_is_its_cosine_series(omega, n):
+    """The Dirichlet closed form (ω < π; its limit 2(n+1) at w = 0) and the term-by-term path
+    (ω ≥ π) are the source's (4ω/π) Σ cos((2i+1)ωw) on [-1, 1], zero beyond."""
+    x = np.concatenate([np.linspace(-1.3, 1.3, 4001), [0.0, 1e-300, -1e-300, 1.0, -1.0]])
+    c = np.clip(x, -1.0, 1.0)
+    series = sum(np.cos((2 * i + 1) * omega * c) for i in range(n + 1))
+    direct = np.where(np.abs(x) <= 1.0, (4.0 * omega / math.pi) * series, 0.0)
+    got = h(est("fda", omega=omega, n=n), x)
+    np.testing.assert_allclose(got, direct, rtol=0, atol=1e-14 * np.abs(direct).max())
+
+
 def test_qn_at_high_temperature():
     level, boundary = h(est("qn", temperature=50.0), [0.0, 0.5])
     assert level == pytest.approx(1.4e-9, rel=PRINTED_REL_2)
