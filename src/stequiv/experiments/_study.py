@@ -41,8 +41,8 @@ from ._runs import atomic_write
 from ._setup import build_partner, build_qnet, make_optimizer
 from ._study_config import Cell, StudyConfig
 
-__all__ = ["StudyData", "build_cell", "cell_batches", "index_stream", "load_study_data", "run_study",
-           "train_lockstep", "train_sequential", "worker_pool"]
+__all__ = ["StudyData", "build_cell", "cell_batches", "index_stream", "load_study_data",
+           "report_study", "run_study", "train_lockstep", "train_sequential", "worker_pool"]
 
 NETS_PER_CELL = 3  # Q̂-net, STE twin, lr-tweak partner
 
@@ -208,6 +208,18 @@ def _claim(out: Path, config: StudyConfig) -> None:
                              "choose another --out folder or delete it")
     else:
         atomic_write(path, json.dumps(ours, indent=2))
+
+
+def report_study(config: StudyConfig, out_dir: str | Path) -> dict[str, Any]:
+    """study.csv, figures and report.md of the cells finished so far in ``out_dir`` (no
+    training): a stopped study is reported as it stands, and can be resumed later."""
+    from ._study_report import read_rows, write_study_outputs
+
+    out = Path(out_dir)
+    if not (out / "config.json").exists():
+        raise ValueError(f"{out} holds no study (no config.json); run `stequiv study` into it first")
+    _claim(out, config)
+    return write_study_outputs(out, config, read_rows(out, config))
 
 
 def _check_budget(todo: list[list[Cell]], config: StudyConfig, max_minutes: float,
