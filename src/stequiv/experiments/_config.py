@@ -38,10 +38,14 @@ __all__ = ["EXPERIMENTS", "PRESETS", "PRESET_BITS", "ConfigError", "ExperimentCo
 SCHEDULES = ("ir-net",)
 """Estimator schedules (``schedule``): ``ir-net`` is IR-Net's EDE schedule (Qin et al. 2020)."""
 _DEVICES = ("auto", "cpu", "cuda")
+PARALLEL = ("ddp", "fsdp")
+"""How a torchrun job splits the nets (``parallel``): ``ddp`` replicates every net on every
+process; ``fsdp`` shards each net's parameters, gradients and optimizer state (FSDP2)."""
 _SCALES = ("init-bound", "absmax")
 _LATER_KEYS = ("scale", "group_size", "weight_decay", "max_val_samples",  # the lm presets (issue 11)
-               "schedule", "schedule_stages", "activation_bits", "activation_estimator",
-               "activation_swap_to")  # evolving estimators and activations (issue 13)
+               "schedule", "schedule_stages", "schedule_t", "activation_bits", "activation_estimator",
+               "activation_swap_to",  # evolving estimators and activations (issue 13)
+               "parallel", "compile")  # FSDP2 and torch.compile (issue 12)
 IMAGE_FOLDER = "imagefolder"
 MAX_BITS = 16
 """Networks train in float32, where M is exact to 16 bits (2^16 bins per 2^24 float32 steps)."""
@@ -97,12 +101,19 @@ class ExperimentConfig:
     He-uniform bound (the paper's ``"init-bound"``) or each row's max |w| at initialisation
     (``"absmax"``), with one Δ per tensor, or per group of ``group_size`` inputs of each output.
 
-    ``schedule`` (``"ir-net"``, with ``estimator`` ``"ede"``) anneals EDE's t from 0.1 to 10 over
-    ``schedule_stages`` equal stages of the run, k = max(1/t, 1), and the STE twin follows it
+    ``schedule`` (``"ir-net"``, with ``estimator`` ``"ede"``) anneals EDE's t geometrically from
+    ``schedule_t`` = (t_min, t_max) (IR-Net's (0.1, 10) by default) over ``schedule_stages`` equal
+    stages of the run, k = max(1/t, 1), and the STE twin follows it
     (:mod:`stequiv.qat._schedule`). ``activation_bits`` set quantizes the inputs of the quantized
     layers too (running range, ``activation_estimator`` in their grid coordinate); the
     ``activation-swap`` experiment's partner is the Q̂-net with ``activation_swap_to`` on the
     activations instead (Section 8: no twin exists for that swap).
+
+    ``parallel`` (under ``torchrun`` with several processes): ``"ddp"`` replicates every net and
+    averages gradients (DistributedDataParallel); ``"fsdp"`` shards every net with FSDP2's
+    ``fully_shard`` (parameters, gradients and optimizer state split over the processes; see
+    ``_fsdp``). In one process both train the same unsharded nets. ``compile`` wraps the training
+    forward of every net in ``torch.compile`` (inductor); evaluation stays eager.
 
     Every value is type-checked strictly on construction (pydantic, see ``_config_types``):
     integers are integers, booleans are booleans, lists have the right length, numbers lie in
@@ -147,9 +158,12 @@ class ExperimentConfig:
     workers: NonNegativeInt = 0
     schedule: registered(lambda: SCHEDULES) | None = None  # type: ignore[valid-type]
     schedule_stages: PositiveInt = 20
+    schedule_t: ListOf(PositiveFloat, length=2) = (0.1, 10.0)  # type: ignore[valid-type]
     activation_bits: Annotated[int, Field(ge=1, le=MAX_BITS)] | None = None
     activation_estimator: registered(list_estimators, "not registered") = "htge"  # type: ignore[valid-type]
     activation_swap_to: registered(list_estimators, "not registered") = "ste"  # type: ignore[valid-type]
+    parallel: registered(lambda: PARALLEL) = "ddp"  # type: ignore[valid-type]
+    compile: bool = False
 
     def __post_init__(self) -> None:
         """Checks across keys, once each key is valid on its own."""
@@ -168,12 +182,18 @@ class ExperimentConfig:
         if self.schedule is not None and self.estimator != "ede":
             raise ValueError(f"`schedule` {self.schedule!r} anneals EDE's t: it needs `estimator` "
                              f"'ede', got {self.estimator!r}")
+        if self.schedule_t[0] >= self.schedule_t[1]:
+            raise ValueError(f"`schedule_t` (t_min, t_max) must increase, got "
+                             f"{list(self.schedule_t)}; IR-Net's is [0.1, 10]")
         if "activation-swap" in self.experiments and self.activation_bits is None:
             raise ValueError("the 'activation-swap' experiment swaps the activation estimator: set "
                              "`activation_bits` (e.g. 4)")
         if "activation-swap" in self.experiments and self.activation_swap_to == self.activation_estimator:
             raise ValueError(f"`activation_swap_to` must differ from `activation_estimator` (both "
                              f"{self.activation_estimator!r}): the swap would change nothing")
+        if self.parallel == "fsdp" and self.schedule is not None:
+            raise ValueError(f"`schedule` {self.schedule!r} is not supported with `parallel` 'fsdp' "
+                             "(the STE twin's schedule remaps sharded weights); use `parallel` 'ddp'")
         try:
             self.estimator_spec()
         except (ValueError, TypeError) as err:
@@ -199,7 +219,11 @@ class ExperimentConfig:
                                 "`max_train_samples`)")])
         if self.batch_size % world_size:
             raise ConfigError([("batch_size", f"`batch_size` {self.batch_size} must be divisible "
-                                f"by the number of processes {world_size}")])
+                                f"by the number of processes {world_size} (`parallel` "
+                                f"{self.parallel!r}: each process takes an equal share of every "
+                                f"global batch); start torchrun with --nproc-per-node dividing "
+                                f"{self.batch_size}, or set a `batch_size` that is a multiple of "
+                                f"{world_size}")])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form. Keys added after the format of ``config.json`` was fixed
@@ -271,9 +295,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                     "activation_bits": 4, "experiments": ("baseline", "lr-tweak", "unadjusted",
                                                           "activation-swap")},
     # 1-bit weights with IR-Net's scheduled EDE; the first conv stays float so that t·|w| stays
-    # ≤ 1.5 at t = 10 (M grows like e^{2t|w|}: see docs/design.md).
+    # ≤ 1.5 at t = 10 (M grows like e^{2t|w|}: see docs/design.md). t runs over the half of
+    # IR-Net's range where k = 1 (1 → 10): below t = 1, Q̂′ = sech²(tw) is the STE to 2 % on
+    # these weights and Point B could not be tested (docs/reproduction.md).
     "binary-quick": {"dataset": "mnist-5k", "epochs": 5, "eval_every": 20, "lr_sweep": (),
-                     "bits": 1, "estimator": "ede", "schedule": "ir-net",
+                     "bits": 1, "estimator": "ede", "schedule": "ir-net", "schedule_t": (1.0, 10.0),
                      "quantize_first_conv": False,
                      "experiments": ("baseline", "lr-tweak", "unadjusted")},
 }

@@ -22,6 +22,7 @@ all continue. Alignment is reported from the switch on.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ from ..qat._degenerate import slope_spread
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._config import IMAGE_FOLDER, ExperimentConfig
 from ._distributed import Dist
+from ._fsdp import plain_copy, shard_
 from ._net import Net, NonFiniteError
 from ._protocol import LR_TWEAK, PairSpec
 from ._runs import (
@@ -95,7 +97,9 @@ def evaluate(model: torch.nn.Module, data: Split, dist: Dist, batch: int = 1000,
     summed): one per image, or one per position of each text window (:mod:`._task`).
 
     BatchNorm buffers are first taken from rank 0 (under DDP each rank's running statistics
-    drift by its own last local update), so every shard is evaluated by the same model.
+    drift by its own last local update), so every shard is evaluated by the same model. Every
+    rank runs the same number of forward passes (a rank with fewer batches repeats its first
+    one, uncounted): an FSDP2 forward all-gathers the weights with every other rank.
     """
     was_training = model.training
     model.eval()
@@ -103,12 +107,16 @@ def evaluate(model: torch.nn.Module, data: Split, dist: Dist, batch: int = 1000,
     loss = right = count = 0.0
     shards = [list(range(start, min(start + batch, len(data))))
               for start in range(dist.rank * batch, len(data), batch * dist.world_size)]
-    for x, y in data.batches(shards, 0, workers):
+    rounds = -(-len(data) // (batch * dist.world_size))
+    counted = [True] * len(shards) + [False] * (rounds - len(shards))
+    shards += [list(range(min(batch, len(data))))] * (rounds - len(shards))
+    for (x, y), keep in zip(data.batches(shards, 0, workers), counted, strict=True):
         x, y = x.to(dist.device), y.to(dist.device)
         out = model(x)
-        loss += cross_entropy(out, y, reduction="sum").item()
-        right += correct(out, y).item()
-        count += y.numel()
+        if keep:
+            loss += cross_entropy(out, y, reduction="sum").item()
+            right += correct(out, y).item()
+            count += y.numel()
     loss, right, count = dist.all_sum([loss, right, count])
     model.train(was_training)
     return {"acc": right / count, "loss": loss / count}
@@ -128,6 +136,7 @@ class _Group:
             raise ValueError("a group's specs must share the Q̂-net's optimizer and lr factor, got "
                              f"{[(s.run_id, s.optimizer, s.lr_factor) for s in specs]}")
         self.config, self.specs, self.data, self.dist = config, list(specs), data, dist
+        self.sharded = config.parallel == "fsdp" and dist.enabled
         self.run_id = "+".join(s.run_id for s in specs)
         self.steps_per_epoch = len(data.train) // config.batch_size
         if self.steps_per_epoch == 0:
@@ -152,16 +161,33 @@ class _Group:
         self.loss_sum, self.loss_steps = [0.0] * (1 + len(specs)), [0] * (1 + len(specs))
         if self.switch_step == 0:
             self._switch()
-        self.qnet.wrapped = dist.wrap(model)
+        self._parallelize(self.qnet)
+
+    def _parallelize(self, net: Net) -> None:
+        """Several processes: DDP-wrap ``net``, or shard it with FSDP2 (``parallel``: its
+        optimizer and schedule are rebuilt on the shards, an unsharded CPU replica kept for
+        metrics); then compile its training forward (``compile``)."""
+        if self.sharded:
+            net.replica = copy.deepcopy(net.model).cpu()
+            net.optimizer, net.scheduler = shard_(net.model, net.optimizer, net.scheduler,
+                                                  self.dist.device)
+            net.wrapped = net.model
+        else:
+            net.wrapped = self.dist.wrap(net.model)
+        if self.config.compile:
+            net.wrapped = torch.compile(net.wrapped)
 
     def _switch(self) -> None:
         q = self.qnet
+        source = (q.model, q.optimizer, q.scheduler) if q.replica is None else \
+            plain_copy(q.model, q.optimizer, q.scheduler, q.replica)  # whole, on the CPU
         for spec in self.specs:
-            model, opt, sched = build_partner(self.config, spec, q.model, q.optimizer, q.scheduler)
+            model, opt, sched = build_partner(self.config, spec, *source)
             kind = "the Q̂-net with lr × lr_tweak" if spec.partner == LR_TWEAK else "the STE twin"
-            self.partners.append(Net(f"net b of {spec.run_id} ({kind})", model, opt, sched,
-                                     self.dist.wrap(model),
-                                     follower(self.schedule, spec, model, opt, sched, self.step)))
+            net = Net(f"net b of {spec.run_id} ({kind})", model, opt, sched, model,
+                      follower(self.schedule, spec, model, opt, sched, self.step))
+            self._parallelize(net)
+            self.partners.append(net)
 
     def state(self) -> dict[str, Any]:
         q = self.qnet.state_dict()
@@ -223,12 +249,15 @@ class _Group:
                 f"({self.config.estimator_spec()}); a NaN in the data gives this too")
 
     def save(self, path: Path) -> None:
-        """Checkpoint to ``path``, refusing weights that are no longer finite."""
+        """Checkpoint to ``path`` (every rank gathers the state, rank 0 writes it), refusing
+        weights that are no longer finite."""
         for net in (self.qnet, *self.partners):
             if (name := net.bad_weight()) is not None:
                 raise NonFiniteError(self._stopped(
                     f"step {self.step}: the weights of {net.name} are not finite in `{name}`", net))
-        save_checkpoint(path, self.state())
+        state = self.state()
+        if self.dist.is_main:
+            save_checkpoint(path, state)
         self.saved_step = self.step
 
     def measure(self) -> list[dict[str, float]]:
@@ -239,12 +268,13 @@ class _Group:
         shared = {"step": self.step, "epoch": self.step / self.steps_per_epoch,
                   "loss_a": means[0], "lr": self.qnet.optimizer.param_groups[0]["lr"]}
         rows = []
+        qnet = self.qnet.view() if self.partners else None
         for k, spec in enumerate(self.specs):
             row = dict(shared)
             if self.loss_steps[1 + k]:
                 row["loss_b"] = means[1 + k]
             if self.partners:
-                al = qat.alignment(self.qnet.model, self.partners[k].model, remap=spec.remap)
+                al = qat.alignment(qnet, self.partners[k].view(), remap=spec.remap)
                 row.update(ebar=al.ebar, agreement=al.agreement)
             self.histories[k].append(row)
             rows.append(row)
@@ -312,18 +342,18 @@ def run_group(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainDa
                                 loss_b=f"{rows[0].get('loss_b', nan):.3f}",
                                 ebar=f"{rows[0].get('ebar', nan):.2e}")
             if group.step % config.checkpoint_every == 0 and group.step < group.total:
-                if dist.is_main:
-                    group.save(ckpt)
+                group.save(ckpt)
                 dist.barrier()
             if group.step == group.total:
                 break
     bar.close()
-    finals = _finish(group, time.perf_counter() - started)
+    views = [net.view() for net in (group.qnet, *group.partners)]  # whole weights
+    finals = _finish(group, time.perf_counter() - started, views)
     if dist.is_main:
         for k, (spec, out_dir) in enumerate(zip(group.specs, out_dirs, strict=True)):
             write_with_manifest(out_dir, {
                 "metrics.csv": metrics_csv(group.histories[k]),
-                "weights.npz": _weights_npz(group.qnet.model, group.partners[k].model, spec),
+                "weights.npz": _weights_npz(views[0], views[1 + k], spec),
                 "final.json": json_text(finals[k])})
         ckpt.unlink(missing_ok=True)
     dist.barrier()
@@ -336,8 +366,9 @@ def run_pair(config: ExperimentConfig, spec: PairSpec, data: TrainData, out_dir:
     return run_group(config, [spec], data, [out_dir], dist, progress=progress)[0]
 
 
-def _finish(group: _Group, seconds: float) -> list[dict[str, Any]]:
-    """final.json of every spec; the Q̂-net is evaluated once for all of them."""
+def _finish(group: _Group, seconds: float, views: list[torch.nn.Module]) -> list[dict[str, Any]]:
+    """final.json of every spec; the Q̂-net is evaluated once for all of them. ``views``: the
+    Q̂-net and each partner with whole weights (:meth:`Net.view`), for Ē and agreement."""
     config = group.config
     # Decoded image-folder batches are large (3 x 224 x 224 floats each) and the DataLoader
     # workers prefetch several: evaluate those in training-size batches. In-memory splits: 256
@@ -355,9 +386,9 @@ def _finish(group: _Group, seconds: float) -> list[dict[str, Any]]:
     a = group.qnet.model
     qnet = scores(a, f"Q̂ ({config.estimator})")
     finals = []
-    for spec, partner in zip(group.specs, group.partners, strict=True):
+    for spec, partner, view in zip(group.specs, group.partners, views[1:], strict=True):
         b = partner.model
-        al = qat.alignment(a, b, remap=spec.remap)
+        al = qat.alignment(views[0], view, remap=spec.remap)
         lr = config.lr_sgd if spec.optimizer == "sgd" else config.lr_adam
         finals.append({
             "run_id": spec.run_id, "optimizer": spec.optimizer, "experiment": spec.experiment,

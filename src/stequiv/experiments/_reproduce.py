@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ from ..models import LM_SIZES
 from ._config import IMAGE_FOLDER, ExperimentConfig
 from ._distributed import Dist, setup_distributed
 from ._pair import TrainData, run_group
+from ._preflight import check_compiles, check_estimator_dtype
 from ._protocol import ADAM_IS_BASELINE, PROTOCOL, PairSpec, pair_specs
 from ._runs import (
     config_diff,
@@ -119,6 +121,12 @@ def reproduce(config: ExperimentConfig, out_dir: str | Path, *, progress: bool =
     torch.use_deterministic_algorithms(True)
     data = load_data(config)  # data and batch checked before the folder is claimed
     config.check_data(len(data.train), dist.world_size)
+    check_estimator_dtype(config, dist.device)
+    check_compiles(config)
+    if config.parallel == "fsdp" and not dist.enabled and dist.is_main:
+        print("note: `parallel` 'fsdp' in one process: nothing to shard, each net trains whole "
+              "(start with `torchrun --nproc-per-node N` to shard the nets over N processes)",
+              file=sys.stderr)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _claim_folder(out, config, dist)
