@@ -241,7 +241,9 @@ def run_study(config: StudyConfig, out_dir: str | Path, *, max_minutes: float | 
 
     ``workers`` > 1 trains that many batches at once in worker processes (each with
     ``config.threads`` threads); every batch is trained exactly as in one process, so the rows do
-    not depend on ``workers`` (tests/test_study.py), and a resumed study may use another count."""
+    not depend on ``workers`` (tests/test_study.py), and a resumed study may use another count.
+    Workers are spawned: they know the estimators that importing stequiv registers (the catalogue
+    and ``study_cosine``), not ones a program registered at run time — use ``workers=1`` for those."""
     if max_minutes is not None and not max_minutes > 0:
         raise ValueError(f"--max-minutes must be > 0, got {max_minutes}")
     if not (isinstance(workers, int) and workers >= 1):
