@@ -4,7 +4,9 @@
   weight path (``WeightFakeQuant``, same estimator) per element, on a 4 M-element tensor;
 * a schedule change of the STE twin of the paper's ConvNet (all three convs re-mapped by
   M_new∘M_old⁻¹, momentum state rescaled, learning rates moved to α_new·η) ≤ 10 ms: DSQ α
-  annealed at 2 bits, and IR-Net's EDE at 1 bit.
+  annealed at 2 bits, and IR-Net's EDE at 1 bit;
+* a training step of a ConvNet pair with learned Δ (the Q̂-net, its STE twin, and the twin following
+  the Q̂-net's Δ: ``LearnedStepTwin.step``) ≤ 2.1× a step of the Q̂-net alone.
 
 Run: PYTHONPATH=src .venv/bin/python benchmarks/bench_beyond.py
 """
@@ -71,12 +73,38 @@ def _schedule_rows() -> list[Row]:
     return rows
 
 
+def _learned_step_rows() -> list[Row]:
+    """ConvNet (three convs quantized, HTGE 2 bits, learned Δ per channel), SGD, batch 64."""
+    model = ConvNet(generator=torch.Generator().manual_seed(0))
+    cfg = sq.QuantConfig(estimator="htge", bits=2, scale="init-bound", per_channel=True, learn_step=True)
+    sq.quantize_(model, cfg, filter_fn=lambda m, n: n in ConvNet.quantizable_layers)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    twin, twin_opt = sq.to_ste(model, opt)
+    follower = sq.LearnedStepTwin(twin, twin_opt, model)
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.rand(64, 1, 28, 28, generator=gen), torch.randint(0, 10, (64,), generator=gen)
+
+    def step(net, net_opt) -> None:
+        net_opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        net_opt.step()
+
+    def pair() -> None:
+        step(model, opt)
+        step(twin, twin_opt)
+        follower.step()
+
+    times = interleaved({"pair": pair, "one": lambda: step(model, opt)}, REPEAT)
+    return [compare("learned-Δ pair step (Q̂-net + twin + Δ follower), ConvNet", times["pair"],
+                    "Q̂-net step alone", times["one"], "≤ 2.1×", 2.1)]
+
+
 def run() -> list[Row]:
     """Every row of this benchmark, with one intra-op thread (steadier on a shared machine)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _activation_rows() + _schedule_rows()
+        return _activation_rows() + _schedule_rows() + _learned_step_rows()
     finally:
         torch.set_num_threads(threads)
 

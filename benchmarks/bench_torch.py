@@ -12,9 +12,12 @@
   clamp pass is ``torch.clamp(w, out=buf)`` on the same tensor, one memory-bound read and write;
   the compiled quantized ConvNet step ≤ 1.05× the compiled float step.
 
-Run: .venv/bin/python benchmarks/bench_torch.py [--compiled [ESTIMATOR ...]]
-(``make bench`` runs every benchmark; ``--compiled`` only the compiled rows, for the listed
-estimators or all of them)
+* the same ConvNet step in bfloat16 (model and batch) ≤ 1.1× the bfloat16 float step (issue 12).
+
+Run: .venv/bin/python benchmarks/bench_torch.py [--compiled [ESTIMATOR ...] | --eager-steps
+[--two-threads]] (``make bench`` runs every benchmark; ``--compiled`` only the compiled rows, for
+the listed estimators or all of them; ``--eager-steps`` only the eager ConvNet steps, float32 and
+bfloat16, with one intra-op thread or two)
 """
 
 from __future__ import annotations
@@ -183,6 +186,20 @@ def _convnet_rows(label: str) -> tuple[list[Row], list[str]]:
     return rows, skipped
 
 
+def _bfloat16_steps(threads: int | None = None) -> list[Row]:
+    """The ConvNet step with model and batch in bfloat16, quantized vs float (issue 12: ≤ 1.1×)."""
+    with _threads(threads) as label:
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(64, 1, 28, 28, generator=gen).to(torch.bfloat16)
+        y = torch.randint(0, 10, (64,), generator=gen)
+        models = {"float": _convnet().to(torch.bfloat16),
+                  "stequiv HTGE": _stequiv_convnet().to(torch.bfloat16)}
+        times = interleaved({name: _stepper(m, x, y) for name, m in models.items()}, STEP_REPEAT)
+        per_step = {name: [t / STEPS for t in ts] for name, ts in times.items()}
+        return [compare(f"ConvNet step bfloat16, stequiv HTGE{label}", per_step["stequiv HTGE"],
+                        "bfloat16 float step", per_step["float"], "≤ 1.1×", 1.1)]
+
+
 # ----------------------------------------------------------------------------- to_ste
 def _to_ste() -> list[Row]:
     model = resnet50(generator=torch.Generator().manual_seed(0))
@@ -212,6 +229,9 @@ def _clamp_pass(w: torch.Tensor):
 
 
 def _compiled_fake_quant(names: list[str]) -> list[Row]:
+    # One compiled WeightFakeQuant per estimator: the same forward code, a recompile for each
+    # (dynamo treats a module's ints as static); a model compiled whole inlines its layers instead.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, len(names) + 1)
     w, fwd_bwd, native = fake_quant_case()
     fns = {"clamp": _clamp_pass(w), "native": native}
     for name in names:
@@ -255,11 +275,16 @@ def compiled(names: list[str] | None = None) -> list[Row]:
 def run() -> tuple[list[Row], list[str]]:
     rows, notes = _convnet_steps()
     rows_1, _ = _convnet_steps(threads=1)
-    return (_fake_quant() + _fake_quant(threads=1) + rows + rows_1 + _to_ste() + compiled(),
-            notes)
+    return (_fake_quant() + _fake_quant(threads=1) + rows + rows_1 + _bfloat16_steps()
+            + _bfloat16_steps(threads=1) + _to_ste() + compiled(), notes)
 
 
 def main() -> None:
+    if "--eager-steps" in sys.argv:  # the eager ConvNet rows only: float32 and bfloat16
+        threads = COMPILED_THREADS if "--two-threads" in sys.argv else 1
+        rows, notes = _convnet_steps(threads)
+        print(markdown(rows + _bfloat16_steps(threads)))
+        return
     if "--compiled" in sys.argv:
         print(markdown(compiled(sys.argv[sys.argv.index("--compiled") + 1:])))
         return

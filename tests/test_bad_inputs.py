@@ -25,6 +25,7 @@ import torch
 from array_api_compat import array_namespace
 from click.testing import CliRunner
 from PIL import Image
+from torch import nn
 
 from stequiv.cli import main
 from stequiv.core import UniformQuantizer, custom_estimator, get_estimator
@@ -33,7 +34,7 @@ from stequiv.data import ArrayData, DataError, ImageFolderDataset, download, loa
 from stequiv.experiments import ConfigError, ExperimentConfig
 from stequiv.experiments._config_file import parse_assignment, read_config_file
 from stequiv.models import build_model
-from stequiv.qat import QuantConfig
+from stequiv.qat import QuantConfig, quantize_
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-inputs.md"
 
@@ -434,6 +435,20 @@ CASES: list[Case] = [
          lambda _: build_model("resnet21")),
     Case(API, "QuantConfig(bits=0)", ValueError, "`bits` must be >= 1",
          lambda _: QuantConfig(bits=0)),
+    Case(API, "get_estimator('htge', t=True)", ValueError, "`t` must be a real number, got the boolean",
+         lambda _: get_estimator("htge", t=True)),
+    Case(API, "QuantConfig(per_channel='false')", ValueError, "`per_channel` must be True or False",
+         lambda _: QuantConfig(per_channel="false")),
+    Case(API, "quantize_(model, 'htge')", TypeError, "`config` must be a QuantConfig",
+         lambda _: quantize_(nn.Linear(2, 2), "htge")),
+    Case(API, "quantize_(tensor, config)", TypeError, "`model` must be a torch.nn.Module",
+         lambda _: quantize_(torch.zeros(2), QuantConfig())),
+    Case(API, "QuantConfig(learn_step='yes')", TypeError, "`learn_step` must be True or False",
+         lambda _: QuantConfig(learn_step="yes")),
+    Case(API, "QuantConfig(estimator='ede', bits=1, learn_step=True)", ValueError,
+         "needs an estimator in bin units", lambda _: QuantConfig(estimator="ede", bits=1, learn_step=True)),
+    Case(CONFIG, "schedule_t=[10, 1]", ConfigError, r"`schedule_t` \(t_min, t_max\) must increase",
+         lambda _: ExperimentConfig(schedule_t=[10.0, 1.0])),
 ]
 
 

@@ -23,6 +23,7 @@ PRINTED_REL = 5e-3  # relative, for values printed with 3 significant digits
 PRINTED_REL_2 = 3e-2  # relative, for values printed with 2 significant digits
 CLOSED = 1e-12  # closed form vs the core's α (also closed form)
 NUMERIC = 1e-10  # numeric path (quadrature, tables) vs closed form
+F32_REL = 2e-6  # a float32 evaluation vs float64, relative to the largest value
 Q2 = UniformQuantizer.symmetric(2, 1.0)
 
 
@@ -126,6 +127,30 @@ def test_qn_ratios_and_alpha(temperature, level, boundary, integral, bound):
     nearest_sigmoid = 2 / temperature + 4 * math.sinh(temperature / 2) / temperature**2
     assert nearest_sigmoid == pytest.approx(bound, rel=PRINTED_REL)
     assert inverse_alpha < nearest_sigmoid  # keeping only the nearest sigmoid is an upper bound
+
+
+@pytest.mark.parametrize("temperature", [0.5, 5.0, 20.0, 50.0, 1000.0])
+def test_qn_derivative_is_its_direct_sum_of_sigmoid_slopes(temperature):
+    """The two-exponential, paired evaluation is the paper's sum term by term (T Σ σ'(T(u − j))
+    over the same 2n + 1 boundaries, σ'(z) = 1/(2 + 2 cosh z)), to float64 rounding; float32
+    stays finite where exponentials underflow (large T)."""
+    e = est("qn", temperature=temperature)
+    js = np.arange(-e.terms, e.terms + 1)
+
+    def direct(x):
+        u = x - np.floor(x) - 0.5
+        with np.errstate(over="ignore"):
+            return temperature * np.sum(1.0 / (2.0 + 2.0 * np.cosh(temperature * (u[:, None] - js))),
+                                        axis=1)
+
+    x = np.concatenate([np.linspace(-2.5, 2.5, 2001), [0.0, 0.5, -0.5, 1.5, 0.5 - 1e-16, 1e-300]])
+    np.testing.assert_allclose(h(e, x), direct(x), rtol=2e-14, atol=0)
+    x32 = x.astype(np.float32)
+    with np.errstate(under="ignore"):
+        low = np.asarray(e.derivative(x32))
+    assert low.dtype == np.float32 and np.all(np.isfinite(low))
+    expected = direct(x32.astype(np.float64))  # at the same (rounded) inputs
+    np.testing.assert_allclose(low, expected, rtol=0, atol=F32_REL * expected.max())
 
 
 def test_qn_at_high_temperature():

@@ -16,6 +16,7 @@ from stequiv.experiments._setup import (
     follower,
     make_optimizer,
 )
+from stequiv.qat import _degenerate as qat_degenerate
 
 ROW = {"agreement": 0.99, "val_acc": [0.9, 0.9]}
 
@@ -65,7 +66,8 @@ def test_binary_quick_schedule_and_followers():
     config = ExperimentConfig(**PRESETS["binary-quick"])
     schedule = estimator_schedule(config, 100)
     ts = [e.t for _, e in schedule.stages]
-    assert len(ts) == 20 and ts[0] == pytest.approx(0.1) and ts[-1] == pytest.approx(0.1 * 100 ** (19 / 20))
+    assert len(ts) == 20 and ts[0] == pytest.approx(1.0) and ts[-1] == pytest.approx(10 ** (19 / 20))
+    assert {e.k for _, e in schedule.stages} == {1.0}  # t ≥ 1 throughout: Q̂′ = t·sech²(tw)
     qnet = build_qnet(config, 1, 10, torch.device("cpu"))
     assert "conv1" not in qat.quantized_layers(qnet)
     opt, sched = make_optimizer(config, "sgd", qnet, 1.0, 100)
@@ -76,6 +78,27 @@ def test_binary_quick_schedule_and_followers():
     unadjusted = PairSpec("sgd-unadjusted", "sgd", "unadjusted")
     assert follower(schedule, unadjusted, twin, twin_opt, twin_sched, 0) is None
     assert follower(None, base, twin, twin_opt, twin_sched, 0) is None
+
+
+def test_binary_quick_can_test_point_b_from_the_first_stage():
+    """Issue 13: IR-Net's t = 0.1 start is the STE to < 1 % on these weights (ρ ≤ 1.01, Point B
+    untestable); the preset's first stage alone already spreads Q̂′ by more than 1 %."""
+    config = ExperimentConfig(**PRESETS["binary-quick"])
+    qnet = build_qnet(config, 1, 10, torch.device("cpu"))
+    first = estimator_schedule(config, 100).stages[0][1]
+    assert qat_degenerate.slope_spread(qnet, [first]) > qat_degenerate.NEARLY_STE
+    ir_net = ExperimentConfig(**{**PRESETS["binary-quick"], "schedule_t": (0.1, 10.0)})
+    assert qat_degenerate.slope_spread(qnet, [estimator_schedule(ir_net, 100).stages[0][1]]) \
+        < qat_degenerate.NEARLY_STE
+
+
+def test_schedule_t_defaults_to_ir_net_and_must_increase():
+    ts = [e.t for _, e in estimator_schedule(ExperimentConfig(estimator="ede", schedule="ir-net"),
+                                             100).stages]
+    assert ts[0] == pytest.approx(0.1) and ts[-1] == pytest.approx(0.1 * 100 ** (19 / 20))
+    assert "schedule_t" not in ExperimentConfig().to_dict()  # an old config.json reads the same
+    with pytest.raises(ValueError, match=r"`schedule_t` \(t_min, t_max\) must increase, got \[10.0, 1.0\]"):
+        ExperimentConfig(estimator="ede", schedule="ir-net", schedule_t=(10.0, 1.0))
 
 
 @pytest.mark.parametrize(("kw", "match"), [

@@ -77,11 +77,15 @@ def test_train_switch_and_checkpoint(arch, opt_name, tmp_path):
 @pytest.mark.parametrize("arch", list(BUILD))
 def test_save_pretrained_never_silently_reinitialises(arch, tmp_path):
     """The latent weights sit under `…parametrizations.weight.original`; from_pretrained would drop
-    them and re-initialise. Saving a quantized model that way fails instead."""
+    them and re-initialise. Saving a quantized model that way fails instead, saying what to call;
+    after dequantize_ HF's own save works again."""
     model = _quantized(arch)
-    with pytest.raises((AttributeError, RuntimeError, ValueError)):
+    with pytest.raises(TypeError, match=r"use sq.save_pretrained\(model, directory\)"):
         model.save_pretrained(tmp_path)
-    assert not (tmp_path / "model.safetensors").exists()
+    assert not any(tmp_path.iterdir())
+    sq.dequantize_(model)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
 
 
 @pytest.mark.parametrize("arch", list(BUILD))

@@ -12,3 +12,11 @@ def test_free_twin_breaks_at_first_order_and_tied_twin_holds_to_second():
     assert big["free"].ebar / small["free"].ebar < 20  # first order
     assert small["free"].ebar > 100 * small["tied"].ebar
     assert small["tied"].agreement == 1.0
+
+
+def test_adam_per_channel_tied_twin_holds_to_second_order_and_free_twin_parts():
+    big = {r.twin: r for r in learned_step_pair(1e-3, steps=10, optimizer="adam", per_channel=True)}
+    small = {r.twin: r for r in learned_step_pair(1e-4, steps=10, optimizer="adam", per_channel=True)}
+    assert big["tied"].ebar / small["tied"].ebar > 40
+    assert small["tied"].loss_gap == 0.0 and small["tied"].agreement == 1.0
+    assert small["free"].delta_gap > 0 and small["free"].ebar > small["tied"].ebar

@@ -189,3 +189,28 @@ def test_fast_binary_inverse_is_the_cores(t):
     np.testing.assert_allclose(fast[3:], exact[3:], rtol=1e-8)
     np.testing.assert_allclose(fast, w, rtol=1e-8, atol=1e-20)  # and near 0 better than bisection
     assert np.array_equal(q.code(fast), q.code(y))
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_state_scaled_in_place_is_the_mapped_state(kind):
+    """A schedule change scales the twin's optimizer state in place (``scale_state_``): exactly
+    what ``map_state`` writes into a fresh optimizer, bit for bit, and no other state touched."""
+    from stequiv.qat import _optim
+
+    model = nn.Linear(6, 3)
+    opt = _optimizer(kind, model.parameters(), 0.1)
+    F.mse_loss(model(torch.randn(5, 6)), torch.randn(5, 3)).backward()
+    opt.step()
+    scale = torch.rand_like(model.weight) + 0.5
+    mapped = _optimizer(kind, model.parameters(), 0.1)
+    _optim.map_state(opt, mapped, {id(p): p for p in model.parameters()},
+                     lambda p: scale if p is model.weight else None)
+    before = {p: {k: v.clone() for k, v in opt.state[p].items()} for p in model.parameters()}
+    _optim.scale_state_(opt, {model.weight: scale})
+    for p in model.parameters():
+        assert opt.state[p].keys() == mapped.state[p].keys()
+        for key, value in opt.state[p].items():
+            assert torch.equal(value, mapped.state[p][key]), key
+    assert all(torch.equal(v, before[model.bias][k]) for k, v in opt.state[model.bias].items())
+    moment = "momentum_buffer" if kind == "sgd" else "exp_avg_sq"
+    assert not torch.equal(opt.state[model.weight][moment], before[model.weight][moment])

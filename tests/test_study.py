@@ -21,6 +21,9 @@ from stequiv.experiments._study_config import StudyConfig
 # last-bit difference can route a tie's gradient elsewhere (a valid subgradient either way), so
 # multi-step runs are compared on continuous (Gaussian) images, where ties do not occur.
 WEIGHT_ATOL = 1e-5
+# BatchNorm divides by the standard deviation of a batch of 8: summation-order differences grow
+# ~10× more over the same steps (1.2e-5 measured after 3 steps of ResNet-20).
+BN_WEIGHT_ATOL = 5e-5
 
 TINY = {"datasets": ["mnist-5k"], "steps": 2, "batch_size": 8, "eval_samples": 40,
         "estimators": [{"name": "htge", "sharpness": 5.5, "bits": [2]},
@@ -75,6 +78,27 @@ def test_batched_equals_one_pair_at_a_time():
     start = build_cell(cells[0], config, data)[0].net
     assert not torch.equal(next(batched[0].net.parameters()), next(start.parameters()))  # moved
     _assert_same_nets(batched, reference, WEIGHT_ATOL)
+    x = data.train.batch(list(range(8)))[0]  # the nets still run their own forward afterwards
+    with torch.no_grad():
+        torch.testing.assert_close(BatchedNets(batched).forward(x),
+                                   torch.stack([s.net(x) for s in batched]), atol=1e-5, rtol=1e-6)
+
+
+def test_stacked_convnet_forward_equals_the_vmap_path_values_and_gradients():
+    config = StudyConfig.from_dict(TINY)
+    data = _study.StudyData(_GaussianSplit(), torch.zeros(0), torch.zeros(0))
+    cells = config.cells()[::3][:2]
+    stacked = BatchedNets([s for c in cells for s in build_cell(c, config, data)])
+    plain = BatchedNets([s for c in cells for s in build_cell(c, config, data)], stacked=False)
+    assert stacked.stacked is not None and plain.stacked is None
+    x, y = data.train.batch(list(range(8)))
+    out, ref = stacked.forward(x), plain.forward(x)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-6)
+    for nets, logits in ((stacked, out), (plain, ref)):
+        torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.repeat(len(nets.states))).backward()
+    for a, b in zip(stacked.states, plain.states, strict=True):
+        for p, q in zip(a.net.parameters(), b.net.parameters(), strict=True):
+            torch.testing.assert_close(p.grad, q.grad, atol=1e-6, rtol=1e-5)
 
 
 def test_batched_first_step_on_mnist_matches_to_float_rounding():
@@ -85,13 +109,30 @@ def test_batched_first_step_on_mnist_matches_to_float_rounding():
     _assert_same_nets(_train_batched(cells, config, data), reference, 1e-6)
 
 
-def test_batched_refuses_models_with_buffers():
-    config = StudyConfig.from_dict(TINY)
-    data = load_study_data(config, "mnist-5k")
-    states = build_cell(config.cells()[0], config, data)
-    states[0].net.register_buffer("running", torch.zeros(1))
-    with pytest.raises(ValueError, match="buffers"):
-        BatchedNets(states)
+def test_batched_resnet20_batchnorm_equals_one_pair_at_a_time():
+    """BatchNorm's running statistics are updated per net under vmap (stacked buffers), and the
+    evaluation uses them (eval mode), as the one-net path does."""
+    config = StudyConfig.from_dict({**TINY, "models": ["resnet20"], "steps": 3,
+                                    "estimators": [{"name": "htge", "sharpness": 5.5, "bits": [2]}]})
+    cells = config.cells()[:2]  # sgd and adam
+    data = _study.StudyData(_GaussianSplit(), torch.zeros(0), torch.zeros(0))
+    batched = _train_batched(cells, config, data)
+    reference = [s for group in train_sequential(cells, config, data) for s in group]
+    _assert_same_nets(batched, reference, BN_WEIGHT_ATOL)
+    for one, other in zip(batched, reference, strict=True):
+        for (name, b), c in zip(one.net.named_buffers(), other.net.buffers(), strict=True):
+            if "running" in name:
+                assert not torch.equal(b, torch.zeros_like(b) if "mean" in name else torch.ones_like(b))
+            torch.testing.assert_close(b, c, atol=BN_WEIGHT_ATOL, rtol=1e-5)
+    x, y = data.train.batch(list(range(16)))
+    nets = BatchedNets(batched)
+    scores = nets.evaluate([(x, y)])
+    for score, state in zip(scores, reference, strict=True):
+        state.net.eval()
+        with torch.no_grad():
+            loss = torch.nn.functional.cross_entropy(state.net(x), y).item()
+        assert score["loss"] == pytest.approx(loss, rel=1e-4)
+    assert nets.skeleton.training  # back in training mode
 
 
 def _rows(path):
@@ -100,6 +141,7 @@ def _rows(path):
 
 
 def test_study_resumes_after_a_stop_and_is_deterministic(tmp_path, monkeypatch, small_bound_check):
+    """Stopped after one batch, resumed by 2 worker processes: the rows equal one process's."""
     config = StudyConfig.from_dict({**TINY, "nets_per_batch": 3})  # one cell per batch
     calls = {"n": 0}
     real = _study._train_batch
@@ -115,8 +157,10 @@ def test_study_resumes_after_a_stop_and_is_deterministic(tmp_path, monkeypatch, 
         run_study(config, tmp_path / "a", progress=False)
     partial = _rows(tmp_path / "a" / "study.csv")
     assert len(partial) == 1 and (tmp_path / "a" / "config.json").exists()
+    assert _study.report_study(config, tmp_path / "a")["cells"] == 1  # the stopped folder reports
+    assert (tmp_path / "a" / "report.md").read_text().startswith("# stequiv study: 1 of 4 cells")
     monkeypatch.setattr(_study, "_train_batch", real)
-    summary = run_study(config, tmp_path / "a", progress=False)
+    summary = run_study(config, tmp_path / "a", progress=False, workers=2)  # finished by 2 processes
     assert summary["cells"] == summary["of"] == 4
     assert _rows(tmp_path / "a" / "study.csv")[0] == partial[0]
     run_study(config, tmp_path / "b", progress=False)
@@ -131,6 +175,32 @@ def test_study_resumes_after_a_stop_and_is_deterministic(tmp_path, monkeypatch, 
         run_study(StudyConfig.from_dict({**TINY, "steps": 3}), tmp_path / "a", progress=False)
 
 
+def test_batches_group_one_model_and_dataset_in_grid_order():
+    config = StudyConfig.from_dict({**TINY, "models": ["convnet", "resnet20"], "nets_per_batch": 6,
+                                    "datasets": ["mnist-5k", "fashion-mnist"],
+                                    "estimators": [{"name": "htge", "sharpness": 5.5, "bits": [2]},
+                                                   {"name": "mad", "bits": [4], "models": ["resnet20"]}]})
+    batches = _study.cell_batches(config)
+    order = {c.cell_id: k for k, c in enumerate(config.cells())}
+    ids = [[order[c.cell_id] for c in b] for b in batches]
+    assert sorted(k for b in ids for k in b) == list(range(len(order)))
+    assert all(b == sorted(b) for b in ids) and [b[0] for b in ids] == sorted(b[0] for b in ids)
+    assert all(len({(c.model, c.dataset) for c in b}) == 1 for b in batches)
+    assert {c.model for c in config.cells() if c.label == "mad()"} == {"resnet20"}
+    assert config.cells()[0].cell_id.startswith("convnet-mnist-5k-htge")
+
+
+def test_report_of_a_folder_without_a_study_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="holds no study"):
+        _study.report_study(StudyConfig.from_dict(TINY), tmp_path)
+
+
+@pytest.mark.parametrize("workers", [0, 1.5])
+def test_bad_worker_count_is_refused(tmp_path, workers):
+    with pytest.raises(ValueError, match=f"--workers must be an integer ≥ 1, got {workers}"):
+        run_study(StudyConfig.from_dict(TINY), tmp_path, workers=workers)
+
+
 @pytest.mark.parametrize(("change", "match"), [
     ({"estimators": [{"name": "psg"}]}, r"psg has no M at bits \[1, 2, 4, 8\]"),
     ({"estimators": [{"name": "ede"}]}, r"ede has no M at bits \[2, 4, 8\]"),
@@ -138,6 +208,9 @@ def test_study_resumes_after_a_stop_and_is_deterministic(tmp_path, monkeypatch, 
     ({"datasets": []}, "the grid is empty"),
     ({"lr": [0.1]}, r"unknown study config key\(s\) \['lr'\]"),
     ({"datasets": ["mnist-6k"]}, "unknown dataset 'mnist-6k'"),
+    ({"models": ["resnet-20"]}, r"unknown model 'resnet-20'; choose from \('convnet', 'resnet20'\)"),
+    ({"estimators": [{"name": "mad", "bits": [4], "models": ["resnet20"]}]},
+     r"names models \['resnet20'\] that are not in `models` \['convnet'\]"),
 ])
 def test_bad_grids_are_refused_naming_the_entries(change, match):
     with pytest.raises(ValueError, match=match):
@@ -169,6 +242,8 @@ def test_quick_preset_has_at_least_60_cells_over_3_decades():
     full = StudyConfig.from_dict(STUDY_PRESETS["full"])
     assert len({(c.estimator["name"], c.estimator.get("sharpness")) for c in full.cells()}) >= 6
     assert {c.bits for c in full.cells()} == {1, 2, 4, 8} and len(full.datasets) >= 2
+    assert {(c.model, c.dataset) for c in full.cells()} == {
+        (m, d) for m in ("convnet", "resnet20") for d in ("mnist-5k", "fashion-mnist")}
 
 
 def test_pair_far_outside_gets_nan_instead_of_stopping_the_study():

@@ -34,7 +34,7 @@ _TORCH_NAMES = {
     "AlignmentTracker", "quantized_layers", "latent_weight", "optimizer_kind", "Conversion",
     "save", "load", "save_pretrained",
     "ActivationConfig", "quantize_activations_", "dequantize_activations_", "activation_quantizers",
-    "EstimatorSchedule", "ScheduledEstimator", "ScheduledTwin",
+    "EstimatorSchedule", "ScheduledEstimator", "ScheduledTwin", "LearnedStepTwin",
 }
 
 

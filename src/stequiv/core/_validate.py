@@ -10,7 +10,10 @@ import numpy as np
 
 
 def finite_float(name: str, value: Any) -> float:
-    """Return ``value`` as a float, or raise if it is not a finite real number."""
+    """Return ``value`` as a float, or raise if it is not a finite real number (bools refused)."""
+    if isinstance(value, bool | np.bool_):
+        raise ValueError(f"`{name}` must be a real number, got the boolean {value!r}; "
+                         "give a number")
     try:
         out = float(value)
     except (TypeError, ValueError):
@@ -83,6 +86,13 @@ def integer_at_least(minimum: int) -> Converter:
 def optional(convert: Converter) -> Converter:
     """``convert``, letting None through."""
     return lambda name, value: None if value is None else convert(name, value)
+
+
+def boolean(name: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool (strings such as ``'false'`` and numbers refused)."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"`{name}` must be True or False, got {value!r}")
+    return bool(value)
 
 
 def integer(name: str, value: Any, *, minimum: int | None = None) -> int:

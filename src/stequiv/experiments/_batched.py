@@ -2,8 +2,9 @@ r"""Many independent small nets trained at once: one vmapped forward and backwar
 
 N fake-quantized nets of one architecture (different estimators, bit widths, Δ, optimizers and
 learning rates allowed) see the same batch. Their latent weights are stacked
-(``torch.stack``, so the gradient flows back to each net's own parameters) and evaluated with
-``torch.func.vmap`` over ``functional_call`` of one float copy of the architecture. Each net then
+(``torch.stack``, so the gradient flows back to each net's own parameters), fake-quantized under
+``torch.func.vmap``, and evaluated with the architecture's stacked forward (:mod:`._stacked`, the
+ConvNet) or else with ``vmap`` over ``functional_call`` of one float copy of the architecture. Each net then
 takes its own optimizer and schedule step (torch's SGD/Adam, with the state and per-layer learning
 rates ``to_ste`` gave it), so optimizer numbers are those of the one-net path.
 
@@ -21,7 +22,11 @@ exactly :math:`Q_i(w_i)` and the gradient exactly :math:`\partial L/\partial W_i
 the one-net backward; only the convolutions' summation order may differ (measured in
 tests/test_study.py).
 
-Models with buffers (BatchNorm) are refused: their running statistics cannot be updated under vmap.
+Buffers (BatchNorm's running statistics) are stacked like the weights and passed to vmap as
+batched inputs: in training mode BatchNorm updates them in place, which vmap allows on a batched
+tensor (each net's slice gets its own update), and the updated slices are copied back into each
+net's buffers after the forward. Evaluation runs the skeleton in eval mode (running statistics),
+as the one-net path does.
 """
 
 from __future__ import annotations
@@ -37,9 +42,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn import functional as F
+from torch.nn.utils import parametrize
 
 from .. import qat
 from ..qat import WeightFakeQuant
+from ._stacked import stacked_forward
 
 __all__ = ["BatchedNets", "NetState"]
 
@@ -51,6 +58,11 @@ class NetState:
     net: nn.Module
     optimizer: torch.optim.Optimizer
     schedule: Any
+
+
+def _is_model_buffer(name: str) -> bool:
+    """A buffer of the float model (BatchNorm statistics), not one of a fake-quant module (Δ)."""
+    return ".parametrizations." not in f".{name}"
 
 
 _ORIGINAL = re.compile(r"^(?:(.*)\.)?parametrizations\.([^.]+)\.original$")
@@ -67,8 +79,18 @@ def _plain_name(name: str) -> tuple[str, str | None]:
 
 
 def _float_skeleton(net: nn.Module) -> nn.Module:
-    """A float copy of ``net`` (parametrizations removed) whose forward ``functional_call`` drives."""
+    """A float copy of ``net`` (parametrizations removed) whose forward ``functional_call`` drives.
+
+    ``deepcopy`` keeps the class that ``parametrize`` injected (``ParametrizedConv2d``), shared with
+    ``net``'s module; removing the copy's parametrization deletes the weight property from that
+    class, and ``net`` could no longer run its forward. Each copied module gets its own class first.
+    """
     skeleton = copy.deepcopy(net)
+    for module in skeleton.modules():
+        if parametrize.is_parametrized(module):
+            cls = type(module)
+            module.__class__ = type(cls.__name__, cls.__bases__, {
+                k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")})
     qat.dequantize_(skeleton)
     for p in skeleton.parameters():
         p.requires_grad_(False)
@@ -84,17 +106,18 @@ def _fake_quant(w: torch.Tensor, h: torch.Tensor, q: dict[str, torch.Tensor]) ->
 
 
 class BatchedNets:
-    """N nets stepped together (module docstring). ``states`` must share one architecture."""
+    """N nets stepped together (module docstring). ``states`` must share one architecture.
 
-    def __init__(self, states: Sequence[NetState]):
+    ``stacked``: use the architecture's stacked forward where :mod:`._stacked` has one (the same
+    numbers up to float summation order, faster on CPU); False forces the vmap path."""
+
+    def __init__(self, states: Sequence[NetState], *, stacked: bool = True):
         if not states:
             raise ValueError("BatchedNets needs at least one net")
         self.states = list(states)
         first = self.states[0].net
         self.skeleton = _float_skeleton(first)
-        if any(True for _ in self.skeleton.buffers()):
-            raise ValueError(f"{type(first).__name__} has buffers (BatchNorm?): the batched engine "
-                             "cannot update them under vmap; train it with `stequiv reproduce`")
+        self.buffer_names = [n for n, _ in first.named_buffers() if _is_model_buffer(n)]
         shapes = [(n, tuple(p.shape)) for n, p in first.named_parameters()]
         for s in self.states[1:]:
             if [(n, tuple(p.shape)) for n, p in s.net.named_parameters()] != shapes:
@@ -104,6 +127,7 @@ class BatchedNets:
         self.layers = {q: n for n, (_, q) in self.plain.items() if q is not None}
         self.fqs = [qat.quantized_layers(s.net) for s in self.states]
         self.quant = {layer: self._stack_quantizers(layer) for layer in self.layers}
+        self.stacked = stacked_forward(self.skeleton) if stacked else None
 
     def _stack_quantizers(self, layer: str) -> dict[str, torch.Tensor]:
         fqs: list[WeightFakeQuant] = [f[layer] for f in self.fqs]
@@ -126,8 +150,9 @@ class BatchedNets:
             out.append(fq.gradient(x, torch.ones((), dtype=w.dtype)))
         return torch.stack(out)
 
-    def _one(self, params: dict[str, torch.Tensor], slopes: dict[str, torch.Tensor],
-             quant: dict[str, dict[str, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
+    def _weights(self, params: dict[str, torch.Tensor], slopes: dict[str, torch.Tensor],
+                 quant: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """One net's float-model tensors: biases as they are, quantized weights fake-quantized."""
         tensors = {}
         for name, p in params.items():
             plain, layer = self.plain[name]
@@ -136,15 +161,32 @@ class BatchedNets:
             else:
                 layout = self.fqs[0][layer].layout
                 tensors[plain] = layout.unview(_fake_quant(layout.view(p), slopes[layer], quant[layer]))
-        return functional_call(self.skeleton, tensors, (x,))
+        return tensors
+
+    def _call(self, tensors: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+              x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.skeleton, {**tensors, **buffers}, (x,))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of every net, shape (N, batch, classes); differentiable w.r.t. each net."""
+        """Logits of every net, shape (N, batch, classes); differentiable w.r.t. each net. In
+        training mode each net's BatchNorm statistics are updated, as its own forward would."""
         per_net = [dict(s.net.named_parameters()) for s in self.states]
         params = {n: torch.stack([p[n] for p in per_net]) for n in self.names}
+        per_buf = [dict(s.net.named_buffers()) for s in self.states]
+        buffers = {n: torch.stack([b[n] for b in per_buf]) for n in self.buffer_names}
         slopes = {layer: self._slopes(layer, [p[name] for p in per_net])
                   for layer, name in self.layers.items()}
-        return vmap(self._one, in_dims=(0, 0, 0, None))(params, slopes, self.quant, x)
+        tensors = vmap(self._weights)(params, slopes, self.quant)
+        if self.stacked is not None and not buffers:
+            out = self.stacked(self.skeleton, tensors, x)
+        else:
+            out = vmap(self._call, in_dims=(0, 0, None))(tensors, buffers, x)
+        if self.skeleton.training:
+            with torch.no_grad():
+                for name, stacked in buffers.items():
+                    for b, new in zip(per_buf, stacked, strict=True):
+                        b[name].copy_(new)
+        return out
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One step of every net on (x, y); returns each net's mean cross-entropy (N,)."""
@@ -161,7 +203,14 @@ class BatchedNets:
 
     @torch.no_grad()
     def evaluate(self, batches: Any) -> list[dict[str, float]]:
-        """Accuracy and mean cross-entropy of every net over ``(x, y)`` batches."""
+        """Accuracy and mean cross-entropy of every net over ``(x, y)`` batches (eval mode)."""
+        self.skeleton.eval()
+        try:
+            return self._evaluate(batches)
+        finally:
+            self.skeleton.train()
+
+    def _evaluate(self, batches: Any) -> list[dict[str, float]]:
         loss = torch.zeros(len(self.states), dtype=torch.float64)
         correct = torch.zeros(len(self.states), dtype=torch.float64)
         count = 0

@@ -120,7 +120,8 @@ def estimator_schedule(config: ExperimentConfig, total_steps: int) -> qat.Estima
     """The run's estimator schedule (``config.schedule``), or None for a fixed estimator."""
     if config.schedule is None:
         return None
-    return qat.EstimatorSchedule.ir_net(total_steps, min(config.schedule_stages, total_steps))
+    return qat.EstimatorSchedule.ir_net(total_steps, min(config.schedule_stages, total_steps),
+                                        *config.schedule_t)
 
 
 def follower(schedule: qat.EstimatorSchedule | None, spec: PairSpec | None, net: nn.Module,

@@ -11,15 +11,20 @@ Folder layout (every file written atomically, so a stopped study is a valid, res
 Cells train in batches of ``nets_per_batch // 3`` cells (Q̂-net, twin, tweak each) with
 :class:`BatchedNets`; the batches are fixed by the config (cell order), so a resumed study trains
 each missing batch exactly as an uninterrupted one would. All nets of a dataset see the same seeded
-batches.
+batches. With ``workers`` > 1 the batches are shared out to that many spawned processes (one
+thread each by default: on this 2-core machine two workers use both cores, which the single-threaded
+batched step cannot); the main process alone writes the folder, one batch at a time as each
+finishes, so a stopped study is still a valid, resumable folder.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +41,8 @@ from ._runs import atomic_write
 from ._setup import build_partner, build_qnet, make_optimizer
 from ._study_config import Cell, StudyConfig
 
-__all__ = ["StudyData", "build_cell", "cell_batches", "index_stream", "load_study_data", "run_study",
-           "train_lockstep", "train_sequential"]
+__all__ = ["StudyData", "build_cell", "cell_batches", "index_stream", "load_study_data",
+           "report_study", "run_study", "train_lockstep", "train_sequential", "worker_pool"]
 
 NETS_PER_CELL = 3  # Q̂-net, STE twin, lr-tweak partner
 
@@ -84,13 +89,16 @@ def build_cell(cell: Cell, config: StudyConfig, data: StudyData) -> list[NetStat
 
 
 def cell_batches(config: StudyConfig) -> list[list[Cell]]:
-    """The cells grouped into training batches (same dataset, ≤ ``nets_per_batch`` nets)."""
+    """The cells grouped into training batches (same model and dataset, ≤ ``nets_per_batch``
+    nets), in the grid's order of their first cell."""
     per = max(1, config.nets_per_batch // NETS_PER_CELL)
-    out: list[list[Cell]] = []
-    for dataset in config.datasets:
-        cells = [c for c in config.cells() if c.dataset == dataset]
-        out += [cells[i:i + per] for i in range(0, len(cells), per)]
-    return out
+    cells = config.cells()
+    groups: dict[tuple[str, str], list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault((cell.model, cell.dataset), []).append(cell)
+    out = [group[i:i + per] for group in groups.values() for i in range(0, len(group), per)]
+    first = {cell.cell_id: k for k, cell in enumerate(cells)}
+    return sorted(out, key=lambda batch: first[batch[0].cell_id])
 
 
 def _finite(net: torch.nn.Module) -> bool:
@@ -118,7 +126,7 @@ def cell_row(cell: Cell, config: StudyConfig, states: Sequence[NetState],
     params = {k: v for k, v in cell.experiment_config(config).estimator_spec().items() if k != "name"}
     row: dict[str, Any] = {
         "estimator": cell.label, "params": json.dumps(params, sort_keys=True), "bits": cell.bits,
-        "optimizer": cell.optimizer, "lr": cell.lr, "model": config.model, "dataset": cell.dataset,
+        "optimizer": cell.optimizer, "lr": cell.lr, "model": cell.model, "dataset": cell.dataset,
         "ebar_twin": e_twin, "ebar_tweak": e_tweak, "agreement_twin": g_twin,
         "agreement_tweak": g_tweak, "coefficient": _coefficient(cell, config), "steps": config.steps}
     for tag, score, loss in zip(("q", "twin", "tweak"), scores, train_loss, strict=True):
@@ -202,50 +210,123 @@ def _claim(out: Path, config: StudyConfig) -> None:
         atomic_write(path, json.dumps(ours, indent=2))
 
 
+def report_study(config: StudyConfig, out_dir: str | Path) -> dict[str, Any]:
+    """study.csv, figures and report.md of the cells finished so far in ``out_dir`` (no
+    training): a stopped study is reported as it stands, and can be resumed later."""
+    from ._study_report import read_rows, write_study_outputs
+
+    out = Path(out_dir)
+    if not (out / "config.json").exists():
+        raise ValueError(f"{out} holds no study (no config.json); run `stequiv study` into it first")
+    _claim(out, config)
+    return write_study_outputs(out, config, read_rows(out, config))
+
+
 def _check_budget(todo: list[list[Cell]], config: StudyConfig, max_minutes: float,
-                  seconds_per_net_step: float) -> None:
+                  seconds_per_net_step: float, workers: int) -> None:
     nets = sum(len(b) for b in todo) * NETS_PER_CELL
-    need = nets * config.steps * seconds_per_net_step / 60.0
+    need = nets * config.steps * seconds_per_net_step / 60.0 / workers
     if need > max_minutes:
         raise ValueError(
             f"--max-minutes {max_minutes:g} is too small for the grid: {sum(len(b) for b in todo)} "
             f"cells left ({nets} nets × {config.steps} steps at {seconds_per_net_step * 1e3:.0f} ms "
-            f"per net-step, measured now) need about {need:.1f} minutes; raise --max-minutes, or "
-            "shrink the grid (fewer `lrs`, `estimators`, `bits`, `datasets`) or `steps`")
+            f"per net-step, measured now, on {workers} worker(s)) need about {need:.1f} minutes; "
+            "raise --max-minutes, or shrink the grid (fewer `lrs`, `estimators`, `bits`, "
+            "`datasets`) or `steps`")
 
 
 def run_study(config: StudyConfig, out_dir: str | Path, *, max_minutes: float | None = None,
-              progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) every cell of ``config`` into ``out_dir``, then write the report."""
+              progress: bool = True, workers: int = 1) -> dict[str, Any]:
+    """Train (or resume) every cell of ``config`` into ``out_dir``, then write the report.
+
+    ``workers`` > 1 trains that many batches at once in worker processes (each with
+    ``config.threads`` threads); every batch is trained exactly as in one process, so the rows do
+    not depend on ``workers`` (tests/test_study.py), and a resumed study may use another count."""
     if max_minutes is not None and not max_minutes > 0:
         raise ValueError(f"--max-minutes must be > 0, got {max_minutes}")
+    if not (isinstance(workers, int) and workers >= 1):
+        raise ValueError(f"--workers must be an integer ≥ 1, got {workers!r}")
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _run(config, Path(out_dir), max_minutes, progress)
+        return _run(config, Path(out_dir), max_minutes, progress, workers)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(config: StudyConfig, out: Path, max_minutes: float | None, progress: bool) -> dict[str, Any]:
+def _run(config: StudyConfig, out: Path, max_minutes: float | None, progress: bool,
+         workers: int) -> dict[str, Any]:
     from ._study_report import read_rows, write_study_csv, write_study_outputs
 
     torch.use_deterministic_algorithms(True)
     out.mkdir(parents=True, exist_ok=True)
     _claim(out, config)
-    batches = cell_batches(config)
-    todo = [b for b in batches if not all((out / "cells" / f"{c.cell_id}.json").exists() for c in b)]
-    data = {d: load_study_data(config, d) for d in config.datasets}
+    todo = [(k, b) for k, b in enumerate(cell_batches(config))
+            if not all((out / "cells" / f"{c.cell_id}.json").exists() for c in b)]
     if max_minutes is not None and todo:
-        _check_budget(todo, config, max_minutes, calibrate(config, data[todo[0][0].dataset]))
-    for k, cells in enumerate(todo):
-        started = time.perf_counter()
-        rows = _train_batch(cells, config, data[cells[0].dataset])
-        seconds = time.perf_counter() - started
+        first = todo[0][1][0]
+        _check_budget([b for _, b in todo], config, max_minutes,
+                      calibrate(config, load_study_data(config, first.dataset)), workers)
+    batches = _in_workers(todo, config, workers) if workers > 1 else _in_process(todo, config)
+    for n, (cells, rows, seconds) in enumerate(batches):
         for cell, row in zip(cells, rows, strict=True):
             row["seconds"] = seconds / len(cells)
             atomic_write(out / "cells" / f"{cell.cell_id}.json", json.dumps(row, indent=2))
         write_study_csv(out, config)
         if progress:
-            print(f"[study] batch {k + 1}/{len(todo)}: {len(cells)} cells in {seconds:.0f} s", flush=True)
+            print(f"[study] batch {n + 1}/{len(todo)}: {len(cells)} cells in {seconds:.0f} s", flush=True)
     return write_study_outputs(out, config, read_rows(out, config))
+
+
+_Done = tuple[list[Cell], list[dict[str, Any]], float]
+
+
+def _timed(cells: list[Cell], config: StudyConfig, data: StudyData) -> _Done:
+    started = time.perf_counter()
+    rows = _train_batch(cells, config, data)
+    return cells, rows, time.perf_counter() - started
+
+
+def _in_process(todo: list[tuple[int, list[Cell]]], config: StudyConfig) -> Iterator[_Done]:
+    data: dict[str, StudyData] = {}
+    for _, cells in todo:
+        dataset = cells[0].dataset
+        data[dataset] = data.get(dataset) or load_study_data(config, dataset)
+        yield _timed(cells, config, data[dataset])
+
+
+# One worker process's data, loaded on its first batch of each dataset (the config is fixed).
+_WORKER_DATA: dict[str, StudyData] = {}
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+
+
+def _worker_batch(config: dict[str, Any], index: int) -> _Done:
+    """Batch ``index`` of ``cell_batches`` trained in a worker process."""
+    study = StudyConfig.from_dict(config)
+    cells = cell_batches(study)[index]
+    dataset = cells[0].dataset
+    if dataset not in _WORKER_DATA:
+        _WORKER_DATA[dataset] = load_study_data(study, dataset)
+    return _timed(cells, study, _WORKER_DATA[dataset])
+
+
+def worker_pool(config: StudyConfig, workers: int) -> ProcessPoolExecutor:
+    """``workers`` fresh (spawned) processes with ``config.threads`` threads each and torch's
+    deterministic algorithms, as the main process trains."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init, initargs=(config.threads,))
+
+
+def _in_workers(todo: list[tuple[int, list[Cell]]], config: StudyConfig,
+                workers: int) -> Iterator[_Done]:
+    pool = worker_pool(config, workers)
+    try:
+        futures = [pool.submit(_worker_batch, config.to_dict(), k) for k, _ in todo]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:  # a stop or an error: drop the batches not started, leave the folder as it is
+        pool.shutdown(wait=False, cancel_futures=True)

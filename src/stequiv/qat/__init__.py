@@ -13,6 +13,9 @@ from ._checkpoint import save as save
 from ._checkpoint import save_pretrained as save_pretrained
 from ._config import QuantConfig as QuantConfig
 from ._fake_quant import WeightFakeQuant as WeightFakeQuant
+from ._lsq import LearnedStepFakeQuant as LearnedStepFakeQuant
+from ._lsq_twin import LearnedStepTwin as LearnedStepTwin
+from ._lsq_twin import learned_step_layers as learned_step_layers
 from ._optim import optimizer_kind as optimizer_kind
 from ._quantize import default_filter as default_filter
 from ._quantize import dequantize_ as dequantize_

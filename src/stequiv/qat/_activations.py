@@ -38,6 +38,7 @@ from torch import nn
 from ..core import Estimator, get_estimator
 from ..core._validate import finite_float, integer
 from ..core.estimators._basic import STE
+from ._autograd import gradient_times
 
 __all__ = ["ActivationConfig", "ActivationFakeQuant", "activation_quantizers",
            "dequantize_activations_", "quantize_activations_"]
@@ -128,8 +129,8 @@ class _ActQuantize(torch.autograd.Function):
         if not ctx.needs_input_grad[2]:
             if ctx.ste:  # Q̂′ ≡ 1: the upstream gradient passes through
                 return grad, None, None, None
-            x, lo, delta = ctx.saved_tensors
-            return grad * aq.estimator.gradient(x, 0, aq.upper, aq.offset(lo, delta)), None, None, None
+            x, lo, delta = ctx.saved_tensors  # Q̂′·g by the weights' fastest path (eager CPU: NumPy)
+            return gradient_times(aq.estimator, x, grad, 0, aq.upper, aq.offset(lo, delta)), None, None, None
         v, k, lo, delta = ctx.saved_tensors
         slope = aq.estimator.gradient(v, 0, aq.upper, aq.offset(lo, delta))
         z = lo / delta

@@ -8,8 +8,9 @@ checks every layer's quantization against the model's *before* loading anything,
 ``load`` into a model that is not quantized at all first quantizes it as the checkpoint records
 (estimator, bits, offset, axis, group size; Δ then comes from the checkpoint).
 
-Hugging Face: ``model.save_pretrained`` of a quantized model raises (its latent weights sit under
-``…parametrizations.weight.original``, which ``from_pretrained`` would drop and re-initialise).
+Hugging Face: ``model.save_pretrained`` of a quantized model raises a TypeError pointing here (its
+latent weights sit under ``…parametrizations.weight.original``, which ``from_pretrained`` would drop
+and re-initialise).
 :func:`save_pretrained` writes the latent weights under the plain names, so ``from_pretrained``
 restores them into a plain model, and beside them ``stequiv.ckpt``; ``load(dir/"stequiv.ckpt",
 model)`` then quantizes that model as recorded and loads Δ.
@@ -107,7 +108,8 @@ def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
 
 
 def config_of(record: dict[str, Any]) -> QuantConfig:
-    """The QuantConfig that reproduces a layer's record (Δ aside: ``scale`` is a placeholder)."""
+    """The QuantConfig that reproduces a layer's record (Δ aside: ``scale`` is a placeholder;
+    a learned Δ is recorded as ``learn_step``)."""
     levels = record["upper"] - record["lower"] + 1
     bits = levels.bit_length() - 1
     if levels != 2**bits or record["lower"] != -(2 ** (bits - 1)):
@@ -115,7 +117,8 @@ def config_of(record: dict[str, Any]) -> QuantConfig:
                          "QuantConfig grid; quantize the model by hand before loading")
     return QuantConfig(estimator=record["estimator"], bits=bits, offset=record["offset"],
                        scale=1.0, per_channel=record["axis"] is not None, axis=record["axis"],
-                       group_size=record["group_size"])
+                       group_size=record["group_size"],
+                       learn_step=record.get("learn_step", False))
 
 
 def _check(recorded: dict[str, Any], ours: dict[str, Any]) -> None:
@@ -149,5 +152,6 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, **kwargs: An
     checkpoint's path.
     """
     directory = Path(directory)
-    model.save_pretrained(directory, state_dict=latent_state_dict(model), **kwargs)  # type: ignore[operator]
+    # the class's method: quantize_ shadows the instance's by a refusal
+    type(model).save_pretrained(model, directory, state_dict=latent_state_dict(model), **kwargs)  # type: ignore[attr-defined]
     return save(model, directory / PRETRAINED_CHECKPOINT)

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ..core import Estimator, UniformQuantizer, get_estimator
-from ..core._validate import finite_float, integer, positive_float, reject_unknown_keys
+from ..core._validate import boolean, finite_float, integer, positive_float, reject_unknown_keys
 from ._layout import Layout, make_layout
 
 __all__ = ["QuantConfig"]
@@ -35,6 +35,9 @@ class QuantConfig:
             (implies per channel); G must divide the layer's input size.
         axis: the output-channel axis, overriding the layer kind's (see :mod:`._layout`).
         estimator_params: extra estimator parameters, merged into ``estimator``.
+        learn_step: every Δ of the layer (per tensor, channel or group) becomes a parameter
+            trained LSQ-style, starting from ``scale`` (:mod:`._lsq`; its STE twin follows the
+            Q̂-net's Δ: :class:`~stequiv.qat.LearnedStepTwin`). Needs a bin-unit estimator.
     """
 
     estimator: str | Mapping[str, Any] | Estimator = "ste"
@@ -45,10 +48,14 @@ class QuantConfig:
     group_size: int | None = None
     axis: int | None = None
     estimator_params: Mapping[str, Any] = field(default_factory=dict)
+    learn_step: bool = False
 
     def __post_init__(self) -> None:
         integer("bits", self.bits, minimum=1)
+        if not isinstance(self.learn_step, bool):
+            raise TypeError(f"`learn_step` must be True or False, got {self.learn_step!r}")
         finite_float("offset", self.offset)
+        boolean("per_channel", self.per_channel)
         if isinstance(self.scale, str):
             if self.scale not in _SCALES:
                 raise ValueError(f"`scale` must be one of {_SCALES} or a positive number, "
@@ -65,6 +72,11 @@ class QuantConfig:
         object.__setattr__(self, "estimator",
                            get_estimator(self.estimator, **dict(self.estimator_params)))
         object.__setattr__(self, "estimator_params", {})
+        if self.learn_step and self.est.units == "weight":
+            raise ValueError(f"`learn_step=True` needs an estimator in bin units, but "
+                             f"{self.est.describe()} is binary: it acts on w itself, whose "
+                             "boundary (0) does not move with Δ. Use a bin-unit estimator or "
+                             "learn_step=False")
 
     @property
     def est(self) -> Estimator:

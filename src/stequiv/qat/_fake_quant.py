@@ -123,8 +123,10 @@ class WeightFakeQuant(nn.Module):
 
 
 def check_same_quantization(where: str, recorded: dict[str, Any], ours: dict[str, Any]) -> None:
-    """Raise, naming ``layer`` and the first differing field, unless the two records agree."""
-    for key, value in ours.items():
+    """Raise, naming ``layer`` and the first differing field, unless the two records agree
+    (a field that only one record has, e.g. a learned Δ's ``learn_step``, differs too)."""
+    for key in {**ours, **recorded}:
+        value = ours.get(key)
         if recorded.get(key) != value:
             raise ValueError(
                 f"{where}: the checkpoint was quantized with {key}={recorded.get(key)!r} "

@@ -102,6 +102,21 @@ def rebuild(opt: torch.optim.Optimizer, param_map: dict[int, torch.nn.Parameter]
     return twin, origin
 
 
+def _factor(opt: torch.optim.Optimizer, p: torch.Tensor, key: str, value: Any,
+            s: torch.Tensor | None) -> torch.Tensor | None:
+    """The factor ``s**power`` for state ``key`` of parameter p, in the state's dtype, or None
+    where the state is unscaled (scalars, invariant state, no scale)."""
+    if (not torch.is_tensor(value) or key in SCALAR_STATE or s is None
+            or (type(opt), key) in INVARIANT_STATE or value.shape != p.shape):
+        return None
+    power = STATE_POWERS.get(key)
+    if power is None:
+        raise ValueError(f"{type(opt).__name__} holds state {key!r} that the twin does not "
+                         f"know how to map; known: {sorted(STATE_POWERS)}")
+    # s**power before the cast: in half precision s² can overflow where s does not
+    return (s if power == 1 else s**power).to(value.dtype)
+
+
 def map_state(opt: torch.optim.Optimizer, twin: torch.optim.Optimizer,
               param_map: dict[int, torch.nn.Parameter],
               scale: Callable[[torch.nn.Parameter], torch.Tensor | None]) -> None:
@@ -110,18 +125,19 @@ def map_state(opt: torch.optim.Optimizer, twin: torch.optim.Optimizer,
         s = scale(p)
         new_state: dict[str, Any] = {}
         for key, value in state.items():
-            power = STATE_POWERS.get(key)
-            if (not torch.is_tensor(value) or key in SCALAR_STATE or s is None
-                    or (type(opt), key) in INVARIANT_STATE or value.shape != p.shape):
-                new_state[key] = copy.deepcopy(value)
-            elif power is None:
-                raise ValueError(f"{type(opt).__name__} holds state {key!r} that the twin does not "
-                                 f"know how to map; known: {sorted(STATE_POWERS)}")
-            else:
-                # s**power before the cast: in half precision s² can overflow where s does not
-                factor = (s if power == 1 else s**power).to(value.dtype)
-                new_state[key] = value * factor
+            factor = _factor(opt, p, key, value, s)
+            new_state[key] = copy.deepcopy(value) if factor is None else value * factor
         twin.state[param_map[id(p)]] = new_state
+
+
+def scale_state_(opt: torch.optim.Optimizer, scales: dict[torch.nn.Parameter, torch.Tensor]) -> None:
+    """In place: the state of each parameter p in ``scales`` times ``scales[p]**power`` (the
+    rule of :func:`map_state`, for an optimizer that keeps its parameters); others untouched."""
+    for p, s in scales.items():
+        for key, value in opt.state[p].items():
+            factor = _factor(opt, p, key, value, s)
+            if factor is not None:
+                value.mul_(factor)
 
 
 def rebuild_scheduler(sched: lrs.LRScheduler, twin_opt: torch.optim.Optimizer,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,6 +20,7 @@ from ._activations import ActivationConfig, quantize_activations_
 from ._config import QuantConfig
 from ._fake_quant import WeightFakeQuant
 from ._layout import LayerKind, kind_of, supported_kinds
+from ._lsq import LearnedStepFakeQuant
 
 __all__ = ["default_filter", "dequantize_", "latent_weight", "quantize_", "quantized_layers",
            "raw_readers"]
@@ -106,9 +108,10 @@ def _plan_weight(name: str, module: nn.Module, param: str, kind: LayerKind,
                          "on axis 1, so per-channel Δ would be shared across groups; quantize it "
                          "per tensor")
     fan_in = weight.numel() // weight.shape[kind.out_axis]
-    fq = WeightFakeQuant(cfg.est, cfg.quantizer_for(weight, layout, fan_in, where), weight.shape,
-                         layout=layout)
-    return fq.to(weight.device)
+    q = cfg.quantizer_for(weight, layout, fan_in, where)
+    if cfg.learn_step:
+        return LearnedStepFakeQuant(cfg.est, q, layout, where=where, dtype=weight.dtype).to(weight.device)
+    return WeightFakeQuant(cfg.est, q, weight.shape, layout=layout).to(weight.device)
 
 
 def _select(model: nn.Module, config: ConfigSpec,
@@ -144,6 +147,21 @@ def _select(model: nn.Module, config: ConfigSpec,
     return plans
 
 
+def _check_arguments(model: Any, config: Any, filter_fn: Any, activations: Any) -> None:
+    """TypeErrors naming the argument, its value and the fix, before anything is changed."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(config, QuantConfig | Mapping) and not callable(config):
+        raise TypeError(f"`config` must be a QuantConfig, a {{name: QuantConfig | None}} mapping or a "
+                        f"function (name, module) -> QuantConfig | None, got {config!r}; e.g. "
+                        "sq.QuantConfig(estimator='htge', bits=2)")
+    if filter_fn is not None and not callable(filter_fn):
+        raise TypeError(f"`filter_fn` must be a function (module, name) -> bool or None, got "
+                        f"{filter_fn!r}")
+    if activations is not None and not isinstance(activations, ActivationConfig):
+        raise TypeError(f"`activations` must be a sq.ActivationConfig or None, got {activations!r}")
+
+
 def quantize_(model: nn.Module, config: ConfigSpec,
               filter_fn: Callable[[nn.Module, str], bool] | None = None, *,
               activations: ActivationConfig | None = None) -> nn.Module:
@@ -167,6 +185,7 @@ def quantize_(model: nn.Module, config: ConfigSpec,
             layer, a selected layer is of an unsupported kind, or a config does not fit its weight.
             Nothing is changed then.
     """
+    _check_arguments(model, config, filter_fn, activations)
     if isinstance(config, Mapping):
         _check_mapping(model, config)
     plans = _select(model, config, filter_fn or default_filter)
@@ -180,6 +199,7 @@ def quantize_(model: nn.Module, config: ConfigSpec,
         )
     for plan in plans:
         parametrize.register_parametrization(plan.module, plan.param, plan.fq, unsafe=True)
+    _guard_hugging_face_save(model)
     if activations is not None:
         chosen = {id(plan.module) for plan in plans}
         quantize_activations_(model, activations, lambda module, name: id(module) in chosen)
@@ -227,6 +247,21 @@ def latent_weight(model: nn.Module, name: str) -> nn.Parameter:
     return getattr(module.parametrizations, param).original  # type: ignore[union-attr]
 
 
+def _refuse_hugging_face_save(*args: Any, **kwargs: Any) -> None:
+    raise TypeError(
+        "model.save_pretrained of a model fake-quantized by stequiv would write the latent weights "
+        "under '...parametrizations.weight.original' (from_pretrained would drop them and "
+        "re-initialise); use sq.save_pretrained(model, directory), then from_pretrained and "
+        "sq.load(directory / 'stequiv.ckpt', model), or sq.dequantize_(model) first")
+
+
+def _guard_hugging_face_save(model: nn.Module) -> None:
+    """Shadow a Hugging Face model's ``save_pretrained`` by a clear refusal while it is quantized
+    (HF's own fails deep inside with an unrelated message); :func:`dequantize_` removes it."""
+    if callable(getattr(type(model), "save_pretrained", None)):
+        model.save_pretrained = _refuse_hugging_face_save  # type: ignore[method-assign]
+
+
 def dequantize_(model: nn.Module, *, weights: str = "latent") -> nn.Module:
     """Remove fake-quantization in place: keep the ``"latent"`` or the ``"quantized"`` weights."""
     if weights not in ("latent", "quantized"):
@@ -242,4 +277,5 @@ def dequantize_(model: nn.Module, *, weights: str = "latent") -> nn.Module:
         for module, param, _ in found.values():
             parametrize.remove_parametrizations(module, param,
                                                 leave_parametrized=weights == "quantized")
+    model.__dict__.pop("save_pretrained", None)
     return model

@@ -51,7 +51,7 @@ from ..core._validate import integer, positive_float
 from . import _optim
 from ._fake_quant import WeightFakeQuant
 from ._quantize import latent_weight, quantized_layers
-from ._twin import _reciprocal_slope
+from ._twin import reciprocal_slope_at, slope_points
 
 __all__ = ["EstimatorSchedule", "ScheduledEstimator", "ScheduledTwin"]
 
@@ -280,7 +280,7 @@ class ScheduledTwin(_Follower):
 
     def _change(self, old: int, new: int) -> None:
         est_old, est_new = self.schedule.stages[old][1], self.schedule.stages[new][1]
-        ratios: dict[int, torch.Tensor] = {}
+        ratios: dict[nn.Parameter, torch.Tensor] = {}
         with torch.no_grad():
             for L in self.layers.values():
                 if self.kind == "sgd":  # in the layout's rows, where the core's quantizer applies
@@ -292,13 +292,12 @@ class ScheduledTwin(_Follower):
                 else:
                     w, zeros = L.latent.detach(), (1.0, 1.0)
                 if self.optimizer.state.get(L.latent):  # s = 1/Q̂′ at the Q̂-net's w, as at a switch
-                    s_old, s_new = (_reciprocal_slope(e, L.fq, L.q, z)(w)
-                                    for e, z in ((est_old, zeros[0]), (est_new, zeros[1])))
-                    ratios[id(L.latent)] = s_new / s_old
+                    x_old = slope_points(est_old, L.fq, w)
+                    x_new = x_old if est_new.units == est_old.units else slope_points(est_new, L.fq, w)
+                    ratios[L.latent] = (reciprocal_slope_at(est_new, L.q, x_new, zeros[1])
+                                        / reciprocal_slope_at(est_old, L.q, x_old, zeros[0]))
                 L.fq.estimator = L.twins[new]
-        if ratios:
-            _optim.map_state(self.optimizer, self.optimizer, _identity(self.optimizer),
-                             lambda p: ratios.get(id(p)))
+        _optim.scale_state_(self.optimizer, ratios)
         if self.kind == "sgd":
             for j, names in self._groups.items():
                 L = self.layers[names[0]]
@@ -356,10 +355,6 @@ def _fast_inverse(est: Estimator, q: UniformQuantizer, y: np.ndarray) -> np.ndar
         flat = out.reshape(-1)
         flat[bad] = unremap(est, q, y.reshape(-1)[bad])
     return out
-
-
-def _identity(opt: torch.optim.Optimizer) -> dict[int, nn.Parameter]:
-    return {id(p): p for g in opt.param_groups for p in g["params"]}
 
 
 def _group_layers(opt: torch.optim.Optimizer, layers: Mapping[str, _TwinLayer]) -> dict[int, list[str]]:

@@ -32,6 +32,7 @@ from ..core._remap import plan_for, remap, unremap
 from . import _optim
 from ._activations import activation_quantizers
 from ._fake_quant import WeightFakeQuant
+from ._lsq import LearnedStepFakeQuant
 from ._maps import weight_map
 from ._quantize import latent_weight, quantized_layers, raw_readers
 
@@ -56,23 +57,29 @@ def _identity(w: torch.Tensor) -> torch.Tensor:
     return w
 
 
+def slope_points(est: Estimator, fq: WeightFakeQuant, w: torch.Tensor) -> torch.Tensor:
+    """Where ``est``'s Q̂′ is evaluated for weights w: w (weight units) or its grid coordinate, in
+    the weights' dtype (float64 for half precision, whose range 1/Q̂′ can exceed)."""
+    x = w.detach() if est.units == "weight" else fq.grid(w)
+    return x if x.dtype in (torch.float32, torch.float64) else x.double()
+
+
+def reciprocal_slope_at(est: Estimator, q: UniformQuantizer, x: torch.Tensor,
+                        where_zero: float) -> torch.Tensor:
+    """s = 1/Q̂′(x) where Q̂′ > 0, else ``where_zero``, at points x from :func:`slope_points`."""
+    g = est.gradient(x, q.lower, q.upper, q.offset)
+    positive = g > 0
+    return torch.where(positive, 1.0 / torch.where(positive, g, 1.0), where_zero)
+
+
 def _reciprocal_slope(est: Estimator, fq: WeightFakeQuant, q: UniformQuantizer,
                       where_zero: float) -> Callable[[torch.Tensor], torch.Tensor]:
     """s(w) = 1/Q̂′(w) where Q̂′ > 0, else ``where_zero`` (the twin's PWL is zero there too).
 
     SGD's state scale M′/α is this with ``where_zero = 1/α`` (M′ = α/Q̂′, and 1 where M is
-    continued by translation); Adam's is this with 1. Evaluated in torch, on the weights' device,
-    in the weights' dtype (float64 for half precision, whose range 1/Q̂′ can exceed).
+    continued by translation); Adam's is this with 1. Evaluated in torch, on the weights' device.
     """
-    def scale(w: torch.Tensor) -> torch.Tensor:
-        x = w.detach() if est.units == "weight" else fq.grid(w)
-        if x.dtype not in (torch.float32, torch.float64):
-            x = x.double()
-        g = est.gradient(x, q.lower, q.upper, q.offset)
-        positive = g > 0
-        return torch.where(positive, 1.0 / torch.where(positive, g, torch.ones_like(g)),
-                           torch.full_like(g, where_zero))
-    return scale
+    return lambda w: reciprocal_slope_at(est, q, slope_points(est, fq, w), where_zero)
 
 
 def _plan_layer(name: str, fq: WeightFakeQuant, kind: str, estimator: Estimator,
@@ -194,6 +201,7 @@ def _convert(model: nn.Module, optimizer: torch.optim.Optimizer | None,
             if remap_weights and plan.weights is not _identity and id(p) not in done:
                 done.add(id(p))
                 param_map[id(p)].copy_(plan.weights(p))
+    _freeze_learned_steps(twin_layers, frozen=not reverse)
     if optimizer is None:
         return Conversion(twin_model, None)
     exact = remap_weights and scale_lr
@@ -204,6 +212,17 @@ def _convert(model: nn.Module, optimizer: torch.optim.Optimizer | None,
                      lambda p: by_latent[id(p)].state_scale(p) if exact and id(p) in by_latent else None)
     twin_sched = None if scheduler is None else _optim.rebuild_scheduler(scheduler, twin_opt, origin)
     return Conversion(twin_model, twin_opt, twin_sched)
+
+
+def _freeze_learned_steps(layers: dict[str, WeightFakeQuant], frozen: bool) -> None:
+    """The twin's learned Δ follows the Q̂-net's (:class:`~stequiv.qat.LearnedStepTwin`): frozen,
+    so that its optimizer skips it; the Q̂-net of :func:`from_ste` learns its Δ again."""
+    learned = {n: fq for n, fq in layers.items() if isinstance(fq, LearnedStepFakeQuant)}
+    for fq in learned.values():
+        fq.delta.requires_grad_(not frozen)
+    if learned and frozen:
+        log.info("the twin's learned Δ of %s is frozen: drive it with LearnedStepTwin(twin, "
+                 "twin_optimizer, qnet).step() after every step", ", ".join(learned))
 
 
 def to_ste(model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
@@ -220,6 +239,9 @@ def to_ste(model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
 
     Activation quantizers are kept exactly as they are (same estimator, range and state): only
     weights have a twin. A log line on the ``stequiv`` logger names them.
+
+    A learned Δ (``QuantConfig(learn_step=True)``) is copied and frozen in the twin: the twin must
+    follow the Q̂-net's Δ, through :class:`~stequiv.qat.LearnedStepTwin` (docs/design.md).
     """
     return _convert(model, optimizer, scheduler, optimizer_kind, lambda name, fq: fq.estimator,
                     reverse=False, remap_weights=remap_weights, scale_lr=scale_lr)

@@ -21,11 +21,6 @@ def sigmoid(z: Any) -> Any:
     return 0.5 * (1.0 + array_namespace(z).tanh(0.5 * z))
 
 
-def sigmoid_slope(z: Any) -> Any:
-    r""":math:`\sigma'(z) = \sigma(z)(1-\sigma(z)) = \tfrac14\operatorname{sech}^2(z/2)`."""
-    return 0.25 * sech2(0.5 * z)
-
-
 def level_distance(x: Any) -> Any:
     """|x - round(x)| in [0, 1/2]: distance from the grid coordinate to the nearest level."""
     xp = array_namespace(x)

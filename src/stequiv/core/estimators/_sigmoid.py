@@ -10,7 +10,7 @@ from array_api_compat import array_namespace
 
 from .._estimator import Estimator, param, register_estimator
 from .._validate import positive_float
-from ._common import sech2, sigmoid, sigmoid_slope
+from ._common import sech2, sigmoid
 
 _LOG_TRUNCATION = math.log(4e16)  # a dropped term is < 1e-16 of the nearest one: T·n > this
 
@@ -59,7 +59,24 @@ class QN(Estimator):
         return out
 
     def derivative(self, x: Any) -> Any:
-        return self.temperature * self._sum(x, sigmoid_slope)
+        r"""The same 2n + 1 terms, each :math:`\sigma'(z) = p/(1+p)^2` with :math:`p = e^{-|z|}
+        \le 1`, from two exponentials instead of 2n + 1: with :math:`a = |u|`, :math:`b = \tfrac12
+        - a`, the terms j ≤ 0 have :math:`p = e^{-Tm}e^{-Ta}` (m = −j) and the terms j ≥ 1
+        :math:`p = e^{-T(k + 1/2)}e^{-Tb}` (k = j − 1), by the symmetry of the sum in u. They are
+        added two at a time over one division, :math:`(p_1 d_2 + p_2 d_1)/(d_1 d_2)`,
+        :math:`d = (1+p)^2 \in [1, 4]` (no overflow, no cancellation), smallest first."""
+        xp = array_namespace(x)
+        t = self.temperature
+        a = xp.abs(x - xp.floor(x) - 0.5)
+        near, far = xp.exp(-t * a), xp.exp(-t * (0.5 - a))  # the j = 0 and j = 1 terms' p
+        n = self.terms
+        p = math.exp(-t * n) * near
+        out = p / ((1.0 + p) * (1.0 + p))  # j = −n: the one term without a partner
+        for m in range(n - 1, -1, -1):
+            p1, p2 = math.exp(-t * m) * near, math.exp(-t * (m + 0.5)) * far
+            d1, d2 = (1.0 + p1) * (1.0 + p1), (1.0 + p2) * (1.0 + p2)
+            out = out + (p1 * d2 + p2 * d1) / (d1 * d2)
+        return t * out
 
     def surrogate(self, x: Any) -> Any:
         return array_namespace(x).floor(x) + self._sum(x, sigmoid) - self.terms

@@ -10,18 +10,13 @@ from array_api_compat import array_namespace
 
 from .._estimator import Estimator, param, register_estimator
 from .._validate import integer, open_interval, positive_float
+from ._common import sech2
 
 
 def _offset_from_boundary(x: Any) -> Any:
     """x - floor(x) - 1/2: signed distance to the decision boundary of the current unit cell."""
     xp = array_namespace(x)
     return x - xp.floor(x) - 0.5
-
-
-def _sech2(z: Any) -> Any:
-    xp = array_namespace(z)
-    c = xp.cosh(z)
-    return 1.0 / (c * c)
 
 
 def _boundary_distance_primitive(d: Any, f: Any) -> Any:
@@ -74,7 +69,7 @@ class HTGE(Estimator):
         return 0.5 * self.t, self.t
 
     def derivative(self, x: Any) -> Any:
-        return 0.5 * self.t * _sech2(self.t * _offset_from_boundary(x))
+        return 0.5 * self.t * sech2(self.t * _offset_from_boundary(x))
 
     def surrogate(self, x: Any) -> Any:
         xp = array_namespace(x)
@@ -129,7 +124,7 @@ class DSQ(Estimator):
         return 0.5 * self.s * self.k, self.k
 
     def derivative(self, x: Any) -> Any:
-        return 0.5 * self.s * self.k * _sech2(self.k * _offset_from_boundary(x))
+        return 0.5 * self.s * self.k * sech2(self.k * _offset_from_boundary(x))
 
     def surrogate(self, x: Any) -> Any:
         xp = array_namespace(x)
