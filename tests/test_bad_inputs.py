@@ -311,6 +311,11 @@ CASES: list[Case] = [
          r"`estimator` overflow-slope\(\) cannot be evaluated in float32 .* is nan in float32 but "
          "1 in float64", registering("overflow-slope", overflowing_slope, cli(
              "reproduce", "--out", "{tmp}/o", "--set", "estimator=overflow-slope"))),
+    Case(CLI, "reproduce, activation estimator not finite in float32", CommandError,
+         r"`activation_estimator` overflow-slope\(\) cannot be evaluated in float32",
+         registering("overflow-slope", overflowing_slope, cli(
+             "reproduce", "--out", "{tmp}/o", "--set", "activation_bits=4", "--set",
+             "activation_estimator=overflow-slope"))),
     Case(CLI, "reproduce --set epoch=3", CommandError, "did you mean 'epochs'",
          cli("reproduce", "--out", "{tmp}/o", "--set", "epoch=3")),
     Case(CLI, "reproduce --set epochs (no '=')", UsageError, "--set expects KEY=VALUE",
