@@ -20,13 +20,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scipy.special
 import torch
+from array_api_compat import array_namespace
 from click.testing import CliRunner
 from PIL import Image
 from torch import nn
 
 from stequiv.cli import main
-from stequiv.core import UniformQuantizer, get_estimator
+from stequiv.core import UniformQuantizer, custom_estimator, get_estimator
+from stequiv.core._estimator import _REGISTRY
 from stequiv.data import ArrayData, DataError, ImageFolderDataset, download, load_split, read_idx
 from stequiv.experiments import ConfigError, ExperimentConfig
 from stequiv.experiments._config_file import parse_assignment, read_config_file
@@ -105,6 +108,32 @@ MNIST_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 
 def config(**values: Any) -> Callable[[Any], object]:
     return lambda _: ExperimentConfig(**values)
+
+
+def registering(name: str, derivative: Callable[[Any], Any],
+                run: Callable[[Path], object]) -> Callable[[Path], object]:
+    """``run(folder)`` while a custom estimator ``name`` is registered (removed afterwards, so that
+    no other test finds it in the registry)."""
+
+    def call(folder: Path) -> object:
+        custom_estimator(name, derivative)
+        try:
+            return run(folder)
+        finally:
+            _REGISTRY.pop(name)
+
+    return call
+
+
+def scipy_slope(x: Any) -> Any:
+    """Q̂′ = 1 + σ(x)/4 through SciPy, which torch.compile cannot trace."""
+    return 1.0 + 0.25 * scipy.special.expit(np.asarray(x))
+
+
+def overflowing_slope(x: Any) -> Any:
+    """Q̂′ = e^{100x}/e^{100x} = 1, but 0/0 or inf/inf in float32 once |100x| passes ~88."""
+    big = array_namespace(x).exp(100 * x)
+    return big / big
 
 
 def read(name: str) -> Callable[[Path], object]:
@@ -201,6 +230,16 @@ CASES: list[Case] = [
     Case(CONFIG, "batch_size=64 for 10 training images", ConfigError,
          "`batch_size` 64 exceeds the 10 training images",
          lambda _: ExperimentConfig().check_data(10)),
+    Case(CONFIG, "parallel='zero3'", ConfigError,
+         r"`parallel` 'zero3' is unknown; choose from \['ddp', 'fsdp'\]", config(parallel="zero3")),
+    Case(CONFIG, "compile='true' (a string)", ConfigError, "`compile` must be true or false",
+         config(compile="true")),
+    Case(CONFIG, "batch_size=64 on 3 processes, parallel='fsdp'", ConfigError,
+         r"`batch_size` 64 must be divisible by the number of processes 3 \(`parallel` 'fsdp'.*"
+         "--nproc-per-node dividing 64", lambda _: ExperimentConfig(parallel="fsdp").check_data(5000, 3)),
+    Case(CONFIG, "schedule='ir-net' with parallel='fsdp'", ConfigError,
+         "`schedule` 'ir-net' is not supported with `parallel` 'fsdp'",
+         config(estimator="ede", schedule="ir-net", parallel="fsdp")),
     Case(CONFIG, "several mistakes at once", ConfigError,
          "2 config errors:\n  `bits` must be >= 1.*\n  `epochs` must be an integer",
          config(epochs=0.5, bits=0)),
@@ -262,6 +301,21 @@ CASES: list[Case] = [
     Case(CLI, "reproduce --set sync_batchnorm=yes-please", CommandError,
          "`sync_batchnorm` must be true or false",
          cli("reproduce", "--out", "{tmp}/o", "--set", "sync_batchnorm=yes-please")),
+    Case(CLI, "reproduce --set compile=true, estimator written with SciPy", CommandError,
+         r"`compile` true, but torch.compile cannot trace `estimator` scipy-slope\(\).*"
+         "write its derivative with array-API or torch functions, or set `compile` false",
+         registering("scipy-slope", scipy_slope, cli(
+             "reproduce", "--out", "{tmp}/o", "--set", "compile=true", "--set",
+             "estimator=scipy-slope"))),
+    Case(CLI, "reproduce, estimator not finite in float32", CommandError,
+         r"`estimator` overflow-slope\(\) cannot be evaluated in float32 .* is nan in float32 but "
+         "1 in float64", registering("overflow-slope", overflowing_slope, cli(
+             "reproduce", "--out", "{tmp}/o", "--set", "estimator=overflow-slope"))),
+    Case(CLI, "reproduce, activation estimator not finite in float32", CommandError,
+         r"`activation_estimator` overflow-slope\(\) cannot be evaluated in float32",
+         registering("overflow-slope", overflowing_slope, cli(
+             "reproduce", "--out", "{tmp}/o", "--set", "activation_bits=4", "--set",
+             "activation_estimator=overflow-slope"))),
     Case(CLI, "reproduce --set epoch=3", CommandError, "did you mean 'epochs'",
          cli("reproduce", "--out", "{tmp}/o", "--set", "epoch=3")),
     Case(CLI, "reproduce --set epochs (no '=')", UsageError, "--set expects KEY=VALUE",

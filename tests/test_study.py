@@ -84,6 +84,23 @@ def test_batched_equals_one_pair_at_a_time():
                                    torch.stack([s.net(x) for s in batched]), atol=1e-5, rtol=1e-6)
 
 
+def test_stacked_convnet_forward_equals_the_vmap_path_values_and_gradients():
+    config = StudyConfig.from_dict(TINY)
+    data = _study.StudyData(_GaussianSplit(), torch.zeros(0), torch.zeros(0))
+    cells = config.cells()[::3][:2]
+    stacked = BatchedNets([s for c in cells for s in build_cell(c, config, data)])
+    plain = BatchedNets([s for c in cells for s in build_cell(c, config, data)], stacked=False)
+    assert stacked.stacked is not None and plain.stacked is None
+    x, y = data.train.batch(list(range(8)))
+    out, ref = stacked.forward(x), plain.forward(x)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-6)
+    for nets, logits in ((stacked, out), (plain, ref)):
+        torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.repeat(len(nets.states))).backward()
+    for a, b in zip(stacked.states, plain.states, strict=True):
+        for p, q in zip(a.net.parameters(), b.net.parameters(), strict=True):
+            torch.testing.assert_close(p.grad, q.grad, atol=1e-6, rtol=1e-5)
+
+
 def test_batched_first_step_on_mnist_matches_to_float_rounding():
     config = StudyConfig.from_dict({**TINY, "steps": 1})
     cells = config.cells()[::3][:2]
@@ -140,6 +157,8 @@ def test_study_resumes_after_a_stop_and_is_deterministic(tmp_path, monkeypatch, 
         run_study(config, tmp_path / "a", progress=False)
     partial = _rows(tmp_path / "a" / "study.csv")
     assert len(partial) == 1 and (tmp_path / "a" / "config.json").exists()
+    assert _study.report_study(config, tmp_path / "a")["cells"] == 1  # the stopped folder reports
+    assert (tmp_path / "a" / "report.md").read_text().startswith("# stequiv study: 1 of 4 cells")
     monkeypatch.setattr(_study, "_train_batch", real)
     summary = run_study(config, tmp_path / "a", progress=False, workers=2)  # finished by 2 processes
     assert summary["cells"] == summary["of"] == 4
@@ -169,6 +188,11 @@ def test_batches_group_one_model_and_dataset_in_grid_order():
     assert all(len({(c.model, c.dataset) for c in b}) == 1 for b in batches)
     assert {c.model for c in config.cells() if c.label == "mad()"} == {"resnet20"}
     assert config.cells()[0].cell_id.startswith("convnet-mnist-5k-htge")
+
+
+def test_report_of_a_folder_without_a_study_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="holds no study"):
+        _study.report_study(StudyConfig.from_dict(TINY), tmp_path)
 
 
 @pytest.mark.parametrize("workers", [0, 1.5])

@@ -43,19 +43,21 @@ def _resolve(preset: str, config_file: Path | None, sets: tuple[str, ...]):
               help="Refuse (before training) a grid that would take longer, measured on this machine.")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Worker processes training batches of cells at once (the rows do not depend on it).")
+@click.option("--report-only", is_flag=True,
+              help="Write study.csv, figures and report.md of the cells finished so far; train nothing.")
 @click.option("--no-progress", is_flag=True, help="No progress lines.")
 def study_cmd(out_dir: Path, quick: bool, preset: str | None, config_file: Path | None,
               sets: tuple[str, ...], max_minutes: float | None, workers: int,
-              no_progress: bool) -> None:
+              report_only: bool, no_progress: bool) -> None:
     """Alignment against learning rate: a grid of Q̂/STE/lr-tweak cells, study.csv, figures, report.md."""
-    from .experiments._study import run_study
+    from .experiments._study import report_study, run_study
 
     if quick and preset not in (None, "quick"):
         raise click.UsageError("--quick and --preset name different presets; give one")
     config = _resolve("quick" if quick else (preset or "full"), config_file, sets)
     try:
-        summary = run_study(config, out_dir, max_minutes=max_minutes, progress=not no_progress,
-                            workers=workers)
+        summary = report_study(config, out_dir) if report_only else run_study(
+            config, out_dir, max_minutes=max_minutes, progress=not no_progress, workers=workers)
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(json.dumps({k: summary[k] for k in ("cells", "of", "bound_check")}, indent=2))

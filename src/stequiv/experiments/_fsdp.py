@@ -11,8 +11,10 @@ tensor, as in one process.
 
 Everything that needs whole weights (Ē and agreement, ``weights.npz``, checkpoints, building a
 partner mid-training) reads them through :func:`full`: each DTensor is all-gathered, so these are
-collectives that every rank must call in the same order. Checkpoints hold full tensors, which
-:func:`load_` shards again.
+collectives that every rank must call in the same order. They gather one tensor at a time
+into CPU memory, so a rank's device never holds a whole net: checkpoints hold whole CPU tensors
+(which :func:`load_` shards again), and each net keeps an unsharded *replica* in CPU memory for
+the metrics and for building partners.
 """
 
 from __future__ import annotations
@@ -99,11 +101,18 @@ def shard_(model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
     return new_opt, _optim.rebuild_scheduler(sched, new_opt, origin)
 
 
+def _whole(v: Any) -> Any:
+    """A DTensor gathered whole into CPU memory (one tensor at a time on the device); any other
+    value as it is."""
+    return v.full_tensor().cpu() if isinstance(v, DTensor) else v
+
+
 def full_state(model: nn.Module, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
-    """``model.state_dict()`` and ``opt.state_dict()`` with every DTensor gathered whole."""
-    net = {k: full(v) for k, v in model.state_dict().items()}
+    """``model.state_dict()`` and ``opt.state_dict()`` with every DTensor gathered whole (into CPU
+    memory); unsharded tensors stay where they are."""
+    net = {k: _whole(v) for k, v in model.state_dict().items()}
     state = opt.state_dict()
-    state["state"] = {i: {k: full(v) for k, v in s.items()} for i, s in state["state"].items()}
+    state["state"] = {i: {k: _whole(v) for k, v in s.items()} for i, s in state["state"].items()}
     return net, state
 
 
@@ -122,7 +131,7 @@ def load_(model: nn.Module, opt: torch.optim.Optimizer, net: Mapping[str, Any],
 def refresh_(replica: nn.Module, model: nn.Module) -> nn.Module:
     """Give ``replica`` (an unsharded model of the same structure) the whole state of ``model``."""
     device = next(replica.parameters()).device
-    replica.load_state_dict({k: full(v).to(device) if torch.is_tensor(v) else v
+    replica.load_state_dict({k: _whole(v).to(device) if torch.is_tensor(v) else v
                              for k, v in model.state_dict().items()})
     return replica
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .. import qat
-from ..core import UniformQuantizer, get_estimator
+from ..core import Estimator, UniformQuantizer, get_estimator
 from ..qat._autograd import derivative
 from ._config import ConfigError, ExperimentConfig
 
@@ -24,38 +24,44 @@ TRAIN_DTYPE = torch.float32
 _PROBE_POINTS = 4097
 
 
-def _probe(config: ExperimentConfig) -> tuple[np.ndarray, UniformQuantizer]:
-    """Points covering the quantizer's range and two bins beyond, in the estimator's units."""
-    q = UniformQuantizer.symmetric(config.bits, 1.0)
-    est = get_estimator(config.estimator_spec())
-    lo, hi = (-2.0, 2.0) if est.units == "weight" else (q.lower - 2.0, q.upper + 2.0)
-    return np.linspace(lo, hi, _PROBE_POINTS), q
+def _estimators(config: ExperimentConfig) -> list[tuple[str, Estimator, int]]:
+    """Every estimator the run trains with: (config key, estimator, bits)."""
+    found = [("estimator", get_estimator(config.estimator_spec()), config.bits)]
+    if config.activation_bits is not None:
+        found.append(("activation_estimator", get_estimator(config.activation_estimator),
+                      config.activation_bits))
+        if "activation-swap" in config.experiments:
+            found.append(("activation_swap_to", get_estimator(config.activation_swap_to),
+                          config.activation_bits))
+    return found
 
 
 def check_estimator_dtype(config: ExperimentConfig, device: torch.device) -> None:
-    """Refuse an estimator whose Q̂′ fails, or is not finite where float64 is, in float32 on
-    ``device`` (:data:`TRAIN_DTYPE`): every backward pass would stop there."""
-    est = get_estimator(config.estimator_spec())
-    points, q = _probe(config)
-    args = (float(q.lower), float(q.upper), float(q.offset))
-    exact = derivative(est, torch.from_numpy(points), *args).double().cpu().numpy()
-    name = f"`estimator` {est.describe()}"
-    try:
-        got = derivative(est, torch.from_numpy(points).to(device, TRAIN_DTYPE), *args)
-        got = got.double().cpu().numpy()
-    except Exception as err:  # any failure of a user formula: report it, with the fix
-        raise ConfigError([("estimator", f"{name} cannot be evaluated in float32 on {device} "
-                            f"(the nets train in float32): {type(err).__name__}: {err}; write its "
-                            "derivative so that it accepts float32 tensors, or choose another "
-                            "estimator")]) from None
-    bad = np.isfinite(exact) & ~np.isfinite(got)
-    if bad.any():
-        at = points[bad][0]
-        raise ConfigError([("estimator", f"{name} cannot be evaluated in float32 (the nets train in "
-                            f"float32): Q̂′({at:.4g}) is {got[bad][0]} in float32 but "
-                            f"{exact[bad][0]:.6g} in float64; rewrite its derivative so that no "
-                            "intermediate overflows float32 (e.g. a ratio of exponentials as one "
-                            "exponential), or choose another estimator")])
+    """Refuse an estimator (of the weights, or of the activations) whose Q̂′ fails, or is not
+    finite where float64 is, in float32 on ``device`` (:data:`TRAIN_DTYPE`), on points covering
+    its grid and two bins beyond: every backward pass would stop there."""
+    for key, est, bits in _estimators(config):
+        q = UniformQuantizer.symmetric(bits, 1.0)
+        lo, hi = (-2.0, 2.0) if est.units == "weight" else (q.lower - 2.0, q.upper + 2.0)
+        points = np.linspace(lo, hi, _PROBE_POINTS)
+        args = (float(q.lower), float(q.upper), float(q.offset))
+        exact = derivative(est, torch.from_numpy(points), *args).double().cpu().numpy()
+        name = f"`{key}` {est.describe()}"
+        try:
+            got = derivative(est, torch.from_numpy(points).to(device, TRAIN_DTYPE), *args)
+            got = got.double().cpu().numpy()
+        except Exception as err:  # any failure of a user formula: report it, with the fix
+            raise ConfigError([(key, f"{name} cannot be evaluated in float32 on {device} (the "
+                                f"nets train in float32): {type(err).__name__}: {err}; write its "
+                                "derivative so that it accepts float32 tensors, or choose another "
+                                "estimator")]) from None
+        bad = np.isfinite(exact) & ~np.isfinite(got)
+        if bad.any():
+            raise ConfigError([(key, f"{name} cannot be evaluated in float32 (the nets train in "
+                                f"float32): Q̂′({points[bad][0]:.4g}) is {got[bad][0]} in float32 "
+                                f"but {exact[bad][0]:.6g} in float64; rewrite its derivative so "
+                                "that no intermediate overflows float32 (e.g. a ratio of "
+                                "exponentials as one exponential), or choose another estimator")])
 
 
 def check_compiles(config: ExperimentConfig) -> None:

@@ -63,7 +63,7 @@ def write_study_csv(out: Path, config: StudyConfig) -> Path:
 def _series(rows: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        groups[(r["dataset"], r["estimator"], r["bits"], r["optimizer"])].append(r)
+        groups[(r["model"], r["dataset"], r["estimator"], r["bits"], r["optimizer"])].append(r)
     return {k: sorted(v, key=lambda r: r["lr"]) for k, v in groups.items()}
 
 
@@ -83,10 +83,10 @@ def _slope(rows: list[dict[str, Any]], key: str) -> float:
 def breakdowns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One entry per series: η*, whether censored, the coefficient, slopes (module docstring)."""
     out = []
-    for (dataset, est, bits, opt), series in _series(rows).items():
+    for (model, dataset, est, bits, opt), series in _series(rows).items():
         failing = [r["lr"] for r in series if not _holds(r)]
         held = [r for r in series if _holds(r)]
-        out.append({"dataset": dataset, "estimator": est, "bits": bits, "optimizer": opt,
+        out.append({"model": model, "dataset": dataset, "estimator": est, "bits": bits, "optimizer": opt,
                     "eta_star": failing[0] if failing else None,
                     "max_lr": series[-1]["lr"], "coefficient": series[0]["coefficient"],
                     "held_below_eta_star": all(_holds(r) for r in series
@@ -108,15 +108,15 @@ def _figures(out: Path, rows: list[dict[str, Any]], table: list[dict[str, Any]])
     fig_dir = out / "figures"
     fig_dir.mkdir(exist_ok=True)
     series = _series(rows)
-    panels = sorted({(k[1], k[2]) for k in series})
+    panels = sorted({(k[2], k[3]) for k in series})
     cols = min(4, len(panels)) or 1
     nrows = math.ceil(len(panels) / cols) or 1
     fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3.2 * nrows), squeeze=False)
     for ax, (est, bits) in zip(axes.flat, panels, strict=False):
-        for (dataset, e, b, opt), s in series.items():
+        for (model, dataset, e, b, opt), s in series.items():
             if (e, b) == (est, bits):
                 ratio = [r["ebar_twin"] / r["ebar_tweak"] if r["ebar_tweak"] else math.nan for r in s]
-                ax.loglog([r["lr"] for r in s], ratio, "o-", label=f"{opt} {dataset}")
+                ax.loglog([r["lr"] for r in s], ratio, "o-", label=f"{opt} {model} {dataset}")
         ax.axhline(1.0, color="grey", lw=0.8, ls="--")
         ax.set(title=f"{est} {bits}-bit", xlabel="η", ylabel="Ē_twin / Ē_tweak")
         ax.legend(fontsize=7)
@@ -156,10 +156,11 @@ def _fmt(x: Any) -> str:
 
 def _report(config: StudyConfig, rows: list[dict[str, Any]], table: list[dict[str, Any]],
             bound: dict[str, Any], figures: list[str]) -> str:
-    cols = ("dataset", "estimator", "bits", "optimizer", "coefficient", "eta_star", "max_lr",
+    cols = ("model", "dataset", "estimator", "bits", "optimizer", "coefficient", "eta_star", "max_lr",
             "slope_twin", "slope_tweak", "slope_twin_where_A_holds", "agreement_twin_at_min_lr")
     lines = [f"# stequiv study: {len(rows)} of {len(config.cells())} cells", "",
-             f"ConvNet, {config.steps} steps of batch {config.batch_size}, lr-tweak × {config.lr_tweak}; "
+             f"{', '.join(config.models)}; {config.steps} steps of batch {config.batch_size}, "
+             f"lr-tweak × {config.lr_tweak}; "
              "Point A holds at η when Ē_twin ≤ Ē_tweak; η* is the smallest η where it fails "
              "(— : it held at every η tried).", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
