@@ -7,13 +7,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.stequiv-installed
 OUT ?= results/quick
 
-.PHONY: setup test lint reproduce reproduce-full reproduce-lm fortunes bench clean
+.PHONY: setup test test-paths lint reproduce reproduce-full reproduce-lm fortunes bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	# The CPU build of torch first: a bare `torch` requirement would pull CUDA wheels.
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,hf]'
+	$(BIN)/pip install -q -c constraints.txt torch
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,hf]'
 	touch $@
 
 setup: $(STAMP)
@@ -22,7 +22,16 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
 test: lint fortunes
+	$(BIN)/python .ci/machine.py
 	$(BIN)/python -m pytest -n 2 -q
+	$(MAKE) --no-print-directory test-paths
+
+# The claims that depend on floating-point paths, checked on the other paths from this machine:
+# NumPy's and PyTorch's AVX-512 kernels off (AVX2), and M's NumPy loops instead of numba's.
+PATH_TESTS := tests/test_core_precision.py tests/test_core_remap.py tests/test_study.py
+test-paths: setup
+	.ci/narrow-simd $(BIN)/python -m pytest -n 2 -q -p no:cacheprovider $(PATH_TESTS)
+	STEQUIV_NUMBA=0 $(BIN)/python -m pytest -n 2 -q -p no:cacheprovider $(PATH_TESTS)
 
 reproduce: setup
 	$(BIN)/stequiv reproduce --quick --out $(OUT)
@@ -33,8 +42,11 @@ reproduce-full: setup
 	$(BIN)/stequiv reproduce --preset full --out results/full
 
 # Debian's fortunes: the English text of the lm presets (installed here when apt is usable).
+# Without root the tests that need it are skipped, naming the package.
 fortunes:
-	@test -d /usr/share/games/fortunes || (apt-get update -q && apt-get install -y -q fortunes)
+	@test -d /usr/share/games/fortunes || { [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q fortunes; } \
+		|| echo "fortunes: not installed and not root; its tests are skipped (apt-get install fortunes)"
+
 
 # The transformer reproduction (issue 11): 4- and 2-bit byte-level transformer on fortunes.
 reproduce-lm: setup fortunes

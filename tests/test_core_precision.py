@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import stequiv.core as core
-from precision_reference import catalogue_with_m, quantizer, sample, ulp_errors
+from precision_reference import DELTA, OFFSET, catalogue_with_m, quantizer, sample, ulp_errors
 
 ESTIMATORS = catalogue_with_m()
 BITS = {np.float32: range(1, 17), np.float64: range(1, 33)}
@@ -78,3 +78,26 @@ def test_float32_keeps_bins_and_accuracy_beyond_16_bits(bits):
     small = np.abs(v) < 64  # where float32 resolves Δ finely, so must M (was 0.1 Δ off at 20 bits)
     assert small.sum() > 100
     assert np.max(np.abs(m - exact)[small] / q.delta_array) < 1e-4
+
+
+def _constant(c: float) -> core.Estimator:
+    return core.custom_estimator(f"constant_{c!r}", lambda x, c=c: 0 * x + c, register=False)
+
+
+# Q̂′ = c: the bin integral is I = 1/c, and (1/I)·I rounds to 1 - 2⁻⁵³ for these c
+INEXACT_PRODUCT = [0.3407035175879397, 0.4221105527638191, 0.5984924623115577]
+
+
+@pytest.mark.parametrize("c", INEXACT_PRODUCT)
+@pytest.mark.parametrize("bits", [2, 8, 32])
+def test_boundaries_are_fixed_exactly_whatever_the_rounding_of_alpha_times_integral(c, bits):
+    """aI is 1 by definition on a grid with a finite bin; computed as the product (1/I)·I it was
+    1 - 2⁻⁵³ for some I (which the SIMD path of NumPy's transcendental functions moves by an
+    ulp), and every boundary b0 + n·aI drifted by n ulps: 2³⁰ ulps at 32 bits."""
+    est = _constant(c)
+    integral = core.plan_for(est, quantizer(bits)).prim.integral
+    assert (1.0 / integral) * integral != 1.0  # the case this test is about
+    q = quantizer(bits)
+    boundaries = (np.asarray([q.lower + 0.5, -0.5, 0.5, q.upper - 0.5]) + OFFSET) * DELTA
+    np.testing.assert_array_equal(core.remap(est, q, boundaries), boundaries)
+    np.testing.assert_array_equal(core.unremap(est, q, boundaries), boundaries)

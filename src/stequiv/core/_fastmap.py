@@ -27,6 +27,7 @@ guarantees ``Q(M(w)) == Q(w)``.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +50,8 @@ _EXACT = 2.0**21  # |v| below this: v - 1/2 and its split into bin and position 
 _CHUNK = 1 << 16  # NumPy fallback: elements per pass, to stay in cache
 _BLOCK = 1 << 12  # misplaced elements are counted per block, and searched in blocks that have some
 _FOUND = 1 << 12  # room for their indices (a second pass makes more room if needed)
-USE_NUMBA = True  # set False to run the NumPy version (to compare the two)
+# STEQUIV_NUMBA=0 runs the NumPy version of the loops (CI runs the precision tests both ways)
+USE_NUMBA = os.environ.get("STEQUIV_NUMBA", "1") != "0"
 
 
 # ---------------------------------------------------------------------------------- the table

@@ -80,8 +80,14 @@ class BinPlan(RemapPlan):
 
     @property
     def period(self) -> float:
-        """aI: the image of one period (1 whenever the quantizer has a finite bin)."""
-        return self.alpha * self.prim.integral
+        """aI: the image of one period.
+
+        Exactly 1 whenever the quantizer has a finite bin (α = 1/I by definition): the rounded
+        product ``(1/I)·I`` is 1 - 2⁻⁵³ for some I, and I itself moves by an ulp with the SIMD
+        path of the transcendental functions, so the product would make the boundaries
+        ``b0 + n·aI`` machine-dependent and inexact. α = 1 on the binary grid, so aI = I there.
+        """
+        return 1.0 if self.upper - self.lower >= 2 else self.alpha * self.prim.integral
 
     def periodic(self, v: Arr) -> Arr:
         """The periodic map, relative to each weight's own bin (no tail).
