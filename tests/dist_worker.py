@@ -44,7 +44,7 @@ def main(out: str) -> None:
     if dist.is_main:
         with open(out, "w") as f:
             json.dump(diffs, f)
-    dist.barrier()
+    dist.close()
 
 
 if __name__ == "__main__":

@@ -59,6 +59,14 @@ class Dist:
         if self.enabled:
             dist.barrier()
 
+    def close(self) -> None:
+        """Leave the process group after every rank got here. A process that exits with gloo's
+        threads still running can abort in teardown ("terminate called without an active
+        exception"), failing a run that finished."""
+        if self.enabled and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
 
 def _device(choice: str, local_rank: int) -> torch.device:
     if choice == "auto":

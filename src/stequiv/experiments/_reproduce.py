@@ -117,7 +117,12 @@ def reproduce(config: ExperimentConfig, out_dir: str | Path, *, progress: bool =
     Returns the summary (also saved as ``out_dir/summary.json``).
     """
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
-    dist = dist or setup_distributed(config.device)
+    if dist is None:
+        dist = setup_distributed(config.device)
+        try:
+            return reproduce(config, out_dir, progress=progress, dist=dist)
+        finally:
+            dist.close()
     torch.use_deterministic_algorithms(True)
     data = load_data(config)  # data and batch checked before the folder is claimed
     config.check_data(len(data.train), dist.world_size)
