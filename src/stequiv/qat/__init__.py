@@ -12,6 +12,11 @@ from ._checkpoint import load as load
 from ._checkpoint import save as save
 from ._checkpoint import save_pretrained as save_pretrained
 from ._config import QuantConfig as QuantConfig
+from ._convert import IntegerLayer as IntegerLayer
+from ._convert import IntegerWeight as IntegerWeight
+from ._convert import convert_ as convert_
+from ._convert import from_integer as from_integer
+from ._convert import integer_layers as integer_layers
 from ._fake_quant import WeightFakeQuant as WeightFakeQuant
 from ._lsq import LearnedStepFakeQuant as LearnedStepFakeQuant
 from ._lsq_twin import LearnedStepTwin as LearnedStepTwin
