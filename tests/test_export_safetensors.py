@@ -38,7 +38,9 @@ def test_round_trip_into_the_float_model_is_exact_and_keeps_ties(tmp_path, dtype
     with torch.no_grad():
         expected = model(tokens)
     result = export(model, tmp_path / "m.safetensors")
-    assert sq.quantized_layers(model)  # the argument is left fake-quantized
+    assert sq.quantized_layers(model)  # the argument is left fake-quantized, and still works
+    with torch.no_grad():
+        assert torch.equal(model(tokens), expected)
     assert result.bits == {"emb": 2, "mix": 2, "head": 2}
     load_integer(result.path, float_model)
     layers = sq.integer_layers(float_model)
@@ -70,12 +72,12 @@ def test_corrupt_truncated_foreign_and_mismatched_files_are_refused(tmp_path):
     data = bytearray(path.read_bytes())
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(bytes(data[:-10]))
-    with pytest.raises(ValueError, match="truncated.safetensors is not a readable safetensors"):
+    with pytest.raises(ValueError, match=r"truncated\.safetensors is not a readable safetensors"):
         load_integer(truncated, copy.deepcopy(float_model))
     data[-5] ^= 0xFF  # one bit pattern in the last tensor's bytes
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="corrupt.safetensors: sha256 mismatch"):
+    with pytest.raises(ValueError, match=r"corrupt\.safetensors: sha256 mismatch"):
         load_integer(corrupt, copy.deepcopy(float_model))
     foreign = tmp_path / "foreign.safetensors"
     safetensors.torch.save_model(float_model, foreign)
@@ -83,9 +85,9 @@ def test_corrupt_truncated_foreign_and_mismatched_files_are_refused(tmp_path):
         load_integer(foreign, copy.deepcopy(float_model))
     text = tmp_path / "notes.txt"
     text.write_text("hello")
-    with pytest.raises(ValueError, match="notes.txt is not a readable safetensors"):
+    with pytest.raises(ValueError, match=r"notes\.txt is not a readable safetensors"):
         load_integer(text, copy.deepcopy(float_model))
-    with pytest.raises(FileNotFoundError, match="missing.safetensors does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.safetensors does not exist"):
         load_integer(tmp_path / "missing.safetensors", float_model)
     other = TiedLM(dim=16)
     with pytest.raises(ValueError, match="has 'emb' of shape"):
@@ -93,5 +95,5 @@ def test_corrupt_truncated_foreign_and_mismatched_files_are_refused(tmp_path):
     assert isinstance(other.emb.weight, nn.Parameter) and other.emb.weight is other.head.weight
     with pytest.raises(ValueError, match="is fake-quantized"):
         load_integer(path, model)
-    with pytest.raises(ValueError, match="build the model in torch.float32"):
+    with pytest.raises(ValueError, match=r"build the model in torch\.float32"):
         load_integer(path, copy.deepcopy(float_model).half())

@@ -4,6 +4,7 @@ Every format holds the trained integer codes and Δ exactly; a grid that a forma
 refused with the format's limit and the :class:`~stequiv.qat.QuantConfig` that would fit.
 """
 
+from ._onnx import write_onnx
 from ._registry import ExportResult as ExportResult
 from ._registry import Format as Format
 from ._registry import export as export
@@ -12,7 +13,9 @@ from ._registry import register_format
 from ._safetensors import load_integer as load_integer
 from ._safetensors import save_integer
 
-register_format(Format("safetensors", lambda model, path: save_integer(model, path),
+register_format(Format("safetensors", lambda model, path, example: save_integer(model, path),
                        "stequiv's integer model: packed codes and Δ (load with load_integer)"))
+register_format(Format("onnx", write_onnx,
+                       "ONNX QDQ: int4/int8 initializers read by DequantizeLinear (needs example)"))
 
 __all__ = ["ExportResult", "Format", "export", "export_formats", "load_integer"]

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -17,10 +18,13 @@ __all__ = ["ExportResult", "Format", "export", "export_formats"]
 
 @dataclass(frozen=True)
 class Format:
-    """An export format: its writer ``(converted model, path) -> path`` and a one-line summary."""
+    """An export format: its writer ``(converted model, path, example) -> path`` and a summary.
+
+    ``example`` is an input batch for formats that trace the model (None for the others).
+    """
 
     name: str
-    write: Callable[[nn.Module, Path], Path]
+    write: Callable[[nn.Module, Path, Any], Path]
     summary: str
 
 
@@ -66,10 +70,11 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
-def export(model: nn.Module, path: str | os.PathLike, format: str = "safetensors") -> ExportResult:
+def export(model: nn.Module, path: str | os.PathLike, format: str = "safetensors", *,
+           example: Any = None) -> ExportResult:
     """Write a fake-quantized or converted ``model`` to ``path`` in ``format``; see
     :func:`export_formats`. A fake-quantized model is converted on a copy (the argument is left
-    as it is). Every format holds the integer codes and Δ exactly, or the export is refused with
+    as it is). ``example`` is an input batch, for formats that trace the model (ONNX). Every format holds the integer codes and Δ exactly, or the export is refused with
     the format's limit and a fitting :class:`~stequiv.qat.QuantConfig`.
     """
     if format not in _FORMATS:
@@ -79,5 +84,5 @@ def export(model: nn.Module, path: str | os.PathLike, format: str = "safetensors
     converted, layers = converted_copy(model)
     bits = {name: (il.weight.upper - il.weight.lower + 1).bit_length() - 1
             for name, il in layers.items()}
-    written = _FORMATS[format].write(converted, Path(path))
+    written = _FORMATS[format].write(converted, Path(path), example)
     return ExportResult(written, format, bits, float_bytes(converted), _size(written))

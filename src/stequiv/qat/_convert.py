@@ -136,6 +136,19 @@ def attach(module: nn.Module, param: str, weight: IntegerWeight, codes: torch.Te
         weight._pending = None
 
 
+def own_class(module: nn.Module) -> None:
+    """Give a parametrized ``module`` a class of its own (same bases and properties).
+
+    ``copy.deepcopy`` of a parametrized module shares torch's generated class with the original,
+    so adding or removing a parametrization on the copy would add or delete the property on the
+    original too.
+    """
+    cls = type(module)
+    if parametrize.is_parametrized(module):
+        body = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
+        module.__class__ = type(cls.__name__, cls.__bases__, body)
+
+
 def integer_layers(model: nn.Module) -> dict[str, IntegerLayer]:
     """``{name: IntegerLayer}`` for every integer weight of a converted model, in module order.
 
@@ -207,6 +220,8 @@ def convert_(model: nn.Module) -> nn.Module:
         if id(fq) not in plans:
             plans[id(fq)] = _plan(name, module, param, fq)
         plans[id(fq)].readers.append((module, param))
+    for module in {id(m): m for plan in plans.values() for m, _ in plan.readers}.values():
+        own_class(module)
     for plan in plans.values():
         for module, param in plan.readers:
             parametrize.remove_parametrizations(module, param, leave_parametrized=False)
@@ -230,6 +245,8 @@ def from_integer(model: nn.Module) -> nn.Module:
         raise ValueError("from_integer: the model has no integer weight; convert it with "
                          "stequiv.convert_ first")
     params: dict[int, nn.Parameter] = {}
+    for module in {id(layer.module): layer.module for layer in found.values()}.values():
+        own_class(module)
     for layer in found.values():
         key = id(layer.weight)
         if key not in params:
