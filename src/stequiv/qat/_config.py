@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..core import Estimator, UniformQuantizer, get_estimator
@@ -17,6 +19,20 @@ from ._layout import Layout, make_layout
 __all__ = ["QuantConfig"]
 
 _SCALES = ("init-bound", "absmax")
+_DELTA_DTYPES = (None, "float16")
+# Export formats' own grids (the stequiv.export formats hold these exactly):
+FORMAT_GRIDS: dict[str, dict[str, Any]] = {
+    # GGUF: blocks of 32 weights, one float16 scale d; Q4_0 w = d·(q − 8), q = 0..15 (levels
+    # −8..7 on the offset-0 grid); Q8_0 w = d·q, q an int8 (levels −128..127)
+    "gguf-q4_0": {"bits": 4, "offset": 0.0, "group_size": 32, "delta_dtype": "float16"},
+    "gguf-q8_0": {"bits": 8, "offset": 0.0, "group_size": 32, "delta_dtype": "float16"},
+    # compressed-tensors' symmetric int weights (w = s·q, s in the model's dtype)
+    "compressed-tensors-w4-group128": {"bits": 4, "offset": 0.0, "group_size": 128},
+    "compressed-tensors-w8-channel": {"bits": 8, "offset": 0.0, "per_channel": True},
+    # ONNX DequantizeLinear: int4 codes per output channel (any offset-0 or offset-½ grid fits)
+    "onnx-int4": {"bits": 4, "offset": 0.0, "per_channel": True},
+    "onnx-int8": {"bits": 8, "offset": 0.0, "per_channel": True},
+}
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,10 @@ class QuantConfig:
         learn_step: every Δ of the layer (per tensor, channel or group) becomes a parameter
             trained LSQ-style, starting from ``scale`` (:mod:`._lsq`; its STE twin follows the
             Q̂-net's Δ: :class:`~stequiv.qat.LearnedStepTwin`). Needs a bin-unit estimator.
+        delta_dtype: ``"float16"`` rounds every Δ to the nearest float16 when it is set, for
+            formats that store a float16 scale (GGUF); None keeps Δ in float64.
+
+    :meth:`for_format` gives the config that trains on an export format's own grid.
     """
 
     estimator: str | Mapping[str, Any] | Estimator = "ste"
@@ -49,8 +69,12 @@ class QuantConfig:
     axis: int | None = None
     estimator_params: Mapping[str, Any] = field(default_factory=dict)
     learn_step: bool = False
+    delta_dtype: str | None = None
 
     def __post_init__(self) -> None:
+        if self.delta_dtype not in _DELTA_DTYPES:
+            raise ValueError(f"`delta_dtype` must be one of {_DELTA_DTYPES}, got "
+                             f"{self.delta_dtype!r}")
         integer("bits", self.bits, minimum=1)
         if not isinstance(self.learn_step, bool):
             raise TypeError(f"`learn_step` must be True or False, got {self.learn_step!r}")
@@ -117,8 +141,36 @@ class QuantConfig:
                       where: str = "the weight") -> UniformQuantizer:
         """The core quantizer of this config for the rows of ``weight`` (see :mod:`._layout`)."""
         m = self.range_bound(weight, layout, fan_in, where).numpy()
-        return UniformQuantizer.symmetric(self.bits, m) if self.offset == 0.5 else UniformQuantizer(
+        q = UniformQuantizer.symmetric(self.bits, m) if self.offset == 0.5 else UniformQuantizer(
             bits=self.bits, delta=2.0 * m / (2**self.bits - 1), offset=self.offset)
+        if self.delta_dtype is None:
+            return q
+        delta = q.delta_array.astype(np.float16).astype(np.float64)
+        if not bool(np.all(np.isfinite(delta) & (delta > 0))):
+            raise ValueError(f"{where}: Δ = {q.delta_array.min():g}..{q.delta_array.max():g} "
+                             "is not a positive finite float16 (`delta_dtype='float16'`); "
+                             "give a scale whose Δ lies in [6e-8, 65504]")
+        return UniformQuantizer(bits=self.bits, delta=delta if delta.ndim else float(delta),
+                                offset=self.offset)
+
+    @classmethod
+    def for_format(cls, name: str, **overrides: Any) -> QuantConfig:
+        """The config that trains on export format ``name``'s grid (:data:`FORMAT_GRIDS`), so the
+        export holds the trained weights exactly; ``overrides`` set the other fields (estimator,
+        scale, learn_step, ...).
+
+        >>> QuantConfig.for_format("gguf-q4_0", estimator="htge").group_size
+        32
+        """
+        if name not in FORMAT_GRIDS:
+            close = difflib.get_close_matches(str(name), list(FORMAT_GRIDS), n=1)
+            raise ValueError(f"unknown format grid {name!r}; known: {sorted(FORMAT_GRIDS)}"
+                             + (f"; did you mean {close[0]!r}?" if close else ""))
+        clash = sorted(set(overrides) & set(FORMAT_GRIDS[name]))
+        if clash:
+            raise ValueError(f"format {name!r} fixes {clash}; leave them out of the overrides "
+                             "(or build the QuantConfig yourself)")
+        return cls(**FORMAT_GRIDS[name], **overrides)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; :meth:`from_dict` inverts it."""
