@@ -4,6 +4,7 @@ Every format holds the trained integer codes and Δ exactly; a grid that a forma
 refused with the format's limit and the :class:`~stequiv.qat.QuantConfig` that would fit.
 """
 
+from ._compressed import write_compressed_tensors
 from ._gguf import write_gguf
 from ._onnx import write_onnx
 from ._registry import ExportResult as ExportResult
@@ -22,3 +23,5 @@ register_format(Format("onnx", write_onnx,
 __all__ = ["ExportResult", "Format", "export", "export_formats", "load_integer"]
 register_format(Format("gguf", write_gguf,
                        "GGUF: Q4_0/Q8_0 blocks (train with QuantConfig.for_format('gguf-q4_0'))"))
+register_format(Format("compressed-tensors", write_compressed_tensors,
+                       "Hugging Face folder, pack-quantized Linear weights (from_pretrained loads it)"))
