@@ -4,6 +4,7 @@ Every format holds the trained integer codes and Δ exactly; a grid that a forma
 refused with the format's limit and the :class:`~stequiv.qat.QuantConfig` that would fit.
 """
 
+from ._command import export_command as export_command
 from ._compressed import write_compressed_tensors
 from ._gguf import write_gguf
 from ._onnx import write_onnx
@@ -20,7 +21,7 @@ register_format(Format("safetensors", lambda model, path, example: save_integer(
 register_format(Format("onnx", write_onnx,
                        "ONNX QDQ: int4/int8 initializers read by DequantizeLinear (needs example)"))
 
-__all__ = ["ExportResult", "Format", "export", "export_formats", "load_integer"]
+__all__ = ["ExportResult", "Format", "export", "export_command", "export_formats", "load_integer"]
 register_format(Format("gguf", write_gguf,
                        "GGUF: Q4_0/Q8_0 blocks (train with QuantConfig.for_format('gguf-q4_0'))"))
 register_format(Format("compressed-tensors", write_compressed_tensors,
