@@ -11,7 +11,11 @@ from typing import Any
 
 from torch import nn
 
+from ._compressed import write_compressed_tensors
 from ._files import converted_copy, float_bytes
+from ._gguf import write_gguf
+from ._onnx import write_onnx
+from ._safetensors import save_integer
 
 __all__ = ["ExportResult", "Format", "export", "export_formats"]
 
@@ -57,6 +61,19 @@ def register_format(fmt: Format) -> None:
     if fmt.name in _FORMATS:
         raise ValueError(f"export format {fmt.name!r} is registered already")
     _FORMATS[fmt.name] = fmt
+
+
+for _fmt in (
+    Format("safetensors", lambda model, path, example: save_integer(model, path),
+           "stequiv's integer model: packed codes and Δ (load with load_integer)"),
+    Format("onnx", write_onnx,
+           "ONNX QDQ: int4/int8/int16 initializers read by DequantizeLinear (needs example)"),
+    Format("gguf", write_gguf,
+           "GGUF: Q4_0/Q8_0 blocks (train with QuantConfig.for_format('gguf-q4_0'))"),
+    Format("compressed-tensors", write_compressed_tensors,
+           "Hugging Face folder, pack-quantized Linear weights (from_pretrained loads it)"),
+):
+    register_format(_fmt)
 
 
 def export_formats() -> dict[str, str]:
