@@ -11,6 +11,7 @@ from ._registry import export as export
 from ._registry import export_formats as export_formats
 from ._registry import register_format as register_format
 from ._safetensors import load_integer as load_integer
+from ._torchao import to_torchao_ as to_torchao_
 
 __all__ = ["ExportResult", "Format", "export", "export_command", "export_formats", "load_integer",
-           "register_format"]
+           "register_format", "to_torchao_"]

@@ -22,10 +22,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrize import type_before_parametrizations
 
 from .._optional import require
 from ..qat import IntegerLayer, from_integer, integer_layers
-from ._files import atomic_write
+from ._files import atomic_write, symmetric_codes
 
 __all__ = ["write_compressed_tensors"]
 
@@ -34,20 +35,10 @@ def _scheme(name: str, layer: IntegerLayer) -> tuple[torch.Tensor, torch.Tensor,
     """(q as int8, s shaped for compressed-tensors, the weights' QuantizationArgs fields)."""
     w, lay = layer.weight, layer.weight.layout
     if not isinstance(layer.module, nn.Linear) or layer.param != "weight":
-        raise ValueError(f"compressed-tensors export: {name!r} is a {type(layer.module).__name__}; "
+        raise ValueError(f"compressed-tensors export: {name!r} is a {type_before_parametrizations(layer.module).__name__}; "
                          "pack-quantized holds nn.Linear weights: quantize only the Linear layers "
                          "(filter_fn=lambda module, name: isinstance(module, nn.Linear))")
-    k, scale = layer.levels().to(torch.int32), layer.scale.detach()
-    if w.offset == 0.0:
-        q, s, bits = k, scale, (w.upper - w.lower + 1).bit_length() - 1
-    elif w.offset == 0.5:
-        q, s, bits = 2 * k + 1, scale / 2, (w.upper - w.lower + 1).bit_length()
-        if not torch.equal(s * 2, scale):
-            raise ValueError(f"compressed-tensors export: {name!r} has a Δ whose half is not exact "
-                             "in its dtype; quantize with a larger scale")
-    else:
-        raise ValueError(f"compressed-tensors export: {name!r} has offset {w.offset}; symmetric "
-                         "int weights hold offset 0 or odd codes at offset 0.5")
+    q, s, bits = symmetric_codes(layer, f"compressed-tensors export: {name!r}")
     if bits > 8 or w.lower != -(2 ** ((w.upper - w.lower + 1).bit_length() - 2)):
         raise ValueError(f"compressed-tensors export: {name!r} needs {bits}-bit codes; "
                          "pack-quantized holds 1-8 bits: use QuantConfig.for_format("

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..qat import IntegerLayer, convert_, integer_layers, quantized_layers
 
-__all__ = ["atomic_write", "converted_copy", "float_bytes"]
+__all__ = ["atomic_write", "converted_copy", "float_bytes", "symmetric_codes", "tensor_bytes"]
 
 
 def atomic_write(path: Path, data: bytes) -> Path:
@@ -61,3 +61,31 @@ def float_bytes(model: nn.Module) -> int:
 def tensor_bytes(t: torch.Tensor) -> bytes:
     """The raw bytes of ``t`` (contiguous, native little-endian), any dtype."""
     return t.detach().contiguous().reshape(-1).view(torch.uint8).cpu().numpy().tobytes()
+
+
+def symmetric_codes(layer: IntegerLayer, where: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``(q, s, bits)`` with q·s = (k + z)·Δ exactly, for formats whose weights are q·s.
+
+    Offset 0: q = k, s = Δ, b bits. Offset ½ (the zero-free grid): the odd codes q = 2k + 1 at
+    s = Δ/2, b + 1 bits (Δ/2 is exact unless subnormal). q is int32 in the weight's shape, s is
+    Δ's tensor (the scale's dtype, one per row of the layout, flattened).
+
+    Raises:
+        ValueError: another offset, or a Δ whose half is not exact; ``where`` names the format
+            and the weight.
+    """
+    w = layer.weight
+    k, scale = layer.levels(), layer.scale.detach().reshape(-1)
+    levels_bits = (w.upper - w.lower + 1).bit_length() - 1
+    if w.offset == 0.0:
+        return k, scale, levels_bits
+    if w.offset != 0.5:
+        raise ValueError(f"{where} is on a grid with offset {w.offset:g}; integer formats hold "
+                         "offset 0 (q = k) or the zero-free offset 0.5 (odd codes at half the "
+                         "step): quantize with QuantConfig(offset=0.0) or offset=0.5")
+    half = scale / 2
+    if not bool(torch.all((half * 2 == scale) & (half >= torch.finfo(half.dtype).tiny))):
+        raise ValueError(f"{where} has a Δ whose half is subnormal in {half.dtype}, so the odd "
+                         "codes 2k+1 at Δ/2 cannot hold its levels exactly; quantize with a "
+                         "larger scale")
+    return 2 * k + 1, half, levels_bits + 1

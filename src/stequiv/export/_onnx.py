@@ -30,7 +30,7 @@ from torch import nn
 
 from .._optional import require
 from ..qat import IntegerLayer, from_integer, integer_layers
-from ._files import atomic_write
+from ._files import atomic_write, symmetric_codes
 
 __all__ = ["OPSET", "write_onnx"]
 
@@ -41,23 +41,10 @@ _TYPES = ((-8, 7, "INT4", None), (-128, 127, "INT8", np.int8), (-32768, 32767, "
 
 def _codes(layer: IntegerLayer, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(q as int64 in the rows layout, s as float32 per row) with q·s = the weight."""
-    weight, k = layer.weight, layer.levels().to(torch.int64)
-    scale = layer.scale.detach().to(torch.float32).reshape(-1)
-    if weight.offset == 0.5:
-        q, s = 2 * k + 1, scale / 2
-        if not bool(torch.all((s * 2 == scale) & (s >= torch.finfo(torch.float32).tiny))):
-            raise ValueError(f"ONNX export: {name!r} has a Δ whose half is subnormal in float32, "
-                             "so the odd codes 2k+1 at Δ/2 cannot hold its levels exactly; "
-                             "quantize with a larger scale")
-    elif weight.offset == 0.0:
-        q, s = k, scale
-    else:
-        raise ValueError(f"ONNX export: {name!r} is on a grid with offset {weight.offset}; "
-                         "DequantizeLinear holds integer codes (offset 0) or odd codes at half the "
-                         "step (offset 0.5): quantize with QuantConfig(offset=0.0) or offset=0.5")
-    lay = weight.layout
+    q, s, _ = symmetric_codes(layer, f"ONNX export: {name!r}")
+    lay = layer.weight.layout
     rows = lay.rows(q) if lay.group_size is not None else q
-    return rows.numpy(), s.numpy()
+    return rows.to(torch.int64).numpy(), s.to(torch.float32).numpy()
 
 
 def _onnx_type(q: np.ndarray, name: str) -> tuple[str, Any]:
