@@ -82,7 +82,7 @@ def write_compressed_tensors(model: nn.Module, path: Path, example: Any = None) 
     path.mkdir(parents=True, exist_ok=True)
     unique = _without_aliases(state, tied)
     atomic_write(path / "model.safetensors", st.save(unique, metadata={"format": "pt"}))
-    hf_config = copy.deepcopy(model.config)
+    hf_config: Any = copy.deepcopy(model.config)
     hf_config.quantization_config = config.model_dump(exclude_none=True)
     hf_config.quantization_config["quant_method"] = "compressed-tensors"
     atomic_write(path / "config.json", hf_config.to_json_string().encode())

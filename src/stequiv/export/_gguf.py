@@ -110,7 +110,7 @@ def write_gguf(model: nn.Module, path: Path, example: Any = None) -> Path:
             writer.add_tensor(key, _blocks(layer, qtypes[name]),
                               raw_dtype=getattr(gguf.GGMLQuantizationType, qtypes[name]))
             writer.add_string(f"stequiv.shape.{key}", json.dumps(list(lay.shape)))
-            writer.add_uint32(f"stequiv.axis.{key}", int(lay.axis))
+            writer.add_uint32(f"stequiv.axis.{key}", int(lay.axis or 0))  # grouped: has an axis
         seen: set[tuple] = set()
         for key, value in model.state_dict().items():
             if (".parametrizations." in f".{key}" and ".original" in key) or key.endswith("_extra_state"):

@@ -72,14 +72,16 @@ def _dequantize_nodes(onnx: Any, layer: IntegerLayer, name: str, target: str) ->
     axis = 0 if lay.group_size is not None or not per_row else lay.axis
     if lay.group_size is None:
         return inits, [helper.make_node("DequantizeLinear", [qname, sname], [target], axis=axis)]
-    moved = [lay.shape[lay.axis], *lay.shape[:lay.axis], *lay.shape[lay.axis + 1:]]
+    a = lay.axis
+    assert a is not None  # a grouped layout has an output axis
+    moved = [lay.shape[a], *lay.shape[:a], *lay.shape[a + 1:]]
     shape_name = f"{target}.shape"
     inits.append(onnx.numpy_helper.from_array(np.array(moved, dtype=np.int64), shape_name))
     nodes = [helper.make_node("DequantizeLinear", [qname, sname], [f"{target}.rows"], axis=0)]
-    if lay.axis == 0:
+    if a == 0:
         nodes.append(helper.make_node("Reshape", [f"{target}.rows", shape_name], [target]))
         return inits, nodes
-    perm = [*range(1, lay.axis + 1), 0, *range(lay.axis + 1, len(lay.shape))]
+    perm = [*range(1, a + 1), 0, *range(a + 1, len(lay.shape))]
     nodes += [helper.make_node("Reshape", [f"{target}.rows", shape_name], [f"{target}.moved"]),
               helper.make_node("Transpose", [f"{target}.moved"], [target], perm=perm)]
     return inits, nodes
@@ -96,7 +98,7 @@ def _trace(model: nn.Module, example: Any) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript exporter's notice that it is the old one
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(flat, args, buffer, dynamo=False, opset_version=_TRACE_OPSET,
+        torch.onnx.export(flat, args, buffer,  # type: ignore[arg-type]  # a file object works dynamo=False, opset_version=_TRACE_OPSET,
                           do_constant_folding=False, input_names=["input"],
                           output_names=["output"],
                           dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})

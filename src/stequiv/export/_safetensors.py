@@ -115,7 +115,7 @@ def load_integer(path: str | os.PathLike, model: nn.Module) -> nn.Module:
     tensors, metadata = _read(path)
     records: dict[str, dict[str, Any]] = json.loads(metadata["integer"])
     aliases: dict[str, str] = json.loads(metadata["aliases"])
-    state = {**tensors, **{k: tensors[v] for k, v in aliases.items()}}
+    state: dict[str, Any] = {**tensors, **{k: tensors[v] for k, v in aliases.items()}}
     if quantized_layers(model):
         raise ValueError("load_integer: the model is fake-quantized; load into the float model "
                          "(as built, before quantize_) or into a converted one")

@@ -146,7 +146,7 @@ def own_class(module: nn.Module) -> None:
     cls = type(module)
     if parametrize.is_parametrized(module):
         body = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
-        module.__class__ = type(cls.__name__, cls.__bases__, body)
+        module.__class__ = type(cls.__name__, cls.__bases__, body)  # type: ignore[assignment]
 
 
 def integer_layers(model: nn.Module) -> dict[str, IntegerLayer]:
