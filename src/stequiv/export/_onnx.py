@@ -98,7 +98,8 @@ def _trace(model: nn.Module, example: Any) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript exporter's notice that it is the old one
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(flat, args, buffer,  # type: ignore[arg-type]  # a file object works dynamo=False, opset_version=_TRACE_OPSET,
+        torch.onnx.export(flat, args, buffer,  # type: ignore[arg-type]  # a file object works
+                          dynamo=False, opset_version=_TRACE_OPSET,
                           do_constant_folding=False, input_names=["input"],
                           output_names=["output"],
                           dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
