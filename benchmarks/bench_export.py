@@ -5,8 +5,8 @@ The model is quantized as a user would for each format (safetensors: the paper's
 grid per tensor; ONNX: 4 bits per channel, ``QuantConfig.for_format("onnx-int4")``; GGUF: Q4_0
 for the MLP and Q8_0 elsewhere, ``for_format("gguf-q4_0")``/``"gguf-q8_0"``). Inference: a batch of
 8 sequences of 128 byte tokens, PyTorch eager float32 (weights dequantized, ``no_grad``) against
-onnxruntime's CPU session of the exported QDQ graph, both at the same thread count, timed in
-alternation. Writes ``benchmarks/results/export.md``.
+onnxruntime's CPU session of the exported QDQ graph, and against the model with torchao's int4
+weight tensors (``to_torchao_``), all at the same thread count, timed in alternation. Writes ``benchmarks/results/export.md``.
 Run: .venv/bin/python benchmarks/bench_export.py
 """
 
@@ -29,7 +29,7 @@ import torch
 
 from _bench import Row, compare, interleaved, markdown, single
 from stequiv import qat as sq
-from stequiv.export import export
+from stequiv.export import export, to_torchao_
 from stequiv.models import build_model
 
 MODEL = "transformer-small"
@@ -91,7 +91,22 @@ def run(folder: Path) -> tuple[list[Row], list[str]]:
                      f"{result.file_bytes / _float_bytes(model):.3f} |")
         if fmt == "onnx":
             rows.append(_inference(model, result.path, tokens))
+    rows.append(_torchao(tokens))
     return rows, sizes
+
+
+def _torchao(tokens: torch.Tensor) -> Row:
+    """torchao's intx tensors (its CPU dequantize-then-matmul) against the float model."""
+    torch.manual_seed(0)
+    model = sq.quantize_(build_model(MODEL, num_classes=256), sq.QuantConfig.for_format(
+        "onnx-int4"), filter_fn=lambda module, name: isinstance(module, torch.nn.Linear)).eval()
+    flat = sq.from_integer(sq.convert_(copy.deepcopy(model))).eval()
+    to_torchao_(model)
+    with torch.no_grad():
+        assert torch.equal(model(tokens), flat(tokens))
+        times = interleaved({"ao": lambda: model(tokens), "torch": lambda: flat(tokens)}, REPEAT)
+    return compare(f"{MODEL} inference, batch 8×128, torchao int4 Linear weights", times["ao"],
+                   "PyTorch float32 eager", times["torch"])
 
 
 def _inference(model: torch.nn.Module, path: Path, tokens: torch.Tensor) -> Row:

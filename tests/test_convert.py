@@ -1,5 +1,6 @@
 """convert_: the integer model's forward equals the fake-quant model's bit for bit, everywhere."""
 
+import importlib.util
 import math
 import random
 
@@ -7,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from transformers.pytorch_utils import Conv1D
 
 import stequiv as sq
 from stequiv.core import UniformQuantizer
@@ -22,6 +22,7 @@ class HFConv1D(nn.Module):
 
     def __init__(self):
         super().__init__()
+        from transformers.pytorch_utils import Conv1D
         self.proj = Conv1D(6, 8)
 
     def forward(self, x):
@@ -80,6 +81,8 @@ KINDS = {
     "gru": (GRU, _float(2, 3, 4), (2,), True),
     "tied": (Tied, _tokens(9), (2, 4, 8), False),
 }
+if importlib.util.find_spec("transformers") is None:  # the `hf` extra
+    del KINDS["hf-conv1d"]
 
 
 def _config(rng: random.Random, bits: int, groups: tuple[int, ...]) -> sq.QuantConfig:

@@ -3,13 +3,16 @@
 import subprocess
 import sys
 
-import onnxruntime as ort
+import pytest
 import torch
 from click.testing import CliRunner
 
 import stequiv.qat as sq
 from stequiv.export import export_command, load_integer
 from stequiv.models import build_model
+
+ort = pytest.importorskip("onnxruntime")  # the `export` extra
+pytest.importorskip("safetensors")
 
 
 def _checkpoint(tmp_path, name="convnet"):

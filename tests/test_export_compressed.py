@@ -3,10 +3,14 @@
 import pytest
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, Qwen2Config
 
 import stequiv.qat as sq
 from stequiv.export import export
+
+pytest.importorskip("compressed_tensors")  # the `export` extra
+transformers = pytest.importorskip("transformers")  # the `hf` extra
+AutoModelForCausalLM, GPT2Config = transformers.AutoModelForCausalLM, transformers.GPT2Config
+LlamaConfig, Qwen2Config = transformers.LlamaConfig, transformers.Qwen2Config
 
 SMALL = {"vocab_size": 128, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
          "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64}

@@ -1,6 +1,5 @@
 """GGUF Q4_0/Q8_0: gguf's own reader and dequantization return the fake-quant weights bit for bit."""
 
-import gguf
 import numpy as np
 import pytest
 import torch
@@ -9,6 +8,8 @@ from torch import nn
 import stequiv.qat as sq
 from stequiv.export import export
 from stequiv.models import build_model
+
+gguf = pytest.importorskip("gguf")  # the `export` extra
 
 
 def _lm(dtype=torch.float32):

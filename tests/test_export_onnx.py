@@ -1,8 +1,6 @@
 """ONNX QDQ export, read back and run by onnxruntime: weights bit for bit, outputs to 1e-5."""
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
@@ -10,6 +8,9 @@ from torch import nn
 import stequiv.qat as sq
 from stequiv.export import export
 from stequiv.models import build_model
+
+onnx = pytest.importorskip("onnx")  # the `export` extra
+ort = pytest.importorskip("onnxruntime")
 
 RELATIVE = 1e-5  # onnxruntime's float32 kernels against PyTorch's: summation order differs
 TRACE = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # the LM's shape check

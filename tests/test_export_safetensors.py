@@ -3,12 +3,13 @@
 import copy
 
 import pytest
-import safetensors.torch
 import torch
 from torch import nn
 
 import stequiv.qat as sq
 from stequiv.export import export, export_formats, load_integer
+
+safetensors_torch = pytest.importorskip("safetensors.torch")  # the `export` extra
 
 
 class TiedLM(nn.Module):
@@ -80,7 +81,7 @@ def test_corrupt_truncated_foreign_and_mismatched_files_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"corrupt\.safetensors: sha256 mismatch"):
         load_integer(corrupt, copy.deepcopy(float_model))
     foreign = tmp_path / "foreign.safetensors"
-    safetensors.torch.save_model(float_model, foreign)
+    safetensors_torch.save_model(float_model, foreign)
     with pytest.raises(ValueError, match="not a stequiv integer model"):
         load_integer(foreign, copy.deepcopy(float_model))
     text = tmp_path / "notes.txt"

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.utils.parametrize import type_before_parametrizations
 
 from .._optional import require
-from ..qat import IntegerLayer, dequantize_, from_integer, quantized_layers
+from ..qat import IntegerLayer, convert_, from_integer, quantized_layers
 from ._files import converted_copy, symmetric_codes
 
 __all__ = ["to_torchao_"]
@@ -54,9 +54,8 @@ def to_torchao_(model: nn.Module) -> nn.Module:
     _, layers = converted_copy(model)
     tensors = {name: _tensor(torchao, name, layer) for name, layer in layers.items()}
     if quantized_layers(model):
-        dequantize_(model, weights="quantized")
-    else:
-        from_integer(model)
+        convert_(model)  # (not dequantize_: a layer that reads a tied weight raw keeps reading w)
+    from_integer(model)
     for name, tensor in tensors.items():
         model.get_submodule(name).weight = nn.Parameter(tensor, requires_grad=False)
     return model
