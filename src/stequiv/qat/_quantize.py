@@ -21,6 +21,7 @@ from ._config import QuantConfig
 from ._fake_quant import WeightFakeQuant
 from ._layout import LayerKind, kind_of, supported_kinds
 from ._lsq import LearnedStepFakeQuant
+from ._rnn import make_copyable
 
 __all__ = ["default_filter", "dequantize_", "latent_weight", "quantize_", "quantized_layers",
            "raw_readers"]
@@ -199,6 +200,7 @@ def quantize_(model: nn.Module, config: ConfigSpec,
         )
     for plan in plans:
         parametrize.register_parametrization(plan.module, plan.param, plan.fq, unsafe=True)
+        make_copyable(plan.module)
     _guard_hugging_face_save(model)
     if activations is not None:
         chosen = {id(plan.module) for plan in plans}
