@@ -19,6 +19,7 @@ from torch.nn.utils import parametrize
 from ._activations import ActivationConfig, quantize_activations_
 from ._config import QuantConfig
 from ._fake_quant import WeightFakeQuant
+from ._hf_guard import guard, unguard
 from ._layout import LayerKind, kind_of, supported_kinds
 from ._lsq import LearnedStepFakeQuant
 from ._rnn import make_copyable
@@ -201,7 +202,7 @@ def quantize_(model: nn.Module, config: ConfigSpec,
     for plan in plans:
         parametrize.register_parametrization(plan.module, plan.param, plan.fq, unsafe=True)
         make_copyable(plan.module)
-    _guard_hugging_face_save(model)
+    guard(model)
     if activations is not None:
         chosen = {id(plan.module) for plan in plans}
         quantize_activations_(model, activations, lambda module, name: id(module) in chosen)
@@ -249,21 +250,6 @@ def latent_weight(model: nn.Module, name: str) -> nn.Parameter:
     return getattr(module.parametrizations, param).original  # type: ignore[union-attr]
 
 
-def _refuse_hugging_face_save(*args: Any, **kwargs: Any) -> None:
-    raise TypeError(
-        "model.save_pretrained of a model fake-quantized by stequiv would write the latent weights "
-        "under '...parametrizations.weight.original' (from_pretrained would drop them and "
-        "re-initialise); use sq.save_pretrained(model, directory), then from_pretrained and "
-        "sq.load(directory / 'stequiv.ckpt', model), or sq.dequantize_(model) first")
-
-
-def _guard_hugging_face_save(model: nn.Module) -> None:
-    """Shadow a Hugging Face model's ``save_pretrained`` by a clear refusal while it is quantized
-    (HF's own fails deep inside with an unrelated message); :func:`dequantize_` removes it."""
-    if callable(getattr(type(model), "save_pretrained", None)):
-        model.save_pretrained = _refuse_hugging_face_save  # type: ignore[method-assign]
-
-
 def dequantize_(model: nn.Module, *, weights: str = "latent") -> nn.Module:
     """Remove fake-quantization in place: keep the ``"latent"`` or the ``"quantized"`` weights."""
     if weights not in ("latent", "quantized"):
@@ -279,5 +265,5 @@ def dequantize_(model: nn.Module, *, weights: str = "latent") -> nn.Module:
         for module, param, _ in found.values():
             parametrize.remove_parametrizations(module, param,
                                                 leave_parametrized=weights == "quantized")
-    model.__dict__.pop("save_pretrained", None)
+    unguard(model)
     return model
