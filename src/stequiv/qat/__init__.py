@@ -22,6 +22,8 @@ from ._quantize import dequantize_ as dequantize_
 from ._quantize import latent_weight as latent_weight
 from ._quantize import quantize_ as quantize_
 from ._quantize import quantized_layers as quantized_layers
+from ._report import QuantizationReport as QuantizationReport
+from ._report import quantization_report as quantization_report
 from ._schedule import EstimatorSchedule as EstimatorSchedule
 from ._schedule import ScheduledEstimator as ScheduledEstimator
 from ._schedule import ScheduledTwin as ScheduledTwin

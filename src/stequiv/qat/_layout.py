@@ -154,6 +154,7 @@ def make_layout(shape: tuple[int, ...], axis: int | None, group_size: int | None
             divisors = [g for g in (8, 16, 32, 64, 128, 256) if reduction % g == 0]
             raise ValueError(f"{where}: `group_size`={group_size} does not divide the {reduction} "
                              f"input elements per output channel of shape {tuple(shape)}; give a "
-                             f"divisor of {reduction} (e.g. {divisors or [reduction]}) or quantize "
-                             "this layer per channel")
+                             f"divisor of {reduction} (e.g. {divisors or [reduction]}), quantize "
+                             "this layer per channel, or set group_fallback='per-channel' to do "
+                             "so for every layer it does not fit")
     return Layout(tuple(shape), axis, group_size)

@@ -22,6 +22,7 @@ from ._fake_quant import WeightFakeQuant
 from ._hf_guard import guard, unguard
 from ._layout import LayerKind, kind_of, supported_kinds
 from ._lsq import LearnedStepFakeQuant
+from ._report import left_float, log_report, record_fallbacks
 from ._rnn import make_copyable
 
 __all__ = ["default_filter", "dequantize_", "latent_weight", "quantize_", "quantized_layers",
@@ -149,6 +150,19 @@ def _select(model: nn.Module, config: ConfigSpec,
     return plans
 
 
+def _fallbacks(config: ConfigSpec, plans: list[_Plan]) -> dict[str, str]:
+    """The layers whose layout is not the grouped one their config asked for."""
+    out = {}
+    for plan in plans:
+        layout = plan.fq.layout
+        module = plan.module
+        cfg = _config_for(config, plan.name, target_layer(plan), module)
+        if cfg is not None and cfg.group_size is not None and layout.group_size is None:
+            out[plan.name] = (f"group_size {cfg.group_size} does not divide its input size; "
+                              f"{cfg.group_fallback}")
+    return out
+
+
 def _check_arguments(model: Any, config: Any, filter_fn: Any, activations: Any) -> None:
     """TypeErrors naming the argument, its value and the fix, before anything is changed."""
     if not isinstance(model, nn.Module):
@@ -166,7 +180,7 @@ def _check_arguments(model: Any, config: Any, filter_fn: Any, activations: Any) 
 
 def quantize_(model: nn.Module, config: ConfigSpec,
               filter_fn: Callable[[nn.Module, str], bool] | None = None, *,
-              activations: ActivationConfig | None = None) -> nn.Module:
+              activations: ActivationConfig | None = None, strict: bool = False) -> nn.Module:
     """Fake-quantize, in place, the weights of ``model``'s layers; returns ``model``.
 
     Args:
@@ -179,8 +193,13 @@ def quantize_(model: nn.Module, config: ConfigSpec,
         activations: if given, the inputs of the same layers are fake-quantized too
             (:func:`~stequiv.qat.quantize_activations_`).
 
+        strict: refuse the call if a weight of two or more dimensions (of at least 1,024
+            elements) would stay float (see :func:`~stequiv.qat.quantization_report`).
+
     A weight shared by several layers (tied embedding and head) is quantized once: every
-    selected layer reads the same Q(w).
+    selected layer reads the same Q(w). What was left float, layers that ``group_size`` did not
+    fit, and exact zeros on a grid without a zero level are logged (logger ``"stequiv"``) and
+    returned by :func:`~stequiv.qat.quantization_report`.
 
     Raises:
         ValueError: no layer was selected, a layer is already quantized, a mapping names an unknown
@@ -199,9 +218,20 @@ def quantize_(model: nn.Module, config: ConfigSpec,
             f"`config` (supported kinds: {supported_kinds()}); pass a filter_fn that selects the "
             "layers to quantize"
         )
+    if not isinstance(strict, bool):
+        raise TypeError(f"`strict` must be True or False, got {strict!r}")
+    if strict:
+        already = {id(latent_weight(model, n)) for n in quantized_layers(model)}
+        floating = left_float(model, already | {id(getattr(p.module, p.param)) for p in plans})
+        if floating:
+            raise ValueError(f"quantize_(strict=True): {len(floating)} weights would stay float: "
+                             + "; ".join(f"{k} ({v})" for k, v in list(floating.items())[:10])
+                             + ". Select them (filter_fn, config), or pass strict=False")
     for plan in plans:
         parametrize.register_parametrization(plan.module, plan.param, plan.fq, unsafe=True)
         make_copyable(plan.module)
+    record_fallbacks(model, _fallbacks(config, plans))
+    log_report(model)
     guard(model)
     if activations is not None:
         chosen = {id(plan.module) for plan in plans}
