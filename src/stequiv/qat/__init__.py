@@ -13,6 +13,10 @@ from ._checkpoint import save as save
 from ._checkpoint import save_pretrained as save_pretrained
 from ._config import QuantConfig as QuantConfig
 from ._fake_quant import WeightFakeQuant as WeightFakeQuant
+from ._layout import LayerKind as LayerKind
+from ._layout import register_layer_kind as register_layer_kind
+from ._layout import registered_kinds as registered_kinds
+from ._layout import unregister_layer_kind as unregister_layer_kind
 from ._lsq import LearnedStepFakeQuant as LearnedStepFakeQuant
 from ._lsq_twin import LearnedStepTwin as LearnedStepTwin
 from ._lsq_twin import learned_step_layers as learned_step_layers

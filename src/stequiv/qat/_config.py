@@ -96,20 +96,23 @@ class QuantConfig:
         assert isinstance(self.estimator, Estimator)
         return self.estimator
 
-    def layout_for(self, shape: tuple[int, ...], kind_axis: int, where: str) -> Layout:
-        """Where Δ lies on a weight of ``shape`` whose layer kind has output axis ``kind_axis``."""
+    def layout_for(self, shape: tuple[int, ...], kind_axis: int, where: str,
+                   batch: int = 0) -> Layout:
+        """Where Δ lies on a weight of ``shape`` whose layer kind has output axis ``kind_axis``
+        (after ``batch`` leading batch axes, e.g. experts)."""
         grouped = self.group_size is not None
         axis = (kind_axis if self.axis is None else self.axis) if self.per_channel or grouped else None
-        if grouped and self.group_fallback != "error" and not self.group_fits(shape, axis):
-            return make_layout(tuple(shape), None if self.group_fallback == "per-tensor" else axis,
-                               None, where)
-        return make_layout(tuple(shape), axis, self.group_size, where)
+        if grouped and self.group_fallback != "error" and not self.group_fits(shape, axis, batch):
+            if self.group_fallback == "per-tensor":
+                return make_layout(tuple(shape), None, None, where)
+            return make_layout(tuple(shape), axis, None, where, batch)
+        return make_layout(tuple(shape), axis, self.group_size, where, batch if axis is not None else 0)
 
-    def group_fits(self, shape: tuple[int, ...], axis: int | None) -> bool:
+    def group_fits(self, shape: tuple[int, ...], axis: int | None, batch: int = 0) -> bool:
         """Whether ``group_size`` divides the input elements per output channel on ``axis``."""
         if self.group_size is None or axis is None or not -len(shape) <= axis < len(shape):
             return True
-        return (math.prod(shape) // shape[axis]) % self.group_size == 0
+        return (math.prod(shape) // (math.prod(shape[:batch]) * shape[axis])) % self.group_size == 0
 
     def range_bound(self, weight: torch.Tensor, layout: Layout, fan_in: int,
                     where: str = "the weight") -> torch.Tensor:

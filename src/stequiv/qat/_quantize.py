@@ -8,6 +8,7 @@ layer before they change any: a call that fails leaves the model as it was.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -105,12 +106,16 @@ def _plan_weight(name: str, module: nn.Module, param: str, kind: LayerKind,
                          "`filter_fn`/`config`")
     if parametrize.is_parametrized(module, param):
         raise ValueError(f"layer {name!r} is already quantized; call dequantize_ first")
-    layout = cfg.layout_for(tuple(weight.shape), kind.out_axis, where)
+    if weight.ndim <= kind.out_axis:
+        raise ValueError(f"{where} has shape {tuple(weight.shape)}, but its layer kind "
+                         f"{kind.name!r} reads output channels on axis {kind.out_axis}")
+    layout = cfg.layout_for(tuple(weight.shape), kind.out_axis, where, kind.batch_axes)
     if layout.axis is not None and getattr(module, "groups", 1) > 1 and kind.out_axis == 1:
         raise ValueError(f"{where}: a grouped transposed convolution stores out/groups channels "
                          "on axis 1, so per-channel Δ would be shared across groups; quantize it "
                          "per tensor")
-    fan_in = weight.numel() // weight.shape[kind.out_axis]
+    matrices = math.prod(weight.shape[:kind.batch_axes])
+    fan_in = weight.numel() // (matrices * weight.shape[kind.out_axis])
     q = cfg.quantizer_for(weight, layout, fan_in, where)
     if cfg.learn_step:
         return LearnedStepFakeQuant(cfg.est, q, layout, where=where, dtype=weight.dtype).to(weight.device)
