@@ -133,11 +133,11 @@ RULES: tuple[OptimizerRule, ...] = (
           reason="it evaluates the gradient at y = (1−β)z + βx, and M(y) ≠ (1−β)M(z) + βM(x) "
           "for a curved M by ½β(1−β)M″(z−x)², which grows with the run (z − x accumulates "
           "steps); no twin is built"),
-    _rule("Muon", ("torch.optim._muon.Muon",), {"momentum", "weight_decay"}, "adam",
+    _rule("Muon", ("torch.optim.Muon", "torch.optim._muon.Muon"), {"momentum", "weight_decay"}, "adam",
           "w and η unchanged, momentum/Q̂′", FIRST, {"momentum_buffer": 1},
           reason="its update orth(b) = UVᵀ is invariant to a scalar factor but not to the "
           "per-coordinate factor Q̂′ (not coordinatewise); its decoupled decay is exact"),
-    _rule("Adafactor", ("torch.optim._adafactor.Adafactor",), {"beta2_decay", "eps", "d"}, "adam",
+    _rule("Adafactor", ("torch.optim.Adafactor", "torch.optim._adafactor.Adafactor"), {"beta2_decay", "eps", "d"}, "adam",
           "w and η unchanged, row/col factors copied", FIRST,
           {"step": None, "row_var": None, "col_var": None, "variance": 2},
           reason="its factored second moment RC/1ᵀR mixes Q̂′² across rows and columns (not "
