@@ -220,3 +220,51 @@ def test_optional_optimizer_packages_not_imported_by_stequiv():
     code = ("import sys, stequiv, stequiv.qat; bad = [m for m in ('lion_pytorch', 'schedulefree', "
             "'heavyball', 'pytorch_optimizer') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _clipped_residual(lr, own_norm, tau=0.05):
+    """One clipped SGD step of the Q̂-net and its twin after the switch, relative to the twin's
+    step: the twin scaled by the Q̂-net's clip coefficient, or clipping by its own norm."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    twin, twin_opt = sq.to_ste(model, opt)
+    start = {n: sq.latent_weight(twin, n).detach().clone() for n in sq.quantized_layers(twin)}
+    for net in (model, twin):
+        net.zero_grad()
+        F.cross_entropy(net(_batch(10)[0]), _batch(10)[1]).backward()
+    norm = float(nn.utils.clip_grad_norm_(model.parameters(), tau))
+    assert norm > tau  # clipping is active
+    if own_norm:
+        nn.utils.clip_grad_norm_(twin.parameters(), tau)
+    else:
+        for p in twin.parameters():
+            p.grad.mul_(tau / (norm + 1e-6))
+    opt.step()
+    twin_opt.step()
+    layers = sq.quantized_layers(model)
+    step = residual = 0.0
+    for n, w0 in start.items():
+        mapped = sq.remap(layers[n].estimator, layers[n].quantizer(),
+                          sq.latent_weight(model, n).detach().numpy())
+        w_twin = sq.latent_weight(twin, n).detach().numpy()
+        step += np.abs(w_twin - w0.numpy()).sum()
+        residual += np.abs(mapped - w_twin).sum()
+    return residual / step
+
+
+def test_global_norm_clipping_keeps_the_sgd_twin_only_with_the_qnet_coefficient():
+    """Through M the twin's step is α·c·∇f for the Q̂-net's coefficient c = τ/‖Q̂′∇f‖; clipping
+    by its own norm ‖∇f‖ scales the step by another factor: a first-order error."""
+    shared = [_clipped_residual(lr, own_norm=False) for lr in (1e-2, 1e-3)]
+    own = [_clipped_residual(lr, own_norm=True) for lr in (1e-2, 1e-3)]
+    assert shared[1] < 0.2 * shared[0]  # second order
+    assert own[1] > 0.5 * own[0] and own[1] > 10 * shared[1]  # first order
+
+
+def test_optimizer_rule_names_family_rule_and_verdict():
+    model = _model()
+    rule = sq.qat.optimizer_rule(torch.optim.Muon(_matrices(model)))
+    assert (rule.family, rule.kind, rule.verdict) == ("Muon", "adam", "first order")
+    assert sq.qat.optimizer_rule(torch.optim.SGD(model.parameters(), lr=0.1)).verdict == "second order"
+    with pytest.raises(ValueError, match="does not know optimizer LBFGS"):
+        sq.qat.optimizer_rule(torch.optim.LBFGS(model.parameters()))

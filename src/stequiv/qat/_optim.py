@@ -35,9 +35,9 @@ from typing import Any
 import torch
 from torch.optim import lr_scheduler as lrs
 
-from ._optim_rules import find_rule, init_kwargs, resolve
+from ._optim_rules import OptimizerRule, find_rule, init_kwargs, resolve
 
-__all__ = ["optimizer_kind"]
+__all__ = ["optimizer_kind", "optimizer_rule"]
 
 SUPPORTED_SCHEDULERS = (
     lrs.LambdaLR, lrs.MultiplicativeLR, lrs.StepLR, lrs.MultiStepLR, lrs.ConstantLR, lrs.LinearLR,
@@ -53,6 +53,16 @@ def optimizer_kind(opt: torch.optim.Optimizer, *, approximate: bool = False) -> 
     ``approximate=True`` (then a warning names its first-order drift).
     """
     return resolve(opt, set(), approximate).kind
+
+
+def optimizer_rule(opt: torch.optim.Optimizer) -> OptimizerRule:
+    """The family rule of ``opt`` (twin rule, verdict, reason), whether or not it has a twin;
+    an unknown optimizer is an error."""
+    rule = find_rule(opt)
+    if rule is None:
+        resolve(opt, set(), approximate=False)  # raises, naming the supported ones
+    assert rule is not None
+    return rule
 
 
 def rebuild(opt: torch.optim.Optimizer, param_map: dict[int, torch.nn.Parameter],
