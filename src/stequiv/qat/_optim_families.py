@@ -74,7 +74,8 @@ def _coupled_decay(opt: torch.optim.Optimizer, i: int, group: dict) -> str | Non
             f"{type(opt).__name__}: coupled decay λw enters the gradient and is not mapped by M "
             "(the twin would need λ·M⁻¹(w̃)/Q̂′), so the twins would diverge at first order. Put "
             "quantized weights in a group with weight_decay=0, or decay decoupled (AdamW, "
-            "decoupled_weight_decay=True: exact).")
+            "decoupled_weight_decay=True: exact). Measured (SGD momentum, λ = 0.01): Ē ∝ η^1.01 at "
+            "small η, Ē per unit of weight movement ≈ 0.12 (docs/optimizers.md).")
 
 
 def radam_unrectified_steps(beta2: float) -> int:
@@ -94,7 +95,8 @@ def _radam_warmup(opt: torch.optim.Optimizer, i: int, group: dict) -> str | None
         return None
     return (f"param group {i}: RAdam's first {n} steps (β₂={group['betas'][1]}, ρ_t ≤ 5) are "
             f"unnormalised momentum steps Δw = −η·m̂, proportional to Q̂′ (first order); this "
-            f"optimizer has taken {done}. Convert after step {n}.")
+            f"optimizer has taken {done}. Convert after step {n} (measured from step 0: Ē ∝ "
+            "η^1.21 at small η, docs/optimizers.md).")
 
 
 def _rule(family: str, classes: tuple[str, ...], keys: set[str], kind: str, rule: str,
@@ -135,16 +137,19 @@ RULES: tuple[OptimizerRule, ...] = (
           "steps); no twin is built"),
     _rule("Muon", ("torch.optim.Muon", "torch.optim._muon.Muon"), {"momentum", "weight_decay"}, "adam",
           "w and η unchanged, momentum/Q̂′", FIRST, {"momentum_buffer": 1},
+          measured="Ē ∝ η^1.00 over 100× in η, Ē per unit of weight movement ≈ 1.0 at every η (docs/optimizers.md)",
           reason="its update orth(b) = UVᵀ is invariant to a scalar factor but not to the "
           "per-coordinate factor Q̂′ (not coordinatewise); its decoupled decay is exact"),
     _rule("Adafactor", ("torch.optim.Adafactor", "torch.optim._adafactor.Adafactor"), {"beta2_decay", "eps", "d"}, "adam",
           "w and η unchanged, row/col factors copied", FIRST,
           {"step": None, "row_var": None, "col_var": None, "variance": 2},
+          measured="Ē ∝ η^1.01 over 100× in η, Ē per unit of weight movement ≈ 0.37 at every η (docs/optimizers.md)",
           reason="its factored second moment RC/1ᵀR mixes Q̂′² across rows and columns (not "
           "coordinatewise; exact only if Q̂′ is rank one)"),
     _rule("Shampoo/SOAP", ("pytorch_optimizer.optimizer.shampoo.Shampoo",
                            "pytorch_optimizer.optimizer.soap.SOAP", "heavyball.SOAP"),
           set(), "adam", "w and η unchanged", FIRST, {"step": None},
+          measured="Ē ∝ η^1.00 over 100× in η, Ē per unit of weight movement ≈ 1.2 (Shampoo and SOAP) at every η (docs/optimizers.md)",
           reason="its matrix preconditioner L^(-1/4) G R^(-1/4) is invariant to a scalar factor "
           "but not to the per-coordinate factor Q̂′ (not coordinatewise)"),
 )

@@ -107,7 +107,7 @@ def resolve(opt: torch.optim.Optimizer, quantized: set[int], approximate: bool) 
     if not reasons:
         return rule
     drift = f" Measured: {rule.measured}." if rule.measured else ""
-    message = " ".join(reasons) + drift
+    message = " ".join(r if r.endswith(".") else f"{r}." for r in reasons) + drift
     if not approximate or not rule.kind:
         if not rule.kind:
             raise ValueError(f"{message} No nearest twin is built for it")
