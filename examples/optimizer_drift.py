@@ -242,16 +242,21 @@ def _figure(by_case: dict[str, list[dict]]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 7))
-    for name, rows in by_case.items():
-        style = "--" if any(k in name for k in ("clip", "EMA", "coupled")) else "-"
-        lr0 = float(rows[0]["lr"])
-        ax.loglog([float(r["lr"]) / lr0 for r in rows], [float(r["ebar"]) for r in rows], style,
-                  marker="o", label=f"{name} (slope {_slope(rows):.2f})")
-    ax.set_xlabel("η / η_max (η_max per optimizer: docs/results/optimizers.csv)")
-    ax.set_ylabel(f"Ē after {STEPS} steps")
-    ax.set_title("STE twin vs Q̂-net (2-bit HTGE MLP, MNIST): slope 2 = second order, 1 = first")
-    ax.legend(fontsize=6, ncol=2)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 7), sharey=True)
+    habits = [n for n in by_case if any(k in n for k in ("clip", "EMA", "coupled"))]
+    for ax, names, title in ((axes[0], [n for n in by_case if n not in habits], "optimizers"),
+                             (axes[1], habits, "training-loop habits")):
+        for i, name in enumerate(names):
+            rows = by_case[name]
+            lr0 = float(rows[0]["lr"])
+            ax.loglog([float(r["lr"]) / lr0 for r in rows], [float(r["ebar"]) for r in rows],
+                      "-" if rows[0]["order"].startswith(("exact", "second")) else "--",
+                      color=plt.get_cmap("tab20")(i % 20), marker="osD^v"[i // 4 % 5],
+                      label=f"{name} (slope {_slope(rows):.2f})")
+        ax.set_title(f"{title}: solid = has a twin, dashed = first order")
+        ax.set_xlabel("η / η_max (η_max per optimizer: docs/results/optimizers.csv)")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel(f"Ē after {STEPS} steps (2-bit HTGE MLP, mnist-5k)")
     fig.tight_layout()
     fig.savefig(OUT / "optimizers.tmp.png", dpi=120)
     (OUT / "optimizers.tmp.png").replace(OUT / "optimizers.png")
