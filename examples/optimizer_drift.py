@@ -127,14 +127,10 @@ def _clip(habit: str, qnet: nn.Module, twin: nn.Module) -> bool:
         nn.utils.clip_grad_value_(qnet.parameters(), CLIP / 100)
         nn.utils.clip_grad_value_(twin.parameters(), CLIP / 100)
         return False
-    norm = float(nn.utils.clip_grad_norm_(qnet.parameters(), CLIP))
-    if habit == "clip-qhat":
-        coefficient = min(1.0, CLIP / (norm + 1e-6))  # clip_grad_norm_'s own coefficient
-        for p in twin.parameters():
-            p.grad.mul_(coefficient)
-    else:
-        nn.utils.clip_grad_norm_(twin.parameters(), CLIP)
-    return norm > CLIP
+    if habit == "clip-qhat":  # the twin scaled by the Q̂-net's coefficient
+        return float(sq.qat.clip_grad_norm_pair_(qnet, twin, CLIP)) > CLIP
+    nn.utils.clip_grad_norm_(twin.parameters(), CLIP)
+    return float(nn.utils.clip_grad_norm_(qnet.parameters(), CLIP)) > CLIP
 
 
 def _ema_(ema: nn.Module, model: nn.Module) -> None:

@@ -261,6 +261,23 @@ def test_global_norm_clipping_keeps_the_sgd_twin_only_with_the_qnet_coefficient(
     assert own[1] > 0.5 * own[0] and own[1] > 10 * shared[1]  # first order
 
 
+def test_clip_grad_norm_pair_scales_the_twin_by_the_qnet_coefficient():
+    model = _model()
+    twin, _ = sq.to_ste(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    for net in (model, twin):
+        F.cross_entropy(net(_batch(0)[0]), _batch(0)[1]).backward()
+    before = {n: p.grad.clone() for n, p in twin.named_parameters()}
+    q_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+    norm = sq.qat.clip_grad_norm_pair_(model, twin, 0.01)
+    torch.testing.assert_close(norm, q_norm)
+    c = 0.01 / (float(q_norm) + 1e-6)
+    assert c < 1  # clipping is active
+    for n, p in twin.named_parameters():
+        torch.testing.assert_close(p.grad, before[n] * c, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match=r"`max_norm` must be > 0, got 0"):
+        sq.qat.clip_grad_norm_pair_(model, twin, 0)
+
+
 def test_optimizer_rule_names_family_rule_and_verdict():
     model = _model()
     rule = sq.qat.optimizer_rule(torch.optim.Muon(_matrices(model)))

@@ -11,6 +11,7 @@ from ._alignment import alignment as alignment
 from ._checkpoint import load as load
 from ._checkpoint import save as save
 from ._checkpoint import save_pretrained as save_pretrained
+from ._clip import clip_grad_norm_pair_ as clip_grad_norm_pair_
 from ._config import QuantConfig as QuantConfig
 from ._fake_quant import WeightFakeQuant as WeightFakeQuant
 from ._lsq import LearnedStepFakeQuant as LearnedStepFakeQuant
