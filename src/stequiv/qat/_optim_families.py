@@ -36,7 +36,9 @@ O(η²) per step in expectation. Decay is multiplicative on equal weights: exact
 (:math:`g/\sqrt{v}`), z and x are linear in the normalised steps: the Adam argument applies,
 :math:`\tilde v = v/q^2`, z copied. **Schedule-free SGD** steps z by the raw gradient and keeps
 y = (1−β)z + βx: the twin would need M(y) = (1−β)M(z) + βM(x), false for a curved M by
-:math:`\tfrac12\beta(1-\beta)M''(z-x)^2`, and z − x grows with the run: no twin is built.
+:math:`\tfrac12\beta(1-\beta)M''(z-x)^2`; z − x is the distance travelled (≈ η·t), so at equal
+weight movement this error does not fall with η (and the gradient, taken at y, is mapped by
+M′(z) ≠ M′(y)): *fails*, no twin is built.
 
 **Muon**: :math:`\Delta w = -\eta\,\mathrm{orth}(b)` with :math:`\mathrm{orth}(G) = UV^\top` (SVD
 :math:`G = U\Sigma V^\top`, Newton–Schulz). orth(cG) = orth(G) for a scalar c > 0, but
@@ -131,10 +133,10 @@ RULES: tuple[OptimizerRule, ...] = (
           {"betas", "eps", "weight_sum", "lr_max"}, "adam", "w, z and η unchanged, v/Q̂′²",
           "exact", {"z": None, "exp_avg_sq": 2}),
     _rule("schedule-free SGD", ("schedulefree.sgd_schedulefree.SGDScheduleFree",),
-          {"momentum", "weight_sum", "lr_max"}, "", "none", FIRST, {},
+          {"momentum", "weight_sum", "lr_max"}, "", "none", "fails", {},
           reason="it evaluates the gradient at y = (1−β)z + βx, and M(y) ≠ (1−β)M(z) + βM(x) "
-          "for a curved M by ½β(1−β)M″(z−x)², which grows with the run (z − x accumulates "
-          "steps); no twin is built"),
+          "for a curved M by ½β(1−β)M″(z−x)², which grows with the distance z − x travelled, "
+          "not with η (at equal weight movement it does not fall as η does); no twin is built"),
     _rule("Muon", ("torch.optim.Muon", "torch.optim._muon.Muon"), {"momentum", "weight_decay"}, "adam",
           "w and η unchanged, momentum/Q̂′", FIRST, {"momentum_buffer": 1},
           measured="Ē ∝ η^1.00 over 100× in η, Ē per unit of weight movement ≈ 1.0 at every η (docs/optimizers.md)",

@@ -19,6 +19,8 @@ itself with η. The verdicts (derivations in :mod:`._optim_families`):
 ``first order``
     the nearest twin's step differs by O(η): a relative error that does not shrink with η. No
     twin: refused unless ``approximate=True``.
+``fails``
+    no nearest twin is built (schedule-free SGD): refused.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class OptimizerRule:
 
     @property
     def has_twin(self) -> bool:
-        return self.verdict != "first order"
+        return self.verdict in ("exact", "second order")
 
 
 def _qualname(cls: type) -> str:
