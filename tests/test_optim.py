@@ -285,3 +285,22 @@ def test_optimizer_rule_names_family_rule_and_verdict():
     assert sq.qat.optimizer_rule(torch.optim.SGD(model.parameters(), lr=0.1)).verdict == "second order"
     with pytest.raises(ValueError, match="does not know optimizer LBFGS"):
         sq.qat.optimizer_rule(torch.optim.LBFGS(model.parameters()))
+
+
+@pytest.mark.parametrize(("package", "make"), [
+    ("torch", lambda p: torch.optim.Adagrad(p, lr=1e-2, initial_accumulator_value=0.1)),
+    ("torch", lambda p: torch.optim.RMSprop(p, lr=1e-3, centered=True)),
+    ("lion_pytorch", lambda p: __import__("lion_pytorch").Lion(p, lr=1e-4)),
+])
+def test_from_ste_maps_the_state_back(package, make):
+    pytest.importorskip(package)
+    model = _model()
+    opt = make(model.parameters())
+    for seed in range(2):
+        _step(model, opt, _batch(seed))
+    twin, twin_opt = sq.to_ste(model, opt)
+    back, back_opt = sq.from_ste(twin, sq.get_estimator("htge", t=3.0), twin_opt)
+    for (name, p), p_back in zip(model.named_parameters(), back.parameters(), strict=True):
+        for key, value in opt.state[p].items():
+            torch.testing.assert_close(back_opt.state[p_back][key], value, rtol=1e-12, atol=0,
+                                       msg=f"{name} {key}")
