@@ -21,7 +21,7 @@ moments are kept.
 
 **Which optimizers** have a twin, and the state table of each, is :mod:`._optim_families` (one
 rule per family, with the derivation: SGD, the Adam family and ε, RMSprop, Adagrad, Lion,
-schedule-free, Muon, Adafactor, Shampoo/SOAP); :mod:`._optim_rules` recognises an optimizer's
+schedule-free, Muon, Adafactor, Shampoo/SOAP); :func:`find_rule` recognises an optimizer's
 family and refuses those without a twin.
 """
 
@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import copy
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.optim import lr_scheduler as lrs
 
-from ._optim_rules import OptimizerRule, find_rule, init_kwargs, resolve
+from ._optim_families import BY_CLASS, RULES
+from ._optim_rules import OptimizerRule
 
 __all__ = ["optimizer_kind", "optimizer_rule"]
 
@@ -45,10 +47,66 @@ SUPPORTED_SCHEDULERS = (
 )
 
 
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def find_rule(opt: torch.optim.Optimizer) -> OptimizerRule | None:
+    """The family of ``opt``, or None when its update rule is not one this module knows."""
+    for cls in type(opt).__mro__:
+        rule = BY_CLASS.get(_qualname(cls))
+        if rule is None:
+            continue
+        keeps_step = getattr(type(opt), "step", None) is getattr(cls, "step", None)
+        has_keys = all(rule.group_keys <= g.keys() for g in opt.param_groups)
+        return rule if keeps_step and has_keys else None
+    return None
+
+
+def _unknown(opt: torch.optim.Optimizer) -> ValueError:
+    names = ", ".join(dict.fromkeys(c.rsplit(".", 1)[1] for r in RULES if r.has_twin
+                                    for c in r.classes))
+    return ValueError(
+        f"the twin does not know optimizer {type(opt).__name__}; supported: {names} (this is "
+        f"{_qualname(type(opt))}). An optimizer is recognised by its class and param-group keys; a "
+        "subclass that overrides step() is unknown (its update rule is not known, so no twin is "
+        "guessed)")
+
+
+def resolve(opt: torch.optim.Optimizer, quantized: set[int], approximate: bool) -> OptimizerRule:
+    """The rule for ``opt``; refuses (or, with ``approximate``, warns) where it has no twin."""
+    rule = find_rule(opt)
+    if rule is None:
+        raise _unknown(opt)
+    reasons = [] if rule.has_twin else [
+        f"{type(opt).__name__} ({rule.family}) has no exact STE twin: {rule.reason}"]
+    for i, group in enumerate(opt.param_groups):
+        if any(id(p) in quantized for p in group["params"]):
+            reasons += [r for check in rule.checks if (r := check(opt, i, group))]
+    if not reasons:
+        return rule
+    drift = f" Measured: {rule.measured}." if rule.measured else ""
+    message = " ".join(r if r.endswith(".") else f"{r}." for r in reasons) + drift
+    if not approximate or not rule.kind:
+        if not rule.kind:
+            raise ValueError(f"{message} No nearest twin is built for it")
+        raise ValueError(f"{message} Pass approximate=True to accept the nearest twin "
+                         f"({rule.rule}) and its first-order drift")
+    warnings.warn(f"approximate twin ({rule.rule}): {message}", UserWarning, stacklevel=4)
+    return rule
+
+
+def init_kwargs(opt: torch.optim.Optimizer, rule: OptimizerRule | None) -> dict[str, Any]:
+    """Constructor arguments kept as attributes (``init_attrs``), to rebuild an equal optimizer."""
+    if rule is None:
+        return {}
+    return {arg: getattr(opt, attr) for arg, attr in rule.init_attrs.items() if hasattr(opt, attr)}
+
+
 def optimizer_kind(opt: torch.optim.Optimizer, *, approximate: bool = False) -> str:
     """``"sgd"`` (weights through M, α·η: Table 1) or ``"adam"`` (unchanged: Table 2).
 
-    The family is recognised by :func:`~stequiv.qat._optim_rules.find_rule`; an optimizer
+    The family is recognised by :func:`find_rule`; an optimizer
     without an exact twin (Muon, Adafactor, Shampoo, ...) is refused with the reason, unless
     ``approximate=True`` (then a warning names its first-order drift).
     """

@@ -1,10 +1,11 @@
 r"""Which optimizers have an STE twin: one :class:`OptimizerRule` per update-rule family.
 
-An optimizer is recognised by its class's ``module.QualName`` (walking the MRO, so a subclass
-that keeps its parent's ``step`` is recognised too) and by its param-group keys; a class that
-overrides ``step``, or whose groups lack the family's keys, is unknown and refused, never guessed.
-Optional packages (``lion_pytorch``, ``schedulefree``, ``heavyball``, ``pytorch_optimizer``) are
-named by strings here and never imported.
+An optimizer is recognised (:func:`~._optim.find_rule`) by its class's ``module.QualName``
+(walking the MRO, so a subclass that keeps its parent's ``step`` is recognised too) and by its
+param-group keys; a class that overrides ``step``, or whose groups lack the family's keys, is
+unknown and refused, never guessed. Optional packages (``lion_pytorch``, ``schedulefree``,
+``heavyball``, ``pytorch_optimizer``) are named by strings in :mod:`._optim_families` and never
+imported.
 
 Write :math:`q = \hat Q'(w) > 0` per coordinate and :math:`g = \nabla_{Q(w)} f`: the Q̂-net's
 gradient is :math:`q g`, the STE twin's :math:`g` (its PWL slope is 1 where q > 0). A twin of
@@ -25,14 +26,12 @@ itself with η. The verdicts (derivations in :mod:`._optim_families`):
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
-__all__ = ["OptimizerRule", "find_rule", "resolve"]
+__all__ = ["OptimizerRule"]
 
 GroupCheck = Callable[[torch.optim.Optimizer, int, dict], "str | None"]
 
@@ -64,63 +63,3 @@ class OptimizerRule:
     @property
     def has_twin(self) -> bool:
         return self.verdict in ("exact", "second order")
-
-
-def _qualname(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def find_rule(opt: torch.optim.Optimizer) -> OptimizerRule | None:
-    """The family of ``opt``, or None when its update rule is not one this module knows."""
-    from ._optim_families import BY_CLASS
-
-    for cls in type(opt).__mro__:
-        rule = BY_CLASS.get(_qualname(cls))
-        if rule is None:
-            continue
-        keeps_step = getattr(type(opt), "step", None) is getattr(cls, "step", None)
-        has_keys = all(rule.group_keys <= g.keys() for g in opt.param_groups)
-        return rule if keeps_step and has_keys else None
-    return None
-
-
-def _unknown(opt: torch.optim.Optimizer) -> ValueError:
-    from ._optim_families import RULES
-
-    names = ", ".join(dict.fromkeys(c.rsplit(".", 1)[1] for r in RULES if r.has_twin
-                                    for c in r.classes))
-    return ValueError(
-        f"the twin does not know optimizer {type(opt).__name__}; supported: {names} (this is "
-        f"{_qualname(type(opt))}). An optimizer is recognised by its class and param-group keys; a "
-        "subclass that overrides step() is unknown (its update rule is not known, so no twin is "
-        "guessed)")
-
-
-def resolve(opt: torch.optim.Optimizer, quantized: set[int], approximate: bool) -> OptimizerRule:
-    """The rule for ``opt``; refuses (or, with ``approximate``, warns) where it has no twin."""
-    rule = find_rule(opt)
-    if rule is None:
-        raise _unknown(opt)
-    reasons = [] if rule.has_twin else [
-        f"{type(opt).__name__} ({rule.family}) has no exact STE twin: {rule.reason}"]
-    for i, group in enumerate(opt.param_groups):
-        if any(id(p) in quantized for p in group["params"]):
-            reasons += [r for check in rule.checks if (r := check(opt, i, group))]
-    if not reasons:
-        return rule
-    drift = f" Measured: {rule.measured}." if rule.measured else ""
-    message = " ".join(r if r.endswith(".") else f"{r}." for r in reasons) + drift
-    if not approximate or not rule.kind:
-        if not rule.kind:
-            raise ValueError(f"{message} No nearest twin is built for it")
-        raise ValueError(f"{message} Pass approximate=True to accept the nearest twin "
-                         f"({rule.rule}) and its first-order drift")
-    warnings.warn(f"approximate twin ({rule.rule}): {message}", UserWarning, stacklevel=4)
-    return rule
-
-
-def init_kwargs(opt: torch.optim.Optimizer, rule: OptimizerRule | None) -> dict[str, Any]:
-    """Constructor arguments kept as attributes (``init_attrs``), to rebuild an equal optimizer."""
-    if rule is None:
-        return {}
-    return {arg: getattr(opt, attr) for arg, attr in rule.init_attrs.items() if hasattr(opt, attr)}

@@ -34,7 +34,6 @@ from ._activations import activation_quantizers
 from ._fake_quant import WeightFakeQuant
 from ._lsq import LearnedStepFakeQuant
 from ._maps import weight_map
-from ._optim_rules import resolve
 from ._quantize import latent_weight, quantized_layers, raw_readers
 
 __all__ = ["Conversion", "from_ste", "to_ste"]
@@ -151,7 +150,7 @@ def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer | None,
     if foreign:
         raise ValueError(f"the optimizer holds {len(foreign)} parameter(s) that are not the "
                          "model's; pass the optimizer that trains this model")
-    return resolve(optimizer, latents, approximate).kind
+    return _optim.resolve(optimizer, latents, approximate).kind
 
 
 @torch.no_grad()
