@@ -51,13 +51,19 @@ def _qualname(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _unwrap_step(cls: type) -> Any:
+    step = getattr(cls, "step", None)
+    return inspect.unwrap(step) if callable(step) else step
+
+
 def find_rule(opt: torch.optim.Optimizer) -> OptimizerRule | None:
     """The family of ``opt``, or None when its update rule is not one this module knows."""
     for cls in type(opt).__mro__:
         rule = BY_CLASS.get(_qualname(cls))
         if rule is None:
             continue
-        keeps_step = getattr(type(opt), "step", None) is getattr(cls, "step", None)
+        # unwrapped: torch wraps a class's step (profiling hook) when it is first instantiated
+        keeps_step = _unwrap_step(type(opt)) is _unwrap_step(cls)
         has_keys = all(rule.group_keys <= g.keys() for g in opt.param_groups)
         return rule if keeps_step and has_keys else None
     return None
