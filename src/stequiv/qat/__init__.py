@@ -11,6 +11,7 @@ from ._alignment import alignment as alignment
 from ._checkpoint import load as load
 from ._checkpoint import save as save
 from ._checkpoint import save_pretrained as save_pretrained
+from ._clip import clip_grad_norm_pair_ as clip_grad_norm_pair_
 from ._config import QuantConfig as QuantConfig
 from ._fake_quant import WeightFakeQuant as WeightFakeQuant
 from ._layout import LayerKind as LayerKind
@@ -21,6 +22,8 @@ from ._lsq import LearnedStepFakeQuant as LearnedStepFakeQuant
 from ._lsq_twin import LearnedStepTwin as LearnedStepTwin
 from ._lsq_twin import learned_step_layers as learned_step_layers
 from ._optim import optimizer_kind as optimizer_kind
+from ._optim import optimizer_rule as optimizer_rule
+from ._optim_rules import OptimizerRule as OptimizerRule
 from ._quantize import default_filter as default_filter
 from ._quantize import dequantize_ as dequantize_
 from ._quantize import latent_weight as latent_weight
