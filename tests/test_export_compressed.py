@@ -62,3 +62,20 @@ def test_layers_other_than_linear_and_wide_codes_are_refused(tmp_path):
     with pytest.raises(ValueError, match="must be a transformers PreTrainedModel"):
         export(sq.quantize_(nn.Sequential(nn.Linear(4, 4)), sq.QuantConfig()), tmp_path / "x",
                format="compressed-tensors")
+
+
+def test_converted_model_keeps_the_save_pretrained_guard_until_from_integer(tmp_path):
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(LlamaConfig(**SMALL)).eval()
+    sq.quantize_(model, sq.QuantConfig(bits=2), filter_fn=_linear)
+    tokens = torch.randint(0, 128, (1, 8))
+    with torch.no_grad():
+        expected = model(tokens).logits
+    sq.convert_(model)
+    with pytest.raises(TypeError, match="save_pretrained"):
+        model.save_pretrained(tmp_path / "x")  # would write codes under names HF drops
+    sq.from_integer(model)
+    model.save_pretrained(tmp_path / "plain")
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "plain").eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(tokens).logits, expected)

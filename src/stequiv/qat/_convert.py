@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ._hf_guard import unguard
 from ._layout import Layout
 from ._packing import pack, unpack, width_for
 from ._quantize import _layers, _quantized, target_name
@@ -227,7 +228,6 @@ def convert_(model: nn.Module) -> nn.Module:
             parametrize.remove_parametrizations(module, param, leave_parametrized=False)
         for module, param in plan.readers:
             attach(module, param, plan.weight, plan.codes, plan.scale)
-    model.__dict__.pop("save_pretrained", None)  # quantize_'s guard: no latent weights remain
     return model
 
 
@@ -255,4 +255,5 @@ def from_integer(model: nn.Module) -> nn.Module:
         parametrize.remove_parametrizations(layer.module, layer.param, leave_parametrized=True)
         del layer.module._buffers[layer.param]
         layer.module.register_parameter(layer.param, params[key])
+    unguard(model)  # a plain float model again: Hugging Face's own methods work
     return model
