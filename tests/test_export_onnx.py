@@ -98,3 +98,33 @@ def test_refusals(tmp_path):
     with pytest.raises(ValueError, match="writes float32 graphs"):
         export(half, tmp_path / "m.onnx", format="onnx", example=torch.zeros(1, 4))
     assert not (tmp_path / "m.onnx").exists()
+
+
+class Sequence(nn.Module):
+    """An embedding, attention's packed in_proj and an LSTM's weights, all quantized."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 8)
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.rnn = nn.LSTM(8, 8, batch_first=True)
+
+    def forward(self, tokens):
+        x = self.emb(tokens)
+        return self.rnn(self.attn(x, x, x, need_weights=False)[0])[0]
+
+
+@TRACE
+@pytest.mark.filterwarnings("ignore:Exporting a model to ONNX with a batch_size:UserWarning")
+def test_embedding_attention_and_lstm_weights_export(tmp_path):
+    torch.manual_seed(0)
+    model = sq.quantize_(Sequence(), sq.QuantConfig(bits=3, per_channel=True),
+                         filter_fn=lambda m, n: n in ("emb", "attn", "rnn")).eval()
+    tokens = torch.randint(0, 10, (2, 5))
+    result = export(model, tmp_path / "seq.onnx", format="onnx", example=tokens)
+    (out,) = _run(result.path, tokens)
+    with torch.no_grad():
+        expected = model(tokens).numpy()
+    assert np.abs(out - expected).max() / np.abs(expected).max() < RELATIVE
+    graph = onnx.load(str(result.path)).graph
+    assert sum(n.op_type == "DequantizeLinear" for n in graph.node) == 4  # emb, in_proj, 2 LSTM
