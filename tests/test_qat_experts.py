@@ -105,3 +105,13 @@ def test_a_registered_kind_is_quantized_by_default_and_survives_save_load(tmp_pa
 def test_unregistering_an_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="no user layer kind is named 'nope'"):
         unregister_layer_kind("nope")
+
+
+def test_convert_of_expert_weights_is_bit_identical_and_round_trips():
+    model = sq.quantize_(_qwen3_moe(), CONFIG)
+    tokens = torch.arange(8).reshape(1, 8)
+    before = model(tokens).logits
+    sq.qat.convert_(model)
+    assert torch.equal(model(tokens).logits, before)
+    sq.qat.from_integer(model)
+    assert torch.equal(model(tokens).logits, before)

@@ -43,6 +43,10 @@ def _codes(layer: IntegerLayer, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(q as int64 in the rows layout, s as float32 per row) with q·s = the weight."""
     q, s, _ = symmetric_codes(layer, f"ONNX export: {name!r}")
     lay = layer.weight.layout
+    if lay.batch:
+        raise ValueError(f"ONNX export: {name!r} holds {lay.shape[0]} experts' matrices in one "
+                         "tensor (batch axes), which DequantizeLinear's one-axis scales cannot "
+                         "express; export it to safetensors or GGUF, or leave the experts float")
     rows = lay.rows(q) if lay.group_size is not None else q
     return rows.to(torch.int64).numpy(), s.to(torch.float32).numpy()
 

@@ -83,7 +83,8 @@ class IntegerWeight(nn.Module):
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> IntegerWeight:
         """Inverse of :meth:`record`."""
-        layout = Layout(tuple(record["shape"]), record["axis"], record["group_size"])
+        layout = Layout(tuple(record["shape"]), record["axis"], record["group_size"],
+                        record.get("batch", 0))
         out = cls(record["lower"], record["upper"], record["offset"], layout)
         if out.width != record["width"]:
             raise ValueError(f"an integer weight recorded with width {record['width']} for levels "
