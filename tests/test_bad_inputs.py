@@ -32,7 +32,7 @@ from stequiv.core import UniformQuantizer, custom_estimator, get_estimator
 from stequiv.core._estimator import _REGISTRY
 from stequiv.data import ArrayData, DataError, ImageFolderDataset, download, load_split, read_idx
 from stequiv.experiments import ConfigError, ExperimentConfig
-from stequiv.experiments._config_file import parse_assignment, read_config_file
+from stequiv.experiments.config import parse_assignment, read_config_file
 from stequiv.models import build_model
 from stequiv.qat import QuantConfig, quantize_
 

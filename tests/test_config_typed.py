@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stequiv.experiments import PRESETS, ConfigError, ExperimentConfig
-from stequiv.experiments._config_file import parse_assignment, read_config_file
+from stequiv.experiments.config import parse_assignment, read_config_file
 
 # ExperimentConfig().to_dict() on main before the typed config (commit 07321c8).
 DEFAULT_JSON = (

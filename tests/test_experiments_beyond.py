@@ -7,8 +7,7 @@ import torch
 from stequiv import qat
 from stequiv.core import get_estimator
 from stequiv.experiments import PRESETS, ExperimentConfig
-from stequiv.experiments._report import point_checks
-from stequiv.experiments._setup import (
+from stequiv.experiments.engine import (
     PairSpec,
     build_partner,
     build_qnet,
@@ -16,6 +15,7 @@ from stequiv.experiments._setup import (
     follower,
     make_optimizer,
 )
+from stequiv.experiments.results import point_checks
 from stequiv.qat import _degenerate as qat_degenerate
 
 ROW = {"agreement": 0.99, "val_acc": [0.9, 0.9]}

@@ -143,7 +143,7 @@ def _resolve_config(preset: str | None, config_file: Path | None, options: dict[
                     sets: tuple[str, ...]):
     """defaults < preset < file < options < ``--set``; a mistake names its key and its source."""
     from .experiments import PRESETS, ConfigError, ExperimentConfig
-    from .experiments._config_file import parse_assignment, read_config_file
+    from .experiments.config import parse_assignment, read_config_file
 
     layers: list[tuple[str, dict[str, Any]]] = []
     if preset is not None:
@@ -224,7 +224,7 @@ def _bits_sweep(preset: str | None, config_file: Path | None, options: dict[str,
     """The preset's bit widths (``PRESET_BITS``), unless ``--bits``, ``--set bits=`` or the
     config file fixes one (checked already by ``_resolve_config``)."""
     from .experiments import PRESET_BITS
-    from .experiments._config_file import parse_assignment, read_config_file
+    from .experiments.config import parse_assignment, read_config_file
 
     if preset not in PRESET_BITS:
         return None
@@ -238,7 +238,7 @@ def _bits_sweep(preset: str | None, config_file: Path | None, options: dict[str,
 @click.argument("results_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def report_cmd(results_dir: Path) -> None:
     """Rebuild summary.json, tables, figures and report.md from a results folder's saved files."""
-    from .experiments._report import write_report
+    from .experiments.results import write_report
 
     with _user_errors(ValueError, OSError):
         path = write_report(results_dir)

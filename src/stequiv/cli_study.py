@@ -13,9 +13,9 @@ __all__ = ["study_cmd"]
 
 def _resolve(preset: str, config_file: Path | None, sets: tuple[str, ...]):
     """defaults < preset < file < ``--set``; a mistake is a clean error naming the key."""
-    from .experiments._config_file import parse_assignment, read_config_file
-    from .experiments._config_types import ConfigError
-    from .experiments._study_config import STUDY_PRESETS, StudyConfig
+    from .experiments.config import parse_assignment, read_config_file
+    from .experiments.config import ConfigError
+    from .experiments.study import STUDY_PRESETS, StudyConfig
 
     merged: dict[str, Any] = dict(STUDY_PRESETS[preset])
     try:
@@ -50,7 +50,7 @@ def study_cmd(out_dir: Path, quick: bool, preset: str | None, config_file: Path 
               sets: tuple[str, ...], max_minutes: float | None, workers: int,
               report_only: bool, no_progress: bool) -> None:
     """Alignment against learning rate: a grid of Q̂/STE/lr-tweak cells, study.csv, figures, report.md."""
-    from .experiments._study import report_study, run_study
+    from .experiments.study import report_study, run_study
 
     if quick and preset not in (None, "quick"):
         raise click.UsageError("--quick and --preset name different presets; give one")

@@ -18,12 +18,10 @@ from ..data import (
     load_text,
 )
 from ..models import LM_SIZES
-from ._config import IMAGE_FOLDER, ExperimentConfig
-from ._distributed import Dist, setup_distributed
-from ._pair import TrainData, run_group
-from ._preflight import check_compiles, check_estimator_dtype
-from ._protocol import ADAM_IS_BASELINE, PROTOCOL, PairSpec, pair_specs
-from ._runs import (
+from .config import ADAM_IS_BASELINE, IMAGE_FOLDER, PROTOCOL, ExperimentConfig, PairSpec, pair_specs
+from .engine import TrainData, check_compiles, check_estimator_dtype, run_group
+from .parallel import Dist, setup_distributed
+from .results import (
     config_diff,
     json_text,
     read_verified,
@@ -145,7 +143,7 @@ def reproduce(config: ExperimentConfig, out_dir: str | Path, *, progress: bool =
     summary: dict = {}
     if dist.is_main:
         from ..plots import plot_estimators
-        from ._report import rebuild
+        from .results import rebuild
 
         plot_estimators(out / "figures", [config.estimator, "ste", "pwl"])
         summary = rebuild(out).summary

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ._fsdp import all_finite, full, full_state, load_, refresh_
+from ..parallel import all_finite, full, full_state, load_, refresh_
 from ._task import cross_entropy
 
 __all__ = ["Net", "NonFiniteError"]

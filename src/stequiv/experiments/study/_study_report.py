@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ._runs import atomic_write
+from ..results import atomic_write
 from ._study_config import StudyConfig
 
 __all__ = ["breakdowns", "read_rows", "write_study_csv", "write_study_outputs"]
@@ -174,7 +174,7 @@ def _report(config: StudyConfig, rows: list[dict[str, Any]], table: list[dict[st
 
 def write_study_outputs(out: Path, config: StudyConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """study.csv, bound_check.json (computed once), figures, report.md; returns the summary."""
-    from ..theory import bound_check
+    from ...theory import bound_check
 
     write_study_csv(out, config)
     bound_path = out / "bound_check.json"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._paper import PAPER
-from ._protocol import OPTIMIZERS, PROTOCOL, STE
+from ..config import OPTIMIZERS, PROTOCOL, STE
 from ._runs import NET_KEYS, find_run
 from ._summary import SUMMARY_EXPERIMENTS, point_checks, runs_slope_spread, summary
 

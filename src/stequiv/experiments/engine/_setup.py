@@ -8,14 +8,13 @@ import math
 import torch
 from torch import nn
 
-from .. import qat
-from ..core import get_estimator, ste_twin
-from ..models import build_model
-from ..qat import _optim
-from ..qat._quantize import DEFAULT_LAYERS
-from ._config import ExperimentConfig
-from ._protocol import ACTIVATION_SWAP, LR_TWEAK, PROTOCOL, PairSpec
-from ._sync_batchnorm import convert_sync_batchnorm
+from ... import qat
+from ...core import get_estimator, ste_twin
+from ...models import build_model
+from ...qat import internal as _optim
+from ...qat.internal import DEFAULT_LAYERS
+from ..config import ACTIVATION_SWAP, LR_TWEAK, PROTOCOL, ExperimentConfig, PairSpec
+from ..parallel import convert_sync_batchnorm
 
 __all__ = ["build_partner", "build_qnet", "describe_partner", "estimator_schedule", "follower",
            "make_optimizer"]

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..models import ConvNet
+from ...models import ConvNet
 
 __all__ = ["stacked_forward"]
 

@@ -12,10 +12,10 @@ import warnings
 import numpy as np
 import torch
 
-from .. import qat
-from ..core import Estimator, UniformQuantizer, get_estimator
-from ..qat._autograd import derivative
-from ._config import ConfigError, ExperimentConfig
+from ... import qat
+from ...core import Estimator, UniformQuantizer, get_estimator
+from ...qat.internal import derivative
+from ..config import ConfigError, ExperimentConfig
 
 __all__ = ["TRAIN_DTYPE", "check_compiles", "check_estimator_dtype"]
 

@@ -44,8 +44,8 @@ from torch.func import functional_call, vmap
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
-from .. import qat
-from ..qat import WeightFakeQuant
+from ... import qat
+from ...qat import WeightFakeQuant
 from ._stacked import stacked_forward
 
 __all__ = ["BatchedNets", "NetState"]

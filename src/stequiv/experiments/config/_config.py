@@ -15,9 +15,9 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic.dataclasses import dataclass
 
-from ..core import get_estimator, list_estimators
-from ..data import TEXT_DATASETS, list_datasets
-from ..models import list_models
+from ...core import get_estimator, list_estimators
+from ...data import TEXT_DATASETS, list_datasets
+from ...models import list_models
 from ._config_file import read_config_file
 from ._config_types import (
     STRICT,
@@ -33,7 +33,8 @@ from ._config_types import (
 from ._protocol import DEFAULT_EXPERIMENTS, EXPERIMENTS
 from ._protocol import OPTIMIZERS as _OPTIMIZERS
 
-__all__ = ["EXPERIMENTS", "PRESETS", "PRESET_BITS", "ConfigError", "ExperimentConfig"]
+__all__ = ["IMAGE_FOLDER", "MAX_BITS", "PARALLEL", "PRESETS", "PRESET_BITS", "SCHEDULES",
+           "ExperimentConfig"]
 
 SCHEDULES = ("ir-net",)
 """Estimator schedules (``schedule``): ``ir-net`` is IR-Net's EDE schedule (Qin et al. 2020)."""

@@ -26,13 +26,10 @@ drop one of the two, have nothing to drop.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-if TYPE_CHECKING:
-    from ._config import ExperimentConfig
-
-__all__ = ["DEFAULT_EXPERIMENTS", "EXPERIMENTS", "OPTIMIZERS", "PARTNERS", "PROTOCOL", "Experiment",
-           "PairSpec", "pair_specs"]
+__all__ = ["ACTIVATION_SWAP", "ADAM_IS_BASELINE", "DEFAULT_EXPERIMENTS", "EXPERIMENTS", "LR_TWEAK",
+           "OPTIMIZERS", "PARTNERS", "PROTOCOL", "STE", "Experiment"]
 
 OPTIMIZERS = ("sgd", "adam")
 STE, LR_TWEAK, ACTIVATION_SWAP = "ste", "lr-tweak", "activation-swap"
@@ -85,33 +82,3 @@ DEFAULT_EXPERIMENTS = tuple(name for name in EXPERIMENTS if PROTOCOL[name].defau
 #: The note a copied Adam run carries (``adam="baseline"``).
 ADAM_IS_BASELINE = ("Adam: the STE-net needs neither M nor α (Table 2), so '{name}' is the baseline "
                     "set-up; its numbers are the baseline run's (the paper reports no such row)")
-
-
-@dataclass(frozen=True)
-class PairSpec:
-    """One paired run: the Q̂-net (``optimizer``, lr × ``lr_factor``) against ``partner``."""
-
-    run_id: str
-    optimizer: str
-    experiment: str
-    lr_factor: float = 1.0
-    partner: str = STE
-
-    @property
-    def remap(self) -> bool:
-        """Eq. 5's SGD form (through M) where the partner started at M(w), so that E(0) = 0."""
-        return self.optimizer == "sgd" and self.partner == STE and PROTOCOL[self.experiment].remap
-
-
-def pair_specs(config: ExperimentConfig) -> list[PairSpec]:
-    """The runs of ``config``: its experiments for each optimizer (Adam's
-    copied and skipped ones left out), then the SGD lr sweep against both partners."""
-    specs = [PairSpec(f"{opt}-{name}", opt, name, partner=PROTOCOL[name].partner)
-             for opt in config.optimizers for name in config.experiments
-             if opt == "sgd" or PROTOCOL[name].adam == "trained"]
-    if "sgd" in config.optimizers:
-        for f in config.lr_sweep:
-            specs.append(PairSpec(f"sgd-lr-sweep-x{f:g}", "sgd", "lr-sweep", lr_factor=f))
-            specs.append(PairSpec(f"sgd-lr-sweep-tweak-x{f:g}", "sgd", "lr-sweep", lr_factor=f,
-                                  partner=LR_TWEAK))
-    return specs

@@ -28,8 +28,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.tensor import DTensor, distribute_tensor
 
-from .. import qat
-from ..qat import _optim
+from ... import qat
+from ...qat import internal as _optim
 
 __all__ = ["all_finite", "full", "full_state", "load_", "plain_copy", "refresh_", "shard_",
            "shard_units"]

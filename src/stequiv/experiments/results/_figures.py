@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from ._protocol import LR_TWEAK, OPTIMIZERS, PROTOCOL, STE
+from ..config import LR_TWEAK, OPTIMIZERS, PROTOCOL, STE
 from ._runs import find_run, read_metrics, read_weights
 from ._tables import ebar_percent
 

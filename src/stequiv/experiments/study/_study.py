@@ -32,13 +32,13 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from .. import qat
-from ..core import BinaryQuantizer, NoRemapError, UniformQuantizer, constants, get_estimator
-from ..data import Split, load_split
+from ... import qat
+from ...core import BinaryQuantizer, NoRemapError, UniformQuantizer, constants, get_estimator
+from ...data import Split, load_split
+from ..config import PairSpec
+from ..engine import build_partner, build_qnet, make_optimizer
+from ..results import atomic_write
 from ._batched import BatchedNets, NetState
-from ._protocol import PairSpec
-from ._runs import atomic_write
-from ._setup import build_partner, build_qnet, make_optimizer
 from ._study_config import Cell, StudyConfig
 
 __all__ = ["StudyData", "build_cell", "cell_batches", "index_stream", "load_study_data",

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ._runs import IntegrityError, read_verified, write_with_manifest
+from ..results import IntegrityError, read_verified, write_with_manifest
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
-from ..core import (
+from ...core import (
     NoRemapError,
     custom_estimator,
     get_estimator,
@@ -29,9 +29,9 @@ from ..core import (
     plan_for,
     ste_twin,
 )
-from ..core import UniformQuantizer as _Grid
-from ..data import list_datasets
-from ._config import ExperimentConfig
+from ...core import UniformQuantizer as _Grid
+from ...data import list_datasets
+from ..config import ExperimentConfig
 
 __all__ = ["STUDY_PRESETS", "Cell", "StudyConfig", "study_cosine"]
 

@@ -35,16 +35,12 @@ import torch
 from torch.utils.data import BatchSampler, DistributedSampler
 from tqdm.auto import tqdm
 
-from .. import qat
-from ..data import Split
-from ..qat._degenerate import slope_spread
-from ._checkpoint import load_checkpoint, save_checkpoint
-from ._config import IMAGE_FOLDER, ExperimentConfig
-from ._distributed import Dist
-from ._fsdp import plain_copy, shard_
-from ._net import Net, NonFiniteError
-from ._protocol import LR_TWEAK, PairSpec
-from ._runs import (
+from ... import qat
+from ...data import Split
+from ...qat.internal import slope_spread
+from ..config import IMAGE_FOLDER, LR_TWEAK, ExperimentConfig, PairSpec
+from ..parallel import Dist, plain_copy, shard_
+from ..results import (
     config_diff,
     json_text,
     metrics_csv,
@@ -53,6 +49,8 @@ from ._runs import (
     weights_npz,
     write_with_manifest,
 )
+from ._checkpoint import load_checkpoint, save_checkpoint
+from ._net import Net, NonFiniteError
 from ._setup import (
     build_partner,
     build_qnet,
@@ -63,7 +61,7 @@ from ._setup import (
 )
 from ._task import correct, cross_entropy
 
-__all__ = ["NonFiniteError", "TrainData", "run_group", "run_pair"]
+__all__ = ["TrainData", "run_group", "run_pair"]
 
 CHECKPOINT_FORMAT = 2  # one Q̂-net and a list of partners (format 1, unnumbered: one partner)
 
@@ -288,8 +286,8 @@ def _weights_npz(a: torch.nn.Module, b: torch.nn.Module, spec: PairSpec) -> byte
     A layer with one Δ per row (channel or group) is saved in units of its rows' Δ, with its
     boundaries in those units, so that every row's bins coincide in the figure.
     """
-    from ..core import remap
-    from ..qat._maps import weight_map
+    from ...core import remap
+    from ...qat.internal import weight_map
 
     xs, ys, names, bounds = [], [], [], []
     for name, fq in qat.quantized_layers(a).items():

@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..qat._degenerate import NEARLY_STE
+from ...qat.internal import NEARLY_STE
 from ._paper import PAPER
-from ._protocol import OPTIMIZERS, PROTOCOL
+from ..config import OPTIMIZERS, PROTOCOL
 from ._runs import find_run
 
 __all__ = ["POINT_A_MAX", "POINT_B_MIN", "SUMMARY_EXPERIMENTS", "PointCheck", "point_checks",

@@ -14,7 +14,7 @@ Measured after ``steps`` steps: Ē (Eq. 5, per range length; through M for SGD, 
 agreement of the quantized codes, the largest relative gap of the step sizes, and the loss gap
 |L_partner − L_Q̂| on a held-out batch; at η and η/10 (second order: Ē falls ~100×).
 
-Run: PYTHONPATH=src python -m stequiv.experiments._learned_step
+Run: PYTHONPATH=src python examples/learned_step.py
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .. import qat
+from stequiv import qat
 
 __all__ = ["LearnedStepResult", "learned_step_pair"]
 
