@@ -13,8 +13,7 @@ __all__ = ["study_cmd"]
 
 def _resolve(preset: str, config_file: Path | None, sets: tuple[str, ...]):
     """defaults < preset < file < ``--set``; a mistake is a clean error naming the key."""
-    from .experiments.config import parse_assignment, read_config_file
-    from .experiments.config import ConfigError
+    from .experiments.config import ConfigError, parse_assignment, read_config_file
     from .experiments.study import STUDY_PRESETS, StudyConfig
 
     merged: dict[str, Any] = dict(STUDY_PRESETS[preset])

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from ... import qat
 from ...data import Split
 from ...qat.internal import slope_spread
-from ..config import IMAGE_FOLDER, LR_TWEAK, ExperimentConfig, PairSpec
+from ..config import IMAGE_FOLDER, ExperimentConfig, PairSpec
 from ..parallel import Dist, plain_copy, shard_
 from ..results import (
     config_diff,
@@ -51,14 +51,8 @@ from ..results import (
 )
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._net import Net, NonFiniteError
-from ._setup import (
-    build_partner,
-    build_qnet,
-    describe_partner,
-    estimator_schedule,
-    follower,
-    make_optimizer,
-)
+from ._partners import build_partner, describe_partner, follower, partner_role
+from ._setup import build_qnet, estimator_schedule, make_optimizer
 from ._task import correct, cross_entropy
 
 __all__ = ["TrainData", "run_group", "run_pair"]
@@ -181,8 +175,7 @@ class _Group:
             plain_copy(q.model, q.optimizer, q.scheduler, q.replica)  # whole, on the CPU
         for spec in self.specs:
             model, opt, sched = build_partner(self.config, spec, *source)
-            kind = "the Q̂-net with lr × lr_tweak" if spec.partner == LR_TWEAK else "the STE twin"
-            net = Net(f"net b of {spec.run_id} ({kind})", model, opt, sched, model,
+            net = Net(f"net b of {spec.run_id} ({partner_role(self.config, spec)})", model, opt, sched, model,
                       follower(self.schedule, spec, model, opt, sched, self.step))
             self._parallelize(net)
             self.partners.append(net)

@@ -1,4 +1,4 @@
-"""Building the pieces of a pair: the Q̂-net, its optimizer and schedule, and its partner."""
+"""Building the pieces of a pair: the Q̂-net, its optimizer and schedule (its partners: :mod:`._partners`)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,13 @@ import torch
 from torch import nn
 
 from ... import qat
-from ...core import get_estimator, ste_twin
 from ...models import build_model
 from ...qat import internal as _optim
 from ...qat.internal import DEFAULT_LAYERS
-from ..config import ACTIVATION_SWAP, LR_TWEAK, PROTOCOL, ExperimentConfig, PairSpec
+from ..config import ExperimentConfig
 from ..parallel import convert_sync_batchnorm
 
-__all__ = ["build_partner", "build_qnet", "describe_partner", "estimator_schedule", "follower",
-           "make_optimizer"]
+__all__ = ["build_qnet", "clone_with_lr", "estimator_schedule", "make_optimizer", "warmup_cosine"]
 
 
 def _filter(config: ExperimentConfig, model: nn.Module):
@@ -82,7 +80,7 @@ def make_optimizer(config: ExperimentConfig, kind: str, model: nn.Module, lr_fac
     return opt, sched
 
 
-def _clone_with_lr(model: nn.Module, opt: torch.optim.Optimizer, sched, factor: float):
+def clone_with_lr(model: nn.Module, opt: torch.optim.Optimizer, sched, factor: float):
     """A copy of model, optimizer (state included) and schedule, every learning rate × factor.
 
     (A plain deepcopy of an optimizer is not enough: the scheduler's step wrapper it carries
@@ -96,53 +94,9 @@ def _clone_with_lr(model: nn.Module, opt: torch.optim.Optimizer, sched, factor: 
     return b, opt_b, _optim.rebuild_scheduler(sched, opt_b, origin)
 
 
-def build_partner(config: ExperimentConfig, spec: PairSpec, model: nn.Module,
-                  opt: torch.optim.Optimizer, sched):
-    """The partner of the Q̂-net, from its current weights and optimizer state: ``(model,
-    optimizer, scheduler)``.
-
-    The Q̂-net itself with lr × ``config.lr_tweak``, or its STE twin with the experiment's
-    adjustments (weights through M, lr × α; see :mod:`._protocol`).
-    """
-    if spec.partner == LR_TWEAK:
-        return _clone_with_lr(model, opt, sched, config.lr_tweak)
-    if spec.partner == ACTIVATION_SWAP:  # Section 8: the same net, another activation estimator
-        net, net_opt, net_sched = _clone_with_lr(model, opt, sched, 1.0)
-        for aq in qat.activation_quantizers(net).values():
-            aq.estimator = get_estimator(config.activation_swap_to)
-        return net, net_opt, net_sched
-    row = PROTOCOL[spec.experiment]
-    return qat.to_ste(model, opt, sched, remap_weights=row.remap, scale_lr=row.scale_lr)
-
-
 def estimator_schedule(config: ExperimentConfig, total_steps: int) -> qat.EstimatorSchedule | None:
     """The run's estimator schedule (``config.schedule``), or None for a fixed estimator."""
     if config.schedule is None:
         return None
     return qat.EstimatorSchedule.ir_net(total_steps, min(config.schedule_stages, total_steps),
                                         *config.schedule_t)
-
-
-def follower(schedule: qat.EstimatorSchedule | None, spec: PairSpec | None, net: nn.Module,
-             opt: torch.optim.Optimizer, sched, step: int):
-    """What keeps ``net`` on the schedule: the Q̂-net (``spec`` None) and its Q̂ copies (lr-tweak,
-    activation-swap) follow the estimator, the STE twins (baseline, lr-sweep) follow as twins;
-    the ablations (unadjusted, m-only, alpha-only), which drop the adjustments, do not follow."""
-    if schedule is None:
-        return None
-    if spec is None or spec.partner in (LR_TWEAK, ACTIVATION_SWAP):
-        return qat.ScheduledEstimator(net, schedule, step=step)
-    if spec.experiment in ("baseline", "lr-sweep"):
-        return qat.ScheduledTwin(net, opt, schedule, scheduler=sched, step=step)
-    return None
-
-
-def describe_partner(config: ExperimentConfig, spec: PairSpec, model: nn.Module) -> str:
-    """A label for net b: the configured lr-tweak, or the STE twin's estimator."""
-    if spec.partner == LR_TWEAK:
-        return PROTOCOL[LR_TWEAK].describe(config.lr_tweak)
-    if spec.partner == ACTIVATION_SWAP:
-        return PROTOCOL[ACTIVATION_SWAP].describe(config.lr_tweak)
-    layer = next(iter(qat.quantized_layers(model).values()))
-    twin = ste_twin(layer.estimator, layer.quantizer(), spec.optimizer)  # type: ignore[arg-type]
-    return f"{twin.describe()} twin ({spec.experiment})"
