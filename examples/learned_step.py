@@ -8,7 +8,8 @@ against three partners that start from it on the same batches:
   gradient — a plain LSQ + STE net;
 * **tied**: its STE twin told the Q̂-net's Δ after every step (:class:`~stequiv.qat.LearnedStepTwin`:
   w̃ ← M(M⁻¹(w̃; Δ_old); Δ_new), state rebased) — the best twin the derivation allows;
-* **lr-tweak** (the floor): the Q̂-net itself with every learning rate × 1.01.
+* **lr-tweak** (the floor): the Q̂-net itself with every learning rate × ``lr_tweak`` (1.01, the
+  experiments' default).
 
 Measured after ``steps`` steps: Ē (Eq. 5, per range length; through M for SGD, latent for Adam),
 agreement of the quantized codes, the largest relative gap of the step sizes, and the loss gap
@@ -27,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from stequiv import qat
+from stequiv.experiments.config import default_of
 
 __all__ = ["LearnedStepResult", "learned_step_pair"]
 
@@ -34,6 +36,7 @@ ESTIMATOR = {"name": "htge", "t": 3.0}
 BITS = 2
 LEARNING_RATES = {"sgd": (1e-2, 1e-3), "adam": (1e-3, 1e-4)}
 PARTNERS = ("free", "tied", "lr-tweak")
+LR_TWEAK = default_of("lr_tweak")
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def _partners(qnet: nn.Module, opt: torch.optim.Optimizer, kind: str, lr: float)
                 fq.delta.requires_grad_(True)
         out[name] = (twin, twin_opt, qat.LearnedStepTwin(twin, twin_opt, qnet) if name == "tied" else None)
     tweak = copy.deepcopy(qnet)
-    out["lr-tweak"] = (tweak, _optimizer(kind, tweak, lr * 1.01), None)
+    out["lr-tweak"] = (tweak, _optimizer(kind, tweak, lr * LR_TWEAK), None)
     return out
 
 

@@ -17,8 +17,8 @@ from stequiv.experiments.engine import (
     follower,
     make_optimizer,
 )
-from stequiv.experiments.results import point_checks
 from stequiv.experiments.parallel import Dist
+from stequiv.experiments.results import point_checks
 from stequiv.experiments.testing import Group
 from stequiv.qat import internal as qat_degenerate
 

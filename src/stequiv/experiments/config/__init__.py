@@ -18,6 +18,7 @@ from ._config import PRESET_BITS as PRESET_BITS
 from ._config import PRESETS as PRESETS
 from ._config import SCHEDULES as SCHEDULES
 from ._config import ExperimentConfig as ExperimentConfig
+from ._config import default_of as default_of
 from ._config_file import parse_assignment as parse_assignment
 from ._config_file import read_config_file as read_config_file
 from ._config_types import STRICT as STRICT
@@ -42,3 +43,5 @@ from ._protocol import PARTNERS as PARTNERS
 from ._protocol import PROTOCOL as PROTOCOL
 from ._protocol import STE as STE
 from ._protocol import Experiment as Experiment
+from ._resolve import Resolved as Resolved
+from ._resolve import resolve as resolve

@@ -18,7 +18,6 @@ from pydantic.dataclasses import dataclass
 from ...core import get_estimator, list_estimators
 from ...data import TEXT_DATASETS, list_datasets
 from ...models import list_models
-from ._config_file import read_config_file
 from ._config_types import (
     STRICT,
     ConfigError,
@@ -28,13 +27,15 @@ from ._config_types import (
     PositiveFloat,
     PositiveInt,
     checked,
+    close_match,
     registered,
 )
 from ._protocol import DEFAULT_EXPERIMENTS, EXPERIMENTS
 from ._protocol import OPTIMIZERS as _OPTIMIZERS
+from ._resolve import resolve
 
 __all__ = ["IMAGE_FOLDER", "MAX_BITS", "PARALLEL", "PRESETS", "PRESET_BITS", "SCHEDULES",
-           "ExperimentConfig"]
+           "ExperimentConfig", "default_of"]
 
 SCHEDULES = ("ir-net",)
 """Estimator schedules (``schedule``): ``ir-net`` is IR-Net's EDE schedule (Qin et al. 2020)."""
@@ -245,11 +246,20 @@ class ExperimentConfig:
         return cls(**data)
 
     @classmethod
-    def load(cls, path: str | Path, base: Mapping[str, Any] | None = None,
+    def load(cls, path: str | Path, preset: str | None = None,
              **overrides: Any) -> ExperimentConfig:
-        """Read a YAML or JSON file over ``base`` (a preset's values), then apply ``overrides``
-        (command-line values): defaults < base < file < overrides."""
-        return cls.from_dict({**(base or {}), **read_config_file(path), **overrides})
+        """Read a YAML or JSON file over a preset's values, then apply ``overrides`` (command-line
+        values): defaults < preset < file < overrides (:func:`~._resolve.resolve`)."""
+        return resolve(cls.from_dict, PRESETS, preset, path, overrides).config
+
+
+def default_of(key: str) -> Any:
+    """The default of ``ExperimentConfig``'s field ``key``: the one place each default is written
+    (the study config, the examples and the docs read it from here)."""
+    fields = ExperimentConfig.__dataclass_fields__
+    if key not in fields:
+        raise KeyError(f"{key!r} is not a config key{close_match(key, fields)}")
+    return fields[key].default
 
 
 PRESETS: dict[str, dict[str, Any]] = {

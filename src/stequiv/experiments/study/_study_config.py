@@ -31,11 +31,11 @@ from ...core import (
 )
 from ...core import UniformQuantizer as _Grid
 from ...data import list_datasets
-from ..config import ExperimentConfig
+from ..config import OPTIMIZERS as _OPTIMIZERS
+from ..config import ExperimentConfig, default_of
 
 __all__ = ["STUDY_PRESETS", "Cell", "StudyConfig", "study_cosine"]
 
-_OPTIMIZERS = ("sgd", "adam")
 # Image classifiers the batched trainer runs (BatchNorm statistics included).
 _STUDY_MODELS = ("convnet", "resnet20")
 # Keys of an `estimators` entry that are not the estimator's own parameters.
@@ -116,16 +116,18 @@ class StudyConfig:
     lrs: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=lambda: {
         "sgd": tuple(float(f"{x:.3g}") for x in np.geomspace(1e-3, 1.0, 8)),
         "adam": tuple(float(f"{x:.3g}") for x in np.geomspace(1e-5, 1e-1, 8))})
-    lr_tweak: float = 1.01
-    momentum: float = 0.9
-    betas: tuple[float, float] = (0.9, 0.95)
-    warmup_fraction: float = 0.02
+    # The training hyper-parameters a cell shares with `stequiv reproduce`: their defaults are
+    # ExperimentConfig's (one place each), so a cell trains as its one-pair reproduction would.
+    lr_tweak: float = default_of("lr_tweak")
+    momentum: float = default_of("momentum")
+    betas: tuple[float, float] = default_of("betas")
+    warmup_fraction: float = default_of("warmup_fraction")
     steps: int = 400
     batch_size: int = 32
     eval_samples: int = 1000
     nets_per_batch: int = 24
     threads: int = 1
-    seed: int = 0
+    seed: int = default_of("seed")
     data_dir: str | None = None
 
     def __post_init__(self) -> None:
