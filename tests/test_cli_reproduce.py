@@ -56,3 +56,48 @@ def test_precedence_is_preset_then_file_then_command_line(tmp_path, monkeypatch)
     (config,) = seen
     assert (config.dataset, config.lr_sweep) == ("mnist-5k", (0.25, 4.0))  # from the preset
     assert (config.epochs, config.bits, config.eval_every) == (2, 4, 9)  # file, then command line
+
+
+def _counting_plan(monkeypatch):
+    """``experiments.plan`` without its timing (a few training steps): groups, nets, steps."""
+    real = experiments.plan
+    monkeypatch.setattr(experiments, "plan", lambda config, **k: real(config, measure=False))
+
+
+def test_reproduce_without_a_preset_prints_its_plan_and_starts_nothing(tmp_path, monkeypatch):
+    """No preset, file or `epochs`: the 15-epoch default is described, not silently started."""
+    _counting_plan(monkeypatch)
+    started = []
+    monkeypatch.setattr(experiments, "reproduce", lambda *a, **k: started.append(a) or {})
+    result = CliRunner().invoke(main, ["reproduce", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and not started and not (tmp_path / "o").exists()
+    lines = result.output.splitlines()
+    # mnist-5k: 4,000 training digits, batch 64 -> 62 steps per epoch
+    assert lines[0] == ("15 epoch(s) of convnet on mnist-5k (4,000 training samples, batch 64): "
+                        "930 steps per net, 4 group(s), 15 nets")
+    assert lines[1] == ("  group 1 of 4 (6 nets): sgd-baseline, sgd-lr-tweak, sgd-unadjusted, "
+                        "sgd-m-only, sgd-alpha-only")
+    assert "not started" in result.output and "--yes" in result.output
+    result = CliRunner().invoke(main, ["reproduce", "--out", str(tmp_path / "o"), "--yes"])
+    assert result.exit_code == 0 and len(started) == 1  # --yes starts it
+
+
+def test_plan_time_is_net_steps_times_the_measured_step(tmp_path):
+    config = experiments.ExperimentConfig(max_train_samples=64, batch_size=32, epochs=2,
+                                          optimizers=("sgd",), experiments=("baseline",),
+                                          lr_sweep=(), device="cpu")
+    plan = experiments.plan(config)
+    assert (plan.steps, plan.nets, len(plan.groups)) == (4, 2, 1)
+    assert plan.seconds_per_net_step > 0 and plan.seconds == 2 * 4 * plan.seconds_per_net_step
+    assert "estimated training time: ~" in plan.text()
+
+
+def test_summary_table_shows_each_row_and_the_points():
+    summary = {"sgd": {"baseline": {"ebar": 3.3e-06, "agreement": 0.99998, "val_acc": [0.152, 0.151]},
+                       "lr-tweak": {"ebar": 4.75e-06, "agreement": 0.99996, "val_acc": [0.152, 0.149]}}}
+    checks = experiments.results.point_checks(summary)
+    lines = experiments.results.summary_table(summary, checks).splitlines()
+    assert lines[2].split() == ["sgd", "baseline", "0.000330%", "99.998%", "15.20%", "15.10%"]
+    assert lines[3].split()[:3] == ["sgd", "lr-tweak", "0.000475%"]
+    assert lines[4] == "Point A (baseline Ē / lr-tweak Ē ≤ 1.5): 0.69, holds"
+    assert lines[5].startswith("Point B") and lines[5].endswith("not run")

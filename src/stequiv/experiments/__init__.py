@@ -8,11 +8,13 @@ Five packages, each with one job, read in this order (no package imports a later
 * :mod:`~stequiv.experiments.engine` — the pair engine and its registry of partners;
 * :mod:`~stequiv.experiments.study` — ``stequiv study``'s grid of cells;
 
-and on top :func:`reproduce` (every pair of a config, then the report) and :func:`reproduce_bits`
-(one reproduction per bit width). The names below are the everyday ones; each package's own face
+and on top :func:`reproduce` (every pair of a config, then the report), :func:`reproduce_bits`
+(one reproduction per bit width) and :func:`plan` (what a reproduction will train, and how long). The names below are the everyday ones; each package's own face
 has the rest.
 """
 
+from ._plan import RunPlan as RunPlan
+from ._plan import plan as plan
 from ._reproduce import group_specs as group_specs
 from ._reproduce import load_data as load_data
 from ._reproduce import reproduce as reproduce

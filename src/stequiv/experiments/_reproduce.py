@@ -66,6 +66,16 @@ def load_data(config: ExperimentConfig) -> TrainData:
     return TrainData(train, val)
 
 
+def checked_data(config: ExperimentConfig, dist: Dist) -> TrainData:
+    """The data of ``config``, once the batch size, the estimators' float32 evaluation and (with
+    ``compile``) their tracing are checked: every refusal before anything is trained or written."""
+    data = load_data(config)
+    config.check_data(len(data.train), dist.world_size)
+    check_estimator_dtype(config, dist.device)
+    check_compiles(config)
+    return data
+
+
 def _claim_folder(out: Path, config: ExperimentConfig, dist: Dist) -> None:
     """Write ``config.json``, or check that the folder holds this very config (resume)."""
     path = out / "config.json"
@@ -122,10 +132,7 @@ def reproduce(config: ExperimentConfig, out_dir: str | Path, *, progress: bool =
         finally:
             dist.close()
     torch.use_deterministic_algorithms(True)
-    data = load_data(config)  # data and batch checked before the folder is claimed
-    config.check_data(len(data.train), dist.world_size)
-    check_estimator_dtype(config, dist.device)
-    check_compiles(config)
+    data = checked_data(config, dist)  # before the folder is claimed
     if config.parallel == "fsdp" and not dist.enabled and dist.is_main:
         print("note: `parallel` 'fsdp' in one process: nothing to shard, each net trains whole "
               "(start with `torchrun --nproc-per-node N` to shard the nets over N processes)",
@@ -133,9 +140,14 @@ def reproduce(config: ExperimentConfig, out_dir: str | Path, *, progress: bool =
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _claim_folder(out, config, dist)
-    for specs in group_specs(pair_specs(config)):
+    groups = group_specs(pair_specs(config))
+    for k, specs in enumerate(groups, 1):
+        label = f"group {k} of {len(groups)}"
+        if progress and dist.is_main:
+            print(f"[reproduce] {label} ({1 + len(specs)} nets): "
+                  + ", ".join(s.run_id for s in specs), file=sys.stderr, flush=True)
         run_group(config, specs, data, [out / "runs" / s.run_id for s in specs], dist,
-                  progress=progress)
+                  progress=progress, label=label)
     if dist.is_main and "adam" in config.optimizers:
         for name in config.experiments:
             if PROTOCOL[name].adam == "baseline":

@@ -15,6 +15,7 @@ from ._net import NonFiniteError as NonFiniteError
 from ._pair import TrainData as TrainData
 from ._pair import run_group as run_group
 from ._pair import run_pair as run_pair
+from ._pair import seconds_per_net_step as seconds_per_net_step
 from ._partners import PARTNER_KINDS as PARTNER_KINDS
 from ._partners import PartnerKind as PartnerKind
 from ._partners import build_partner as build_partner

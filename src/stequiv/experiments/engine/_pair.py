@@ -55,7 +55,7 @@ from ._partners import build_partner, describe_partner, follower, partner_role
 from ._setup import build_qnet, estimator_schedule, make_optimizer
 from ._task import correct, cross_entropy
 
-__all__ = ["TrainData", "run_group", "run_pair"]
+__all__ = ["TrainData", "run_group", "run_pair", "seconds_per_net_step"]
 
 CHECKPOINT_FORMAT = 2  # one Q̂-net and a list of partners (format 1, unnumbered: one partner)
 
@@ -302,8 +302,11 @@ def _weights_npz(a: torch.nn.Module, b: torch.nn.Module, spec: PairSpec) -> byte
 
 
 def run_group(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainData,
-              out_dirs: Sequence[Path], dist: Dist, *, progress: bool = True) -> list[dict[str, Any]]:
+              out_dirs: Sequence[Path], dist: Dist, *, progress: bool = True,
+              label: str | None = None) -> list[dict[str, Any]]:
     """Train one Q̂-net with a partner per spec (results of ``specs[k]`` in ``out_dirs[k]``).
+
+    ``label`` names the group on its progress bar (e.g. ``group 2 of 4``; default: its run ids).
 
     The specs must share the optimizer and learning-rate factor (the Q̂-net they train); the
     checkpoint lives in ``out_dirs[0]`` and a group resumes from it. Returns each final.json.
@@ -319,7 +322,7 @@ def run_group(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainDa
     if ckpt.exists():
         group.load(load_checkpoint(ckpt, dist.device), ckpt)
     started = time.perf_counter()
-    bar = tqdm(total=group.total, initial=group.step, desc=group.run_id, leave=False,
+    bar = tqdm(total=group.total, initial=group.step, desc=label or group.run_id, leave=False,
                disable=not (progress and dist.is_main), dynamic_ncols=True)
     while group.step < group.total:
         epoch, skip = divmod(group.step, group.steps_per_epoch)
@@ -393,3 +396,19 @@ def _finish(group: _Group, seconds: float, views: list[torch.nn.Module]) -> list
             "world_size": group.dist.world_size,
         })
     return finals
+
+
+def seconds_per_net_step(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainData,
+                         dist: Dist, *, steps: int = 3) -> float:
+    """Wall-clock seconds of one training step of one net of this group, on this machine and
+    device: the mean over ``steps`` steps of the first epoch (after one warm-up step), divided by
+    the nets that trained. Writes nothing; for estimates before a run (``stequiv reproduce``)."""
+    group = _Group(config, specs, data, dist)
+    todo = _index_batches(len(data.train), config, dist, 0)[:steps + 1]
+    batches = iter(data.train.batches(todo, 0, config.workers))
+    group.train_step(next(batches))
+    started, done = time.perf_counter(), 0
+    for batch in batches:
+        group.train_step(batch)
+        done += 1
+    return (time.perf_counter() - started) / max(done, 1) / (1 + len(group.partners))

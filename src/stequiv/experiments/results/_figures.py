@@ -20,7 +20,7 @@ from matplotlib.ticker import NullFormatter
 
 from ..config import LR_TWEAK, OPTIMIZERS, PROTOCOL, STE
 from ._runs import find_run, read_metrics, read_weights
-from ._tables import ebar_percent
+from ._summary import ebar_percent
 
 __all__ = ["RenderedFigure", "render_figures"]
 

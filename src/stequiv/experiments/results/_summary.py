@@ -13,12 +13,20 @@ from ..config import OPTIMIZERS, PROTOCOL
 from ._runs import find_run
 
 __all__ = ["POINT_A_MAX", "POINT_B_MIN", "SUMMARY_EXPERIMENTS", "PointCheck", "point_checks",
-           "runs_slope_spread",
-           "summary"]
+           "ebar_percent",
+           "runs_slope_spread", "summary", "summary_table"]
 
 POINT_A_MAX = 1.5  # baseline Ē / lr-tweak Ē: the STE swap is "about as impactful" as a 1 % lr change
 POINT_B_MIN = 3.0  # unadjusted Ē / baseline Ē: skipping M must clearly break the alignment
 SUMMARY_EXPERIMENTS = tuple(name for name, e in PROTOCOL.items() if e.in_summary)
+
+
+def ebar_percent(ebar: float) -> str:
+    """Ē as a percentage with three significant digits, trailing zeros kept: 0.005 → ``0.500%``."""
+    pct = 100 * ebar
+    if pct == 0 or not math.isfinite(pct):  # a diverged run's nan must not break the report
+        return f"{pct:g}%"
+    return f"{pct:.{max(2 - math.floor(math.log10(abs(pct))), 0)}f}%"
 
 
 def summary(runs: Iterable[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -103,3 +111,21 @@ def _ebar_ratio(rows: dict[str, dict[str, Any]], num: str, den: str) -> float | 
     if num not in rows or den not in rows or rows[den]["ebar"] <= 0:
         return None
     return rows[num]["ebar"] / rows[den]["ebar"]
+
+
+def summary_table(summ: dict[str, dict[str, dict[str, Any]]],
+                  checks: Iterable[PointCheck] = ()) -> str:
+    """The summary of a run as a table for the terminal: Ē, agreement and both nets' validation
+    accuracy for each optimizer and experiment, then the Point A/B checks."""
+    head = f"{'optimizer':<10}{'experiment':<13}{'Ē':>10}{'agreement':>11}{'val acc Q̂':>11}" \
+           f"{'partner':>9}"
+    lines = [head, "-" * len(head)]
+    for opt, rows in summ.items():
+        for exp, row in rows.items():
+            qhat, partner = row["val_acc"]
+            lines.append(f"{opt:<10}{exp:<13}{ebar_percent(row['ebar']):>10}"
+                         f"{100 * row['agreement']:>10.3f}%{100 * qhat:>10.2f}%"
+                         f"{100 * partner:>8.2f}%")
+    lines += [f"Point {c.point} ({c.ratio} {c.rule}): "
+              f"{'—' if c.ours is None else f'{c.ours:.2f}'}, {c.verdict}" for c in checks]
+    return "\n".join(lines)

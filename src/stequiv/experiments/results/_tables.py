@@ -16,20 +16,12 @@ from typing import Any
 from ._paper import PAPER
 from ..config import OPTIMIZERS, PROTOCOL, STE
 from ._runs import NET_KEYS, find_run
-from ._summary import SUMMARY_EXPERIMENTS, point_checks, runs_slope_spread, summary
+from ._summary import SUMMARY_EXPERIMENTS, ebar_percent, point_checks, runs_slope_spread, summary
 
-__all__ = ["FORMATS", "Column", "Table", "build_tables", "ebar_percent"]
+__all__ = ["FORMATS", "Column", "Table", "build_tables"]
 
 VAL_ACC_TOL = 0.005  # Table 5: |val acc(Q̂) − val acc(STE)| below half a point
 _OPT_TAG = {"sgd": "S", "adam": "A"}
-
-
-def ebar_percent(ebar: float) -> str:
-    """Ē as a percentage with three significant digits, trailing zeros kept: 0.005 → ``0.500%``."""
-    pct = 100 * ebar
-    if pct == 0 or not math.isfinite(pct):  # a diverged run's nan must not break the report
-        return f"{pct:g}%"
-    return f"{pct:.{max(2 - math.floor(math.log10(abs(pct))), 0)}f}%"
 
 
 FORMATS: dict[str, Callable[[Any], str]] = {
