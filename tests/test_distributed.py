@@ -36,9 +36,7 @@ import numpy as np
 import pytest
 import torch
 
-from stequiv.core import get_estimator
-from stequiv.core._quantizer import UniformQuantizer
-from stequiv.core._remap import remap_derivative
+from stequiv.core import UniformQuantizer, get_estimator, remap_derivative
 from stequiv.experiments import ExperimentConfig, PairSpec
 from stequiv.experiments.engine import build_partner, build_qnet, make_optimizer
 from stequiv.experiments.parallel import CpuSyncBatchNorm2d, convert_sync_batchnorm

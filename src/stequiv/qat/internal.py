@@ -12,6 +12,7 @@ to import one of ``qat``'s private modules.
 * :func:`weight_map` applies a core map (M, its derivative, ...) in a layer's own weight layout.
 * :func:`derivative` / :func:`formula_of`: the torch evaluation of an estimator's Q̂′.
 * :func:`fast_inverse`: the schedule's inverse of M on a grid (checked against the core's).
+* :func:`scale_state_`: a twin optimizer state scaled in place at a schedule change.
 """
 
 from ._autograd import derivative as derivative
@@ -22,4 +23,9 @@ from ._maps import weight_map as weight_map
 from ._optim import map_state as map_state
 from ._optim import rebuild as rebuild
 from ._optim import rebuild_scheduler as rebuild_scheduler
+from ._optim import scale_state_ as scale_state_
 from ._quantize import DEFAULT_LAYERS as DEFAULT_LAYERS
+from ._schedule import _fast_inverse as fast_inverse
+
+__all__ = ["DEFAULT_LAYERS", "NEARLY_STE", "derivative", "fast_inverse", "formula_of", "map_state",
+           "rebuild", "rebuild_scheduler", "scale_state_", "slope_spread", "weight_map"]
