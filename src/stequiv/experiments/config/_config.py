@@ -106,7 +106,7 @@ class ExperimentConfig:
     ``schedule`` (``"ir-net"``, with ``estimator`` ``"ede"``) anneals EDE's t geometrically from
     ``schedule_t`` = (t_min, t_max) (IR-Net's (0.1, 10) by default) over ``schedule_stages`` equal
     stages of the run, k = max(1/t, 1), and the STE twin follows it
-    (:mod:`stequiv.qat._schedule`). ``activation_bits`` set quantizes the inputs of the quantized
+    (:class:`stequiv.qat.EstimatorSchedule`). ``activation_bits`` set quantizes the inputs of the quantized
     layers too (running range, ``activation_estimator`` in their grid coordinate); the
     ``activation-swap`` experiment's partner is the Q̂-net with ``activation_swap_to`` on the
     activations instead (Section 8: no twin exists for that swap).
