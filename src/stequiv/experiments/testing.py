@@ -19,8 +19,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from .engine import index_batches
 from .engine._pair import _Group as Group
-from .engine._pair import _index_batches as index_batches
 from .study import _study
 from .study._study import _pair_metrics as pair_metrics
 

@@ -8,11 +8,13 @@ Reads :mod:`~stequiv.experiments.config`, :mod:`~stequiv.experiments.parallel` a
 :mod:`~stequiv.experiments.results`.
 """
 
+from ._batches import TrainData as TrainData
+from ._batches import evaluate as evaluate
+from ._batches import index_batches as index_batches
 from ._checkpoint import load_checkpoint as load_checkpoint
 from ._checkpoint import save_checkpoint as save_checkpoint
 from ._net import Net as Net
 from ._net import NonFiniteError as NonFiniteError
-from ._pair import TrainData as TrainData
 from ._pair import run_group as run_group
 from ._pair import run_pair as run_pair
 from ._pair import seconds_per_net_step as seconds_per_net_step

@@ -26,17 +26,14 @@ import copy
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from math import nan
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import BatchSampler, DistributedSampler
 from tqdm.auto import tqdm
 
 from ... import qat
-from ...data import Split
 from ...qat.internal import slope_spread
 from ..config import IMAGE_FOLDER, ExperimentConfig, PairSpec
 from ..parallel import Dist, plain_copy, shard_
@@ -49,69 +46,15 @@ from ..results import (
     weights_npz,
     write_with_manifest,
 )
+from ._batches import TrainData, evaluate, index_batches
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._net import Net, NonFiniteError
 from ._partners import build_partner, describe_partner, follower, partner_role
 from ._setup import build_qnet, estimator_schedule, make_optimizer
-from ._task import correct, cross_entropy
 
-__all__ = ["TrainData", "run_group", "run_pair", "seconds_per_net_step"]
+__all__ = ["run_group", "run_pair", "seconds_per_net_step"]
 
 CHECKPOINT_FORMAT = 2  # one Q̂-net and a list of partners (format 1, unnumbered: one partner)
-
-
-@dataclass(frozen=True)
-class TrainData:
-    """The train and validation splits."""
-
-    train: Split
-    val: Split
-
-
-def _index_batches(n: int, config: ExperimentConfig, dist: Dist, epoch: int) -> list[list[int]]:
-    """This rank's share of each global batch of ``epoch`` (same global batches for any world size)."""
-    if config.batch_size % dist.world_size:
-        raise ValueError(f"`batch_size` {config.batch_size} must be divisible by the number of "
-                         f"processes {dist.world_size}")
-    per_rank = config.batch_size // dist.world_size
-    # One permutation of the data per epoch, dealt out to ranks round-robin: rank r's k-th
-    # local batch holds positions r, r+W, ... of global batch k.
-    sampler = DistributedSampler(range(n), num_replicas=dist.world_size, rank=dist.rank,
-                                 shuffle=True, seed=config.seed, drop_last=True)
-    sampler.set_epoch(epoch)
-    return list(BatchSampler(sampler, per_rank, drop_last=True))
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, data: Split, dist: Dist, batch: int = 1000,
-             workers: int = 0) -> dict[str, float]:
-    """Accuracy and mean cross-entropy over every target of ``data`` (sharded over ranks, then
-    summed): one per image, or one per position of each text window (:mod:`._task`).
-
-    BatchNorm buffers are first taken from rank 0 (under DDP each rank's running statistics
-    drift by its own last local update), so every shard is evaluated by the same model. Every
-    rank runs the same number of forward passes (a rank with fewer batches repeats its first
-    one, uncounted): an FSDP2 forward all-gathers the weights with every other rank.
-    """
-    was_training = model.training
-    model.eval()
-    dist.broadcast_buffers(model)
-    loss = right = count = 0.0
-    shards = [list(range(start, min(start + batch, len(data))))
-              for start in range(dist.rank * batch, len(data), batch * dist.world_size)]
-    rounds = -(-len(data) // (batch * dist.world_size))
-    counted = [True] * len(shards) + [False] * (rounds - len(shards))
-    shards += [list(range(min(batch, len(data))))] * (rounds - len(shards))
-    for (x, y), keep in zip(data.batches(shards, 0, workers), counted, strict=True):
-        x, y = x.to(dist.device), y.to(dist.device)
-        out = model(x)
-        if keep:
-            loss += cross_entropy(out, y, reduction="sum").item()
-            right += correct(out, y).item()
-            count += y.numel()
-    loss, right, count = dist.all_sum([loss, right, count])
-    model.train(was_training)
-    return {"acc": right / count, "loss": loss / count}
 
 
 class _Group:
@@ -326,7 +269,7 @@ def run_group(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainDa
                disable=not (progress and dist.is_main), dynamic_ncols=True)
     while group.step < group.total:
         epoch, skip = divmod(group.step, group.steps_per_epoch)
-        todo = _index_batches(len(data.train), config, dist, epoch)[skip:]
+        todo = index_batches(len(data.train), config, dist, epoch)[skip:]
         for batch in data.train.batches(todo, epoch, config.workers):
             group.train_step(batch)
             bar.update(1)
@@ -404,7 +347,7 @@ def seconds_per_net_step(config: ExperimentConfig, specs: Sequence[PairSpec], da
     device: the mean over ``steps`` steps of the first epoch (after one warm-up step), divided by
     the nets that trained. Writes nothing; for estimates before a run (``stequiv reproduce``)."""
     group = _Group(config, specs, data, dist)
-    todo = _index_batches(len(data.train), config, dist, 0)[:steps + 1]
+    todo = index_batches(len(data.train), config, dist, 0)[:steps + 1]
     batches = iter(data.train.batches(todo, 0, config.workers))
     group.train_step(next(batches))
     started, done = time.perf_counter(), 0
