@@ -101,3 +101,19 @@ def test_summary_table_shows_each_row_and_the_points():
     assert lines[3].split()[:3] == ["sgd", "lr-tweak", "0.000475%"]
     assert lines[4] == "Point A (baseline Ē / lr-tweak Ē ≤ 1.5): 0.69, holds"
     assert lines[5].startswith("Point B") and lines[5].endswith("not run")
+
+
+def test_a_run_shows_group_k_of_n_and_ends_with_the_summary_table(tmp_path):
+    """One tiny group end to end: the progress line names the group, the end is a table."""
+    tiny = ["--set", "max_train_samples=64", "--set", "batch_size=32", "--set", "epochs=1",
+            "--set", "optimizers=[sgd]", "--set", "experiments=[baseline, lr-tweak]",
+            "--set", "lr_sweep=[]", "--set", "eval_every=1", "--device", "cpu"]
+    result = CliRunner().invoke(main, ["reproduce", "--out", str(tmp_path), *tiny])
+    assert result.exit_code == 0, result.output
+    assert "[reproduce] group 1 of 1 (3 nets): sgd-baseline, sgd-lr-tweak" in result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith("sgd ")]
+    assert [r[:2] for r in rows] == [["sgd", "baseline"], ["sgd", "lr-tweak"]]
+    assert rows[0][2] == experiments.results.ebar_percent(summary["sgd"]["baseline"]["ebar"])
+    assert "Point A (baseline Ē / lr-tweak Ē ≤ 1.5):" in result.stdout
+    assert "{" not in result.stdout  # a table, not JSON
