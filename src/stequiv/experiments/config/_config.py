@@ -114,7 +114,7 @@ class ExperimentConfig:
     ``parallel`` (under ``torchrun`` with several processes): ``"ddp"`` replicates every net and
     averages gradients (DistributedDataParallel); ``"fsdp"`` shards every net with FSDP2's
     ``fully_shard`` (parameters, gradients and optimizer state split over the processes; see
-    ``_fsdp``). In one process both train the same unsharded nets. ``compile`` wraps the training
+    :mod:`~stequiv.experiments.parallel`). In one process both train the same unsharded nets. ``compile`` wraps the training
     forward of every net in ``torch.compile`` (inductor); evaluation stays eager.
 
     Every value is type-checked strictly on construction (pydantic, see ``_config_types``):

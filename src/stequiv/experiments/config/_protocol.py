@@ -2,7 +2,7 @@
 
 Every experiment trains the Q̂-net and one *partner* beside it on the same batches, and measures
 how far apart their weights drift (Ē, agreement). A row of :data:`PROTOCOL` says what the partner
-is; setup (:mod:`._setup`), the config (``experiments``), the report, the figures and the command
+is; the engine (its partner registry, :data:`~stequiv.experiments.engine.PARTNER_KINDS`), the config (``experiments``), the report, the figures and the command
 line read it from here. A new experiment is a new row.
 
 ==============  =========  =======  ========  ============  ======================================

@@ -24,7 +24,7 @@ class Net:
     schedule, the module that runs the forward pass (the DDP wrapper, or the model itself), and
     what keeps it on an estimator schedule (``qat.ScheduledEstimator`` / ``ScheduledTwin``, or None).
 
-    Under FSDP2 (:mod:`._fsdp`) ``model`` is sharded in place, ``wrapped`` is the model itself, and
+    Under FSDP2 (:mod:`~stequiv.experiments.parallel`) ``model`` is sharded in place, ``wrapped`` is the model itself, and
     ``replica`` is an unsharded copy on the CPU that :meth:`view` fills with the whole weights.
     """
 

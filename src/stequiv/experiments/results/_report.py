@@ -5,7 +5,7 @@ Everything here reads the files the training engine saved (``DIR/config.json`` a
 rebuilt at any time (the files are read and written through :mod:`._runs`, so an interrupted
 rebuild never leaves a half-written file behind).
 
-Net ``a`` is always the Q̂-net, net ``b`` its partner (see :mod:`._protocol`).
+Net ``a`` is always the Q̂-net, net ``b`` its partner (see :data:`~stequiv.experiments.config.PROTOCOL`).
 """
 
 from __future__ import annotations
