@@ -2,8 +2,9 @@
 
 Every experiment trains the Q̂-net and one *partner* beside it on the same batches, and measures
 how far apart their weights drift (Ē, agreement). A row of :data:`PROTOCOL` says what the partner
-is; the engine (its partner registry, :data:`~stequiv.experiments.engine.PARTNER_KINDS`), the config (``experiments``), the report, the figures and the command
-line read it from here. A new experiment is a new row.
+is; the engine (its partner registry, :data:`~stequiv.experiments.engine.PARTNER_KINDS`), the
+config (``experiments``), the report, the figures and the command line read it from here. A new
+experiment is a new row.
 
 ==============  =========  =======  ========  ============  ======================================
 experiment      partner    M on w   lr × α    under Adam    partner set-up
