@@ -16,24 +16,33 @@ BITS = click.IntRange(min=1)  # the core names the largest it can evaluate
 OUT_FOLDER = click.Path(file_okay=False, path_type=Path)
 
 
-class RegistryChoice(click.Choice):
+class RegistryChoice(click.ParamType):
     """A choice among the names a registry lists, read when first needed (so that a command's
     module imports nothing heavy, and a name registered later is a valid choice)."""
 
+    name = "choice"
+
     def __init__(self, names: Callable[[], Iterable[str]]) -> None:
         self._names = names
-        self._read: tuple[str, ...] | None = None
-        self.case_sensitive = True
+        self._choice: click.Choice | None = None
 
-    @property
-    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
-        if self._read is None:
-            self._read = tuple(self._names())
-        return self._read
+    def _resolved(self) -> click.Choice:
+        if self._choice is None:
+            self._choice = click.Choice(tuple(self._names()))
+        return self._choice
 
-    @choices.setter
-    def choices(self, value: Any) -> None:  # click's __init__ and copies set it
-        self._read = tuple(value)
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        return self._resolved().get_metavar(param, ctx)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return self._resolved().convert(value, param, ctx)
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter,
+                       incomplete: str) -> list[Any]:
+        return self._resolved().shell_complete(ctx, param, incomplete)
+
+    def to_info_dict(self) -> Any:  # click.Choice's: its choices and case sensitivity
+        return self._resolved().to_info_dict()
 
 
 @contextlib.contextmanager

@@ -48,7 +48,9 @@ def _twin(config: ExperimentConfig, spec: PairSpec, model: nn.Module,
           opt: torch.optim.Optimizer, sched: Any) -> Built:
     """The STE twin with the experiment's adjustments (weights through M, lr × α)."""
     row = PROTOCOL[spec.experiment]
-    return qat.to_ste(model, opt, sched, remap_weights=row.remap, scale_lr=row.scale_lr)
+    twin = qat.to_ste(model, opt, sched, remap_weights=row.remap, scale_lr=row.scale_lr)
+    assert twin.optimizer is not None  # given an optimizer, to_ste converts it
+    return twin.model, twin.optimizer, twin.scheduler
 
 
 def _twin_label(config: ExperimentConfig, spec: PairSpec, model: nn.Module) -> str:
