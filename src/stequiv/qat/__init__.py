@@ -13,6 +13,10 @@ from ._checkpoint import save as save
 from ._checkpoint import save_pretrained as save_pretrained
 from ._config import QuantConfig as QuantConfig
 from ._fake_quant import WeightFakeQuant as WeightFakeQuant
+from ._layout import LayerKind as LayerKind
+from ._layout import register_layer_kind as register_layer_kind
+from ._layout import registered_kinds as registered_kinds
+from ._layout import unregister_layer_kind as unregister_layer_kind
 from ._lsq import LearnedStepFakeQuant as LearnedStepFakeQuant
 from ._lsq_twin import LearnedStepTwin as LearnedStepTwin
 from ._lsq_twin import learned_step_layers as learned_step_layers
@@ -22,6 +26,8 @@ from ._quantize import dequantize_ as dequantize_
 from ._quantize import latent_weight as latent_weight
 from ._quantize import quantize_ as quantize_
 from ._quantize import quantized_layers as quantized_layers
+from ._report import QuantizationReport as QuantizationReport
+from ._report import quantization_report as quantization_report
 from ._schedule import EstimatorSchedule as EstimatorSchedule
 from ._schedule import ScheduledEstimator as ScheduledEstimator
 from ._schedule import ScheduledTwin as ScheduledTwin
