@@ -37,10 +37,29 @@ import numpy as np
 
 from ..config import OPTIMIZERS, PARTNERS, PROTOCOL
 
-__all__ = ["MANIFEST", "METRICS_COLUMNS", "NET_KEYS", "RESULT_FILES", "IntegrityError",
-           "atomic_write", "config_diff", "finite_json", "find_run", "json_text", "load_runs",
-           "metrics_csv", "read_config", "read_final", "read_metrics", "read_verified",
-           "read_weights", "results_remedy", "weights_npz", "write_json", "write_with_manifest"]
+__all__ = [
+    "MANIFEST",
+    "METRICS_COLUMNS",
+    "NET_KEYS",
+    "RESULT_FILES",
+    "IntegrityError",
+    "atomic_write",
+    "config_diff",
+    "find_run",
+    "finite_json",
+    "json_text",
+    "load_runs",
+    "metrics_csv",
+    "read_config",
+    "read_final",
+    "read_metrics",
+    "read_verified",
+    "read_weights",
+    "results_remedy",
+    "weights_npz",
+    "write_json",
+    "write_with_manifest",
+]
 
 METRICS_COLUMNS = ("step", "epoch", "ebar", "agreement", "loss_a", "loss_b", "lr")
 WEIGHT_KEYS = ("x", "y", "layer", "layer_names")  # + boundaries_<i> for layer i

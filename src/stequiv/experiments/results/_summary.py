@@ -8,13 +8,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...qat.internal import NEARLY_STE
-from ._paper import PAPER
 from ..config import OPTIMIZERS, PROTOCOL
+from ._paper import PAPER
 from ._runs import find_run
 
-__all__ = ["POINT_A_MAX", "POINT_B_MIN", "SUMMARY_EXPERIMENTS", "PointCheck", "point_checks",
-           "ebar_percent",
-           "runs_slope_spread", "summary", "summary_table"]
+__all__ = [
+    "POINT_A_MAX",
+    "POINT_B_MIN",
+    "SUMMARY_EXPERIMENTS",
+    "PointCheck",
+    "ebar_percent",
+    "point_checks",
+    "runs_slope_spread",
+    "summary",
+    "summary_table",
+]
 
 POINT_A_MAX = 1.5  # baseline Ē / lr-tweak Ē: the STE swap is "about as impactful" as a 1 % lr change
 POINT_B_MIN = 3.0  # unadjusted Ē / baseline Ē: skipping M must clearly break the alignment

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._paper import PAPER
 from ..config import OPTIMIZERS, PROTOCOL, STE
+from ._paper import PAPER
 from ._runs import NET_KEYS, find_run
 from ._summary import SUMMARY_EXPERIMENTS, ebar_percent, point_checks, runs_slope_spread, summary
 
