@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from stequiv import experiments
@@ -117,3 +118,13 @@ def test_a_run_shows_group_k_of_n_and_ends_with_the_summary_table(tmp_path):
     assert rows[0][2] == experiments.results.ebar_percent(summary["sgd"]["baseline"]["ebar"])
     assert "Point A (baseline Ē / lr-tweak Ē ≤ 1.5):" in result.stdout
     assert "{" not in result.stdout  # a table, not JSON
+
+
+def test_plan_option_describes_a_preset_and_trains_nothing(tmp_path, monkeypatch):
+    _counting_plan(monkeypatch)
+    monkeypatch.setattr(experiments, "reproduce", lambda *a, **k: pytest.fail("must not train"))
+    result = CliRunner().invoke(main, ["reproduce", "--quick", "--plan", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    # quick: 5 epochs of 62 steps; SGD's 5 experiments, Adam's 2, and 2 lr-sweep groups of 2
+    assert result.output.splitlines()[0].endswith("310 steps per net, 4 group(s), 15 nets")
+    assert not (tmp_path / "o").exists()
