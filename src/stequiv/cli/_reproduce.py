@@ -101,11 +101,11 @@ def reproduce_cmd(out_dir: Path, quick: bool, preset: str | None, config_file: P
         raise click.UsageError("--quick and --preset name different presets; give one")
     resolved = _resolve("quick" if quick else preset, config_file, options, sets)
     config = resolved.config
-    if plan_only or (resolved.preset is None and not resolved.given("epochs") and not yes):
-        if plan_only:
-            with user_errors(ValueError, OSError):
-                click.echo(experiments.plan(config).text())
-            return
+    if plan_only:
+        with user_errors(ValueError, OSError):
+            click.echo(experiments.plan(config).text())
+        return
+    if resolved.preset is None and not resolved.given("epochs") and not yes:
         _stop_with_plan(config)
     sweep = _bits_sweep(resolved)
     with user_errors(ValueError, OSError):
