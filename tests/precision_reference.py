@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 import stequiv.core as core
-from stequiv.core._plan import BinPlan, plan_for
+from stequiv.core import plan_for
+from stequiv.core.internal import BinPlan
 
 DELTA = 2.0**-7
 OFFSET = 0.5
