@@ -88,3 +88,11 @@ def test_group_fallback_for_layers_the_group_size_does_not_fit(fallback, axis):
         sq.quantize_(nn.Sequential(nn.Conv2d(3, 8, 7)), sq.QuantConfig(group_size=32))
     with pytest.raises(ValueError, match="`group_fallback` must be one of"):
         sq.QuantConfig(group_size=32, group_fallback="skip")
+
+
+def test_log_false_keeps_quiet_but_the_report_stays(caplog):
+    model = Block()
+    with caplog.at_level(logging.INFO, logger="stequiv"):
+        sq.quantize_(model, sq.QuantConfig(), log=False)
+    assert caplog.text == ""
+    assert "moe.down" in sq.quantization_report(model).left_float

@@ -185,7 +185,8 @@ def _check_arguments(model: Any, config: Any, filter_fn: Any, activations: Any) 
 
 def quantize_(model: nn.Module, config: ConfigSpec,
               filter_fn: Callable[[nn.Module, str], bool] | None = None, *,
-              activations: ActivationConfig | None = None, strict: bool = False) -> nn.Module:
+              activations: ActivationConfig | None = None, strict: bool = False,
+              log: bool = True) -> nn.Module:
     """Fake-quantize, in place, the weights of ``model``'s layers; returns ``model``.
 
     Args:
@@ -200,6 +201,8 @@ def quantize_(model: nn.Module, config: ConfigSpec,
 
         strict: refuse the call if a weight of two or more dimensions (of at least 1,024
             elements) would stay float (see :func:`~stequiv.qat.quantization_report`).
+        log: log the report (logger ``"stequiv"``: a warning when a weight is left float or
+            exact zeros move); ``False`` where layers are left float on purpose.
 
     A weight shared by several layers (tied embedding and head) is quantized once: every
     selected layer reads the same Q(w). What was left float, layers that ``group_size`` did not
@@ -223,8 +226,9 @@ def quantize_(model: nn.Module, config: ConfigSpec,
             f"`config` (supported kinds: {supported_kinds()}); pass a filter_fn that selects the "
             "layers to quantize"
         )
-    if not isinstance(strict, bool):
-        raise TypeError(f"`strict` must be True or False, got {strict!r}")
+    for flag, value in (("strict", strict), ("log", log)):
+        if not isinstance(value, bool):
+            raise TypeError(f"`{flag}` must be True or False, got {value!r}")
     if strict:
         already = {id(latent_weight(model, n)) for n in quantized_layers(model)}
         floating = left_float(model, already | {id(getattr(p.module, p.param)) for p in plans})
@@ -236,7 +240,8 @@ def quantize_(model: nn.Module, config: ConfigSpec,
         parametrize.register_parametrization(plan.module, plan.param, plan.fq, unsafe=True)
         make_copyable(plan.module)
     record_fallbacks(model, _fallbacks(config, plans))
-    log_report(model)
+    if log:
+        log_report(model)
     guard(model)
     if activations is not None:
         chosen = {id(plan.module) for plan in plans}

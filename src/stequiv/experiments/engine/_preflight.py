@@ -74,7 +74,7 @@ def check_compiles(config: ExperimentConfig) -> None:
     est = get_estimator(config.estimator_spec())
     layer = torch.nn.Linear(8, 4)
     scale = 1.0 if est.kind == "binary" else "absmax"
-    qat.quantize_(layer, qat.QuantConfig(estimator=est, bits=config.bits, scale=scale))
+    qat.quantize_(layer, qat.QuantConfig(estimator=est, bits=config.bits, scale=scale), log=False)
     x = torch.linspace(-1.0, 1.0, 16).reshape(2, 8)
     failure = ""
     try:

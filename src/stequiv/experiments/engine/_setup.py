@@ -44,7 +44,8 @@ def build_qnet(config: ExperimentConfig, in_channels: int, num_classes: int,
                            scale=config.scale, group_size=config.group_size)
     acts = None if config.activation_bits is None else qat.ActivationConfig(
         estimator=config.activation_estimator, bits=config.activation_bits, range="running")
-    qat.quantize_(model, qcfg, filter_fn=_filter(config, model), activations=acts)
+    # the first conv and the classifier stay float by the protocol's choice, not by accident
+    qat.quantize_(model, qcfg, filter_fn=_filter(config, model), activations=acts, log=False)
     if config.sync_batchnorm:
         model = convert_sync_batchnorm(model, device)
     return model.to(device)
