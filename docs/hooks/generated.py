@@ -1,0 +1,177 @@
+"""MkDocs hook: the reference and results pages generated from the code and the committed files.
+
+A page asks for a generated block with a marker on a line of its own, ``<!-- stequiv:NAME -->``
+(optionally ``<!-- stequiv:NAME ARGUMENT -->``). The blocks:
+
+* ``cli``: every command of the click group ``stequiv.cli.main``, walked recursively;
+* ``config``: every key of ``stequiv.experiments.ExperimentConfig`` with its type, default and the
+  presets that set it;
+* ``public-names``: the names ``import stequiv`` offers and the page documenting each;
+* ``benchmarks``: the table of the committed ``benchmarks/RESULTS.md``;
+* ``results``: the tables of every committed results folder under ``docs/results/``.
+
+An unknown marker is an error, so a misspelt one fails ``mkdocs build``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+MARKER = re.compile(r"^<!-- stequiv:([a-z-]+)(?: (\S+))? -->$", re.MULTILINE)
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    """Replace every ``<!-- stequiv:NAME -->`` marker by its generated Markdown."""
+    return MARKER.sub(lambda m: _block(m.group(1), m.group(2), page), markdown)
+
+
+def _block(name: str, argument: str | None, page: Any) -> str:
+    makers = {"cli": _cli, "config": _config, "public-names": _public_names,
+              "benchmarks": _benchmarks, "results": _results}
+    if name not in makers:
+        raise ValueError(f"{page.file.src_path}: unknown marker stequiv:{name}; "
+                         f"known: {', '.join(sorted(makers))}")
+    return makers[name](argument)
+
+
+def _cell(text: object) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+# ------------------------------------------------------------------------------------ the CLI
+def _cli(_: str | None) -> str:
+    import click
+
+    from stequiv.cli import main
+
+    parts: list[str] = []
+
+    def walk(command: click.Command, path: list[str]) -> None:
+        parts.append(_command_markdown(command, path))
+        if isinstance(command, click.Group):
+            for name in sorted(command.commands):
+                walk(command.commands[name], [*path, name])
+
+    walk(main, ["stequiv"])
+    return "\n".join(parts)
+
+
+def _command_markdown(command: Any, path: list[str]) -> str:
+    import click
+
+    ctx = click.Context(command, info_name=" ".join(path))
+    level = "#" * min(len(path) + 1, 4)
+    lines = [f"{level} `{' '.join(path)}`", "", "```text", command.get_usage(ctx), "```", ""]
+    if command.help:
+        lines += [_help_text(command.help), ""]
+    rows = []
+    for param in command.get_params(ctx):
+        if isinstance(param, click.Argument):
+            rows.append((f"`{param.human_readable_name}`", "argument", "required", ""))
+            continue
+        record = param.get_help_record(ctx)
+        if record is None:
+            continue
+        flags, help_text = record
+        default = param.default if param.show_default or param.default not in (None, False) else ""
+        if callable(default) or isinstance(default, tuple) and not default:
+            default = ""
+        rows.append((f"`{flags}`", _cell(help_text), _cell(default), ""))
+    if rows:
+        lines += ["| option | help | default |", "|---|---|---|"]
+        lines += [f"| {_cell(a)} | {b} | {c} |" for a, b, c, _ in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _help_text(text: str) -> str:
+    """click's help: paragraphs as they are, ``\\b`` blocks (no re-wrapping) as text blocks."""
+    return text.replace("\b\n", "")
+
+
+# --------------------------------------------------------------------------------- the config
+def _config(_: str | None) -> str:
+    from stequiv.experiments import PRESETS, ExperimentConfig
+
+    # pydantic dataclasses and BaseModels both keep their FieldInfos here (pydantic >= 2.10).
+    fields = ExperimentConfig.__pydantic_fields__
+    lines = ["| key | type | default | set by presets | description |", "|---|---|---|---|---|"]
+    for key, info in fields.items():
+        presets = [f"{name}: `{_value(values[key])}`" for name, values in PRESETS.items()
+                   if key in values]
+        default = info.get_default(call_default_factory=True)
+        lines.append(f"| `{key}` | `{_cell(_type_name(info.annotation))}` | `{_cell(_value(default))}` "
+                     f"| {_cell('<br>'.join(presets))} | {_cell(info.description or '')} |")
+    unknown = sorted({k for values in PRESETS.values() for k in values} - set(fields))
+    if unknown:
+        raise ValueError(f"presets set keys that ExperimentConfig does not have: {unknown}")
+    return "\n".join(lines) + "\n"
+
+
+def _value(value: object) -> str:
+    if isinstance(value, tuple):
+        value = list(value)
+    return json.dumps(value) if not isinstance(value, str) else value
+
+
+def _type_name(annotation: Any) -> str:
+    """A readable type: constraints (``Annotated``) dropped, unions as ``a | b``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin is not None:
+        inner = ", ".join("..." if a is Ellipsis else _type_name(a) for a in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+# ----------------------------------------------------------------------------- public names
+def _public_names(_: str | None) -> str:
+    import stequiv
+    import stequiv.core
+    import stequiv.qat
+
+    lines = ["| name | what it is | documented in |", "|---|---|---|"]
+    for name in stequiv.__all__:
+        home = next((m for m in (stequiv.core, stequiv.qat) if name in m.__dict__), None)
+        if home is None:
+            raise ValueError(f"stequiv.{name} is neither in stequiv.core nor in stequiv.qat")
+        doc = (getattr(home, name).__doc__ or "").strip().split("\n")[0]
+        lines.append(f"| [`{name}`][{home.__name__}.{name}] | {_cell(doc)} | `{home.__name__}` |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------- results
+def _benchmarks(_: str | None) -> str:
+    """``benchmarks/RESULTS.md`` without its title: the context line, then the table."""
+    text = (ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
+    body = [line for line in text.splitlines() if not line.startswith("# ")]
+    return "\n".join(body).strip() + "\n"
+
+
+def _results(name: str | None) -> str:
+    """The tables of ``docs/results/NAME/``: ``source.json`` (command, version, machine) and the
+    run's own ``tables/*.md``, as ``stequiv reproduce`` wrote them."""
+    if name is None:
+        raise ValueError("stequiv:results needs a folder name under docs/results/")
+    folder = ROOT / "docs" / "results" / name
+    source = json.loads((folder / "source.json").read_text(encoding="utf-8"))
+    lines = [f"Made by `{source['command']}` with stequiv {source['version']} "
+             f"on {source['machine']}; files: `docs/results/{name}/`.", ""]
+    for table in sorted((folder / "tables").glob("*.md")):
+        lines += [table.read_text(encoding="utf-8").strip(), ""]
+    return "\n".join(lines)
