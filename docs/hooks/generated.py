@@ -8,7 +8,8 @@ A page asks for a generated block with a marker on a line of its own, ``<!-- ste
   presets that set it;
 * ``public-names``: the names ``import stequiv`` offers and the page documenting each;
 * ``benchmarks``: the table of the committed ``benchmarks/RESULTS.md``;
-* ``results``: the tables of every committed results folder under ``docs/results/``.
+* ``results``: the tables of a committed ``stequiv reproduce`` folder under ``docs/results/``;
+* ``bound-check``: the exact check of the theorems, ``docs/results/theory/bound_check.json``.
 
 An unknown marker is an error, so a misspelt one fails ``mkdocs build``.
 """
@@ -33,7 +34,7 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 
 def _block(name: str, argument: str | None, page: Any) -> str:
     makers = {"cli": _cli, "config": _config, "public-names": _public_names,
-              "benchmarks": _benchmarks, "results": _results}
+              "benchmarks": _benchmarks, "results": _results, "bound-check": _bound_check}
     if name not in makers:
         raise ValueError(f"{page.file.src_path}: unknown marker stequiv:{name}; "
                          f"known: {', '.join(sorted(makers))}")
@@ -169,9 +170,39 @@ def _results(name: str | None) -> str:
     if name is None:
         raise ValueError("stequiv:results needs a folder name under docs/results/")
     folder = ROOT / "docs" / "results" / name
-    source = json.loads((folder / "source.json").read_text(encoding="utf-8"))
-    lines = [f"Made by `{source['command']}` with stequiv {source['version']} "
-             f"on {source['machine']}; files: `docs/results/{name}/`.", ""]
+    lines = [_source_line(folder), ""]
     for table in sorted((folder / "tables").glob("*.md")):
         lines += [table.read_text(encoding="utf-8").strip(), ""]
     return "\n".join(lines)
+
+
+def _source_line(folder: Path) -> str:
+    source = json.loads((folder / "source.json").read_text(encoding="utf-8"))
+    return (f"Made by `{source['command']}` with stequiv {source['version']} on "
+            f"{source['machine']}; file: `{folder.relative_to(ROOT).as_posix()}/`.")
+
+
+def _bound_check(_: str | None) -> str:
+    """Totals, one row per estimator × bound, and the DSQ constant of Appendix H."""
+    folder = ROOT / "docs" / "results" / "theory"
+    data = json.loads((folder / "bound_check.json").read_text(encoding="utf-8"))
+    lines = [_source_line(folder), "",
+             f"**{data['checks']:,} checks, {data['violations']} violations**; smallest "
+             f"bound / actual growth where E grew: {data['tightness_min']:.3f} "
+             f"({len(data['estimators'])} estimators, {data['steps']} steps, "
+             f"η ∈ {{{', '.join(f'{e:g}' for e in data['etas'])}}}, tolerance {data['tolerance']:g}).",
+             "", "| estimator | optimizer | bound | weights | α | coefficient | checks | violations "
+             "| bound / actual, min | median |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in data["rows"]:
+        lines.append(f"| `{r['estimator']}` | {r['optimizer']} | {r['bound']} | {r['dim']} "
+                     f"| {r['alpha']:.4g} | {r['coefficient']:.4g} | {r['checks']:,} "
+                     f"| {r['violations']} | {r['tightness_min']:.3g} | {r['tightness_median']:.3g} |")
+    lines += ["", "Appendix H's printed DSQ constant against the exact one (Eq. 6, Δ = 1):", "",
+              "| estimator | L′L₊/L₋², printed | exact | violations with printed | with exact |",
+              "|---|---:|---:|---:|---:|"]
+    for d in data["dsq_appendix_h"]:
+        p, e = d["with_printed_constant"], d["with_exact_constant"]
+        lines.append(f"| `{d['estimator']}` | {d['printed_LpLplus_over_Lminus2']:.4g} "
+                     f"| {d['exact_LpLplus_over_Lminus2']:.4g} | {p['violations']} of {p['checks']:,} "
+                     f"| {e['violations']} of {e['checks']:,} |")
+    return "\n".join(lines) + "\n"

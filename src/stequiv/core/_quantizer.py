@@ -64,7 +64,8 @@ class UniformQuantizer:
         delta: the step Δ: a positive scalar, or a 1-D array with one Δ per output channel
             (indexed along ``channel_axis`` of the weights).
         offset: the zero-point offset z (0 = Eq. 1, 0.5 = symmetric grid without a zero level).
-        lower, upper: the integer clip limits l < u of the grid coordinate.
+        lower: the integer clip limit l of the grid coordinate (l < u).
+        upper: the integer clip limit u of the grid coordinate.
         channel_axis: the weight axis that a per-channel Δ runs along.
     """
 

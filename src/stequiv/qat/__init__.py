@@ -28,3 +28,34 @@ from ._schedule import ScheduledTwin as ScheduledTwin
 from ._twin import Conversion as Conversion
 from ._twin import from_ste as from_ste
 from ._twin import to_ste as to_ste
+
+__all__ = [
+    "ActivationConfig",
+    "ActivationFakeQuant",
+    "Alignment",
+    "AlignmentTracker",
+    "Conversion",
+    "EstimatorSchedule",
+    "LearnedStepFakeQuant",
+    "LearnedStepTwin",
+    "QuantConfig",
+    "ScheduledEstimator",
+    "ScheduledTwin",
+    "WeightFakeQuant",
+    "activation_quantizers",
+    "alignment",
+    "default_filter",
+    "dequantize_",
+    "dequantize_activations_",
+    "from_ste",
+    "latent_weight",
+    "learned_step_layers",
+    "load",
+    "optimizer_kind",
+    "quantize_",
+    "quantize_activations_",
+    "quantized_layers",
+    "save",
+    "save_pretrained",
+    "to_ste",
+]

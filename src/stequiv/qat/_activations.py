@@ -144,7 +144,9 @@ class ActivationFakeQuant(nn.Module):
 
     Attributes:
         layer: the name of the layer whose input this quantizes (for error messages).
-        estimator, upper (= 2^b − 1), config.
+        estimator: the estimator of the activations' grid coordinate.
+        upper: the top level 2^b − 1.
+        config: the :class:`ActivationConfig` it was built from.
     """
 
     def __init__(self, config: ActivationConfig, layer: str):
