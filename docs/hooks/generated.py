@@ -16,6 +16,8 @@ An unknown marker is an error, so a misspelt one fails ``mkdocs build``.
 
 from __future__ import annotations
 
+import html
+import inspect
 import json
 import re
 import types
@@ -44,6 +46,11 @@ def _block(name: str, argument: str | None, page: Any) -> str:
 def _cell(text: object) -> str:
     """Text safe inside a Markdown table cell."""
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _code(text: object) -> str:
+    """Inline code safe inside a Markdown table cell (a ``|`` in backticks would end the cell)."""
+    return "<code>" + html.escape(str(text)).replace("|", "&#124;") + "</code>"
 
 
 # ------------------------------------------------------------------------------------ the CLI
@@ -75,26 +82,21 @@ def _command_markdown(command: Any, path: list[str]) -> str:
     rows = []
     for param in command.get_params(ctx):
         if isinstance(param, click.Argument):
-            rows.append((f"`{param.human_readable_name}`", "argument", "required", ""))
+            rows.append((_code(param.human_readable_name), "argument (required)"))
             continue
-        record = param.get_help_record(ctx)
-        if record is None:
-            continue
-        flags, help_text = record
-        default = param.default if param.show_default or param.default not in (None, False) else ""
-        if callable(default) or isinstance(default, tuple) and not default:
-            default = ""
-        rows.append((f"`{flags}`", _cell(help_text), _cell(default), ""))
+        record = param.get_help_record(ctx)  # (flags, help with [default: ...] and [required])
+        if record is not None:
+            rows.append((_code(record[0]), _cell(record[1])))
     if rows:
-        lines += ["| option | help | default |", "|---|---|---|"]
-        lines += [f"| {_cell(a)} | {b} | {c} |" for a, b, c, _ in rows]
+        lines += ["| option | help |", "|---|---|"]
+        lines += [f"| {a} | {b} |" for a, b in rows]
         lines.append("")
     return "\n".join(lines)
 
 
 def _help_text(text: str) -> str:
     """click's help: paragraphs as they are, ``\\b`` blocks (no re-wrapping) as text blocks."""
-    return text.replace("\b\n", "")
+    return inspect.cleandoc(text).replace("\b\n", "")
 
 
 # --------------------------------------------------------------------------------- the config
@@ -103,13 +105,16 @@ def _config(_: str | None) -> str:
 
     # pydantic dataclasses and BaseModels both keep their FieldInfos here (pydantic >= 2.10).
     fields = ExperimentConfig.__pydantic_fields__
-    lines = ["| key | type | default | set by presets | description |", "|---|---|---|---|---|"]
+    described = any(info.description for info in fields.values())
+    lines = ["| key | type | default | set by presets |" + (" description |" if described else ""),
+             "|---|---|---|---|" + ("---|" if described else "")]
     for key, info in fields.items():
-        presets = [f"{name}: `{_value(values[key])}`" for name, values in PRESETS.items()
+        presets = [f"{name}: {_code(_value(values[key]))}" for name, values in PRESETS.items()
                    if key in values]
         default = info.get_default(call_default_factory=True)
-        lines.append(f"| `{key}` | `{_cell(_type_name(info.annotation))}` | `{_cell(_value(default))}` "
-                     f"| {_cell('<br>'.join(presets))} | {_cell(info.description or '')} |")
+        lines.append(f"| `{key}` | {_code(_type_name(info.annotation))} "
+                     f"| {_code(_value(default))} | {'<br>'.join(presets)} |"
+                     + (f" {_cell(info.description or '')} |" if described else ""))
     unknown = sorted({k for values in PRESETS.values() for k in values} - set(fields))
     if unknown:
         raise ValueError(f"presets set keys that ExperimentConfig does not have: {unknown}")
