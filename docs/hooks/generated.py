@@ -8,7 +8,7 @@ A page asks for a generated block with a marker on a line of its own, ``<!-- ste
   presets that set it;
 * ``public-names``: the names ``import stequiv`` offers and the page documenting each;
 * ``benchmarks``: the table of the committed ``benchmarks/RESULTS.md``;
-* ``results``: the tables of a committed ``stequiv reproduce`` folder under ``docs/results/``;
+* ``results``: the tables of every committed ``stequiv reproduce`` folder under ``docs/results/``;
 * ``bound-check``: the exact check of the theorems, ``docs/results/theory/bound_check.json``.
 
 An unknown marker is an error, so a misspelt one fails ``mkdocs build``.
@@ -169,15 +169,18 @@ def _benchmarks(_: str | None) -> str:
     return "\n".join(body).strip() + "\n"
 
 
-def _results(name: str | None) -> str:
-    """The tables of ``docs/results/NAME/``: ``source.json`` (command, version, machine) and the
-    run's own ``tables/*.md``, as ``stequiv reproduce`` wrote them."""
-    if name is None:
-        raise ValueError("stequiv:results needs a folder name under docs/results/")
-    folder = ROOT / "docs" / "results" / name
-    lines = [_source_line(folder), ""]
-    for table in sorted((folder / "tables").glob("*.md")):
-        lines += [table.read_text(encoding="utf-8").strip(), ""]
+def _results(_: str | None) -> str:
+    """Every committed ``stequiv reproduce`` folder under ``docs/results/``: its ``source.json``
+    (command, version, machine) and the run's own ``tables/*.md``, as the run wrote them."""
+    folders = sorted(p.parent for p in (ROOT / "docs" / "results").glob("*/tables"))
+    if not folders:
+        return ("No reproduction folder is committed in this version of the documentation; "
+                "`make reproduce` writes the tables into `results/quick/tables/`.\n")
+    lines: list[str] = []
+    for folder in folders:
+        lines += [f"### `{folder.name}`", "", _source_line(folder), ""]
+        lines += [table.read_text(encoding="utf-8").strip() + "\n"
+                  for table in sorted((folder / "tables").glob("*.md"))]
     return "\n".join(lines)
 
 
