@@ -19,7 +19,7 @@ point (0), no finite bin, and therefore :math:`\alpha := 1` as in the paper.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -72,8 +72,9 @@ class UniformQuantizer:
     bits: int | None = None
     delta: Any = 1.0
     offset: float = 0.0
-    lower: int | None = None
-    upper: int | None = None
+    # Left out (None), they are resolved from ``bits`` on construction: an int once built.
+    lower: int = cast(int, None)
+    upper: int = cast(int, None)
     channel_axis: int = 0
     _delta: np.ndarray = field(init=False, repr=False)
 
