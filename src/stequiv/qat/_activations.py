@@ -149,6 +149,12 @@ class ActivationFakeQuant(nn.Module):
         config: the :class:`ActivationConfig` it was built from.
     """
 
+    # Registered in __init__ by range kind (buffers, or a Parameter for a learned Δ).
+    running: torch.Tensor
+    initialized: torch.Tensor
+    delta: torch.Tensor
+    zero_point: torch.Tensor
+
     def __init__(self, config: ActivationConfig, layer: str):
         super().__init__()
         self.config, self.layer, self.estimator = config, layer, config.est

@@ -93,7 +93,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
             exec_module(module)
             self.callback()
 
-        loader.exec_module = exec_then_call  # type: ignore[method-assign]
+        loader.exec_module = exec_then_call
         return spec
 
 

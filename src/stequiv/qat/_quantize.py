@@ -244,7 +244,7 @@ def latent_weight(model: nn.Module, name: str) -> nn.Parameter:
         raise ValueError(f"{name!r} is not a quantized weight of the model"
                          + (f"; did you mean {close}?" if close else ""))
     module, param, _ = found
-    return getattr(module.parametrizations, param).original  # type: ignore[union-attr]
+    return getattr(module.parametrizations, param).original
 
 
 def _refuse_hugging_face_save(*args: Any, **kwargs: Any) -> None:
