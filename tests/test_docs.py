@@ -90,8 +90,9 @@ def test_site_builds_strictly_with_generated_reference(site):
     assert "stequiv.qat.to_ste" in api and "stequiv.qat.quantize_" in api
 
 
-def _png_colours(data: bytes) -> int:
-    """How many distinct byte values the decompressed pixel rows of a PNG hold (0 if not a PNG)."""
+def _png_byte_values(data: bytes) -> int:
+    """How many distinct byte values the decompressed pixel rows of a PNG hold (0 if not a PNG):
+    a blank page has a handful (its colour and the filter bytes), a rendered one many."""
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
         return 0
     pos, idat = 8, b""
@@ -109,9 +110,9 @@ def test_png_check_tells_blank_from_drawn():
         chunk = b"IDAT" + zlib.compress(rows)
         return (b"\x89PNG\r\n\x1a\n" + (len(chunk) - 4).to_bytes(4, "big") + chunk + b"\0" * 4)
 
-    assert _png_colours(png(b"\0" + b"\xff" * 30)) == 2  # filter byte + one colour: blank
-    assert _png_colours(png(bytes(range(256)))) == 256
-    assert _png_colours(b"not a png") == 0
+    assert _png_byte_values(png(b"\0" + b"\xff" * 30)) == 2  # filter byte + one colour: blank
+    assert _png_byte_values(png(bytes(range(256)))) == 256
+    assert _png_byte_values(b"not a png") == 0
 
 
 @pytest.mark.slow
@@ -126,10 +127,46 @@ def test_site_renders_in_headless_chromium(site, page, tmp_path):
                            f"--screenshot={shot}", (site / page).as_uri()],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
-    # A rendered page has text, a header bar and a navigation: many colours. A blank or failed
-    # page is one or two.
-    assert _png_colours(shot.read_bytes()) > 32, f"{page} rendered blank ({shot})"
+    assert _png_byte_values(shot.read_bytes()) > 32, f"{page} rendered blank ({shot})"
     artifacts = os.environ.get("STEQUIV_ARTIFACTS")
     if artifacts:
         Path(artifacts).mkdir(parents=True, exist_ok=True)
         shutil.copy2(shot, Path(artifacts) / shot.name)
+
+
+# ------------------------------------------------------------------------------ the hook
+def _hook():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_hook", ROOT / "docs" / "hooks" / "generated.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_results_tables_come_with_the_command_that_made_them(tmp_path):
+    hook = _hook()
+    assert "No reproduction folder" in hook.results_markdown(tmp_path)
+    run = tmp_path / "quick"
+    (run / "tables").mkdir(parents=True)
+    (run / "tables" / "table4.md").write_text("| a |\n|---|\n| 0.5% |\n", encoding="utf-8")
+    (run / "source.json").write_text(
+        '{"command": "stequiv reproduce --quick --out q", "version": "0.1.0", "machine": "m"}',
+        encoding="utf-8")
+    text = hook.results_markdown(tmp_path)
+    assert "Made by `stequiv reproduce --quick --out q` with stequiv 0.1.0 on m" in text
+    assert "| 0.5% |" in text
+    (run / "source.json").write_text('{"command": "x"}', encoding="utf-8")
+    with pytest.raises(ValueError, match="lacks"):
+        hook.results_markdown(tmp_path)
+
+
+def test_an_unknown_marker_fails_the_build():
+    class Page:
+        class file:  # mkdocs names it so
+            src_path = "x.md"
+
+    hook = _hook()
+    with pytest.raises(ValueError, match="unknown marker stequiv:nope"):
+        hook.on_page_markdown("a\n<!-- stequiv:nope -->\n", Page, None, None)
+    assert hook.on_page_markdown("no marker\n", Page, None, None) == "no marker\n"

@@ -170,9 +170,13 @@ def _benchmarks(_: str | None) -> str:
 
 
 def _results(_: str | None) -> str:
-    """Every committed ``stequiv reproduce`` folder under ``docs/results/``: its ``source.json``
-    (command, version, machine) and the run's own ``tables/*.md``, as the run wrote them."""
-    folders = sorted(p.parent for p in (ROOT / "docs" / "results").glob("*/tables"))
+    return results_markdown(ROOT / "docs" / "results")
+
+
+def results_markdown(results: Path) -> str:
+    """Every ``stequiv reproduce`` folder under ``results``: its ``source.json`` (command, version,
+    machine) and the run's own ``tables/*.md``, as the run wrote them."""
+    folders = sorted(p.parent for p in results.glob("*/tables"))
     if not folders:
         return ("No reproduction folder is committed in this version of the documentation; "
                 "`make reproduce` writes the tables into `results/quick/tables/`.\n")
@@ -185,9 +189,14 @@ def _results(_: str | None) -> str:
 
 
 def _source_line(folder: Path) -> str:
+    """Which command, version and machine made the files of ``folder`` (its ``source.json``)."""
     source = json.loads((folder / "source.json").read_text(encoding="utf-8"))
+    missing = sorted({"command", "version", "machine"} - set(source))
+    if missing:
+        raise ValueError(f"{folder / 'source.json'} lacks {missing}: say what made these files")
+    where = folder.relative_to(ROOT).as_posix() if folder.is_relative_to(ROOT) else folder.name
     return (f"Made by `{source['command']}` with stequiv {source['version']} on "
-            f"{source['machine']}; file: `{folder.relative_to(ROOT).as_posix()}/`.")
+            f"{source['machine']}; files: `{where}/`.")
 
 
 def _bound_check(_: str | None) -> str:
