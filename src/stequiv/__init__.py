@@ -40,6 +40,7 @@ _TORCH_NAMES = [
     "save", "load", "save_pretrained",
     "ActivationConfig", "quantize_activations_", "dequantize_activations_", "activation_quantizers",
     "EstimatorSchedule", "ScheduledEstimator", "ScheduledTwin", "LearnedStepTwin",
+    "QuantizationReport", "quantization_report", "LayerKind", "register_layer_kind",
 ]
 __all__ = [*_CORE_NAMES, *_TORCH_NAMES]
 

@@ -17,6 +17,7 @@ from ._layout import Layout, make_layout
 __all__ = ["QuantConfig"]
 
 _SCALES = ("init-bound", "absmax")
+_FALLBACKS = ("error", "per-channel", "per-tensor")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,13 @@ class QuantConfig:
         learn_step: every Δ of the layer (per tensor, channel or group) becomes a parameter
             trained LSQ-style, starting from ``scale`` (:mod:`._lsq`; its STE twin follows the
             Q̂-net's Δ: :class:`~stequiv.qat.LearnedStepTwin`). Needs a bin-unit estimator.
+        group_fallback: what a layer whose input size ``group_size`` does not divide gets
+            (a ResNet stem's 147, a depthwise 3×3's 9, T5's relative bias): ``"error"`` (the call
+            is refused), ``"per-channel"`` or ``"per-tensor"``; :func:`~stequiv.qat.quantization_report`
+            names those layers.
+
+    With ``scale="absmax"``, an all-zero channel or group (an embedding's padding row, a pruned
+    channel) gets the smallest non-zero bound m of its tensor; only an all-zero tensor is refused.
     """
 
     estimator: str | Mapping[str, Any] | Estimator = "ste"
@@ -49,6 +57,7 @@ class QuantConfig:
     axis: int | None = None
     estimator_params: Mapping[str, Any] = field(default_factory=dict)
     learn_step: bool = False
+    group_fallback: str = "error"
 
     def __post_init__(self) -> None:
         integer("bits", self.bits, minimum=1)
@@ -64,6 +73,9 @@ class QuantConfig:
             positive_float("scale", self.scale)
         if self.group_size is not None:
             integer("group_size", self.group_size, minimum=1)
+        if self.group_fallback not in _FALLBACKS:
+            raise ValueError(f"`group_fallback` must be one of {_FALLBACKS}, got "
+                             f"{self.group_fallback!r}")
         if self.axis is not None:
             integer("axis", self.axis)
             if not (self.per_channel or self.group_size is not None):
@@ -84,11 +96,23 @@ class QuantConfig:
         assert isinstance(self.estimator, Estimator)
         return self.estimator
 
-    def layout_for(self, shape: tuple[int, ...], kind_axis: int, where: str) -> Layout:
-        """Where Δ lies on a weight of ``shape`` whose layer kind has output axis ``kind_axis``."""
+    def layout_for(self, shape: tuple[int, ...], kind_axis: int, where: str,
+                   batch: int = 0) -> Layout:
+        """Where Δ lies on a weight of ``shape`` whose layer kind has output axis ``kind_axis``
+        (after ``batch`` leading batch axes, e.g. experts)."""
         grouped = self.group_size is not None
         axis = (kind_axis if self.axis is None else self.axis) if self.per_channel or grouped else None
-        return make_layout(tuple(shape), axis, self.group_size, where)
+        if grouped and self.group_fallback != "error" and not self.group_fits(shape, axis, batch):
+            if self.group_fallback == "per-tensor":
+                return make_layout(tuple(shape), None, None, where)
+            return make_layout(tuple(shape), axis, None, where, batch)
+        return make_layout(tuple(shape), axis, self.group_size, where, batch if axis is not None else 0)
+
+    def group_fits(self, shape: tuple[int, ...], axis: int | None, batch: int = 0) -> bool:
+        """Whether ``group_size`` divides the input elements per output channel on ``axis``."""
+        if self.group_size is None or axis is None or not -len(shape) <= axis < len(shape):
+            return True
+        return (math.prod(shape) // (math.prod(shape[:batch]) * shape[axis])) % self.group_size == 0
 
     def range_bound(self, weight: torch.Tensor, layout: Layout, fan_in: int,
                     where: str = "the weight") -> torch.Tensor:
@@ -100,13 +124,12 @@ class QuantConfig:
         if self.scale == "absmax":
             rows = layout.rows(weight.detach().to("cpu", torch.float64))
             m = rows.abs().amax(dim=1) if per_row else rows.abs().max()
-            if not bool(torch.all(m > 0)):
-                zero = int((m == 0).sum()) if per_row else 1
-                raise ValueError(f"{where}: `scale='absmax'` needs a non-zero entry in every "
-                                 f"channel (group), {zero} are all zero (e.g. a padding row); "
-                                 "initialise the layer first, give a number, or use scale="
-                                 "'init-bound'")
-            return m
+            if not bool(torch.any(m > 0)):
+                raise ValueError(f"{where}: `scale='absmax'` needs a non-zero entry, but the "
+                                 "weight is all zero; initialise the layer first, give a number, "
+                                 "or use scale='init-bound'")
+            # an all-zero row (a padding row, a pruned channel): the smallest bound of the others
+            return torch.where(m > 0, m, m[m > 0].min()) if per_row else m
         if self.scale == "init-bound":
             m = torch.tensor(math.sqrt(6.0 / fan_in), dtype=torch.float64)
         else:
