@@ -7,7 +7,7 @@ A page asks for a generated block with a marker on a line of its own, ``<!-- ste
 * ``config``: every key of ``stequiv.experiments.ExperimentConfig`` with its type, default and the
   presets that set it;
 * ``public-names``: the names ``import stequiv`` offers and the page documenting each;
-* ``benchmarks``: the table of the committed ``benchmarks/RESULTS.md``;
+* ``benchmarks``: the table of the committed ``benchmarks/RESULTS.md`` (without the run's date);
 * ``results``: the tables of every committed ``stequiv reproduce`` folder under ``docs/results/``;
 * ``bound-check``: the exact check of the theorems, ``docs/results/theory/bound_check.json``.
 
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+RUN_DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2} · ", re.MULTILINE)
 MARKER = re.compile(r"^<!-- stequiv:([a-z-]+)(?: (\S+))? -->$", re.MULTILINE)
 
 
@@ -166,7 +167,8 @@ def _benchmarks(_: str | None) -> str:
     """``benchmarks/RESULTS.md`` without its title: the context line, then the table."""
     text = (ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
     body = [line for line in text.splitlines() if not line.startswith("# ")]
-    return "\n".join(body).strip() + "\n"
+    # The machine, versions and load stay; the date and time of the run do not (users' docs).
+    return RUN_DATE.sub("", "\n".join(body).strip()) + "\n"
 
 
 def _results(_: str | None) -> str:
