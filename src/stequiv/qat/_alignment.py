@@ -9,6 +9,7 @@ Agreement is the fraction of quantized weights with the same level in both model
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,7 @@ class Alignment:
                 "output_difference": self.output_difference}
 
 
-def _check_readers(model: nn.Module, latents: dict[str, torch.Tensor]) -> None:
+def _check_readers(model: nn.Module, latents: Mapping[str, torch.Tensor]) -> None:
     readers = raw_readers(model)
     for name, p in latents.items():
         if readers.get(id(p)):

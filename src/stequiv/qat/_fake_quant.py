@@ -37,6 +37,9 @@ class WeightFakeQuant(nn.Module):
             the core does.
     """
 
+    delta: torch.Tensor  # a registered buffer (a Parameter in LearnedStepFakeQuant)
+    inv_delta: torch.Tensor
+
     def __init__(self, estimator: Estimator, quantizer: UniformQuantizer, weight_shape: torch.Size,
                  *, layout: Layout | None = None):
         super().__init__()

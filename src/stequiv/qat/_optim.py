@@ -179,7 +179,7 @@ def _factor(opt: torch.optim.Optimizer, p: torch.Tensor, key: str, value: Any,
 
 def map_state(opt: torch.optim.Optimizer, twin: torch.optim.Optimizer,
               param_map: dict[int, torch.nn.Parameter],
-              scale: Callable[[torch.nn.Parameter], torch.Tensor | None]) -> None:
+              scale: Callable[[torch.Tensor], torch.Tensor | None]) -> None:
     """Copy per-parameter state into ``twin``, scaled by ``scale(p)**power`` (None: unscaled)."""
     for p, state in opt.state.items():
         s = scale(p)
@@ -214,7 +214,7 @@ def rebuild_scheduler(sched: lrs.LRScheduler, twin_opt: torch.optim.Optimizer,
             setattr(twin, attr, [old[j] * f for j, f in origin])
     if hasattr(sched, "lr_lambdas"):
         twin.lr_lambdas = [sched.lr_lambdas[j] for j, _ in origin]  # type: ignore[attr-defined]
-    if isinstance(sched, lrs.SequentialLR):
+    if isinstance(sched, lrs.SequentialLR) and isinstance(twin, lrs.SequentialLR):  # a copy of it
         twin._schedulers = [rebuild_scheduler(s, twin_opt, origin) for s in sched._schedulers]
     _track_step_calls(twin_opt)
     return twin
@@ -230,5 +230,5 @@ def _track_step_calls(opt: torch.optim.Optimizer) -> None:
         opt._opt_called = True  # type: ignore[attr-defined]
         return step(*args, **kwargs)
 
-    wrapper._wrapped_by_lr_sched = True  # type: ignore[attr-defined]
-    opt.step = wrapper  # type: ignore[method-assign]
+    wrapper._wrapped_by_lr_sched = True
+    opt.step = wrapper

@@ -287,7 +287,7 @@ def latent_weight(model: nn.Module, name: str) -> nn.Parameter:
         raise ValueError(f"{name!r} is not a quantized weight of the model"
                          + (f"; did you mean {close}?" if close else ""))
     module, param, _ = found
-    return getattr(module.parametrizations, param).original  # type: ignore[union-attr]
+    return getattr(module.parametrizations, param).original
 
 
 def dequantize_(model: nn.Module, *, weights: str = "latent") -> nn.Module:

@@ -29,7 +29,7 @@ def make_copyable(module: nn.Module) -> None:
     cls = type(module)
     if not isinstance(module, nn.RNNBase) or getattr(cls, "_stequiv_copyable", False):
         return
-    copy_parametrized = cls.__deepcopy__
+    copy_parametrized = cls.__deepcopy__  # type: ignore[attr-defined]  (torch adds it to the class)
 
     def deepcopy(self: nn.RNNBase, memo: dict[int, Any]) -> nn.RNNBase:
         cached = self.__dict__["_flat_weights"]
