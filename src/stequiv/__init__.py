@@ -41,14 +41,21 @@ _TORCH_NAMES = [
     "ActivationConfig", "quantize_activations_", "dequantize_activations_", "activation_quantizers",
     "EstimatorSchedule", "ScheduledEstimator", "ScheduledTwin", "LearnedStepTwin",
     "QuantizationReport", "quantization_report", "LayerKind", "register_layer_kind",
+    "unregister_layer_kind", "registered_kinds", "convert_", "from_integer", "integer_layers",
+    "optimizer_rule", "OptimizerRule", "clip_grad_norm_pair_",
 ]
-__all__ = [*_CORE_NAMES, *_TORCH_NAMES]
+# deployment (stequiv.export; its formats' packages are the `export` extra, imported on use)
+_EXPORT_NAMES = ["export", "export_formats", "load_integer", "to_torchao_"]
+__all__ = [*_CORE_NAMES, *_TORCH_NAMES, *_EXPORT_NAMES]
 
 
 def __getattr__(name: str) -> object:
-    """The PyTorch names, imported from :mod:`stequiv.qat` (and so torch) on first use."""
+    """The PyTorch names, imported from :mod:`stequiv.qat` or :mod:`stequiv.export` (and so
+    torch) on first use."""
     if name in _TORCH_NAMES:
         return getattr(_importlib.import_module("stequiv.qat"), name)
+    if name in _EXPORT_NAMES:
+        return getattr(_importlib.import_module("stequiv.export"), name)
     raise AttributeError(f"module 'stequiv' has no attribute {name!r}")
 
 

@@ -176,7 +176,7 @@ class _Conversion:
 
 
 def _plan(name: str, module: nn.Module, param: str, fq: Any) -> _Conversion:
-    chain = getattr(module.parametrizations, param)  # type: ignore[union-attr]
+    chain = getattr(module.parametrizations, param)
     if len(chain) != 1:
         raise ValueError(f"convert_: weight {name!r} carries other parametrizations besides "
                          "stequiv's; remove those first")
