@@ -31,7 +31,7 @@ typecheck: setup
 
 # The documentation site, built strictly (a broken link or a stale reference fails it).
 docs: setup
-	$(BIN)/mkdocs build --strict -q -d build/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q -d build/site
 
 test: setup fortunes chromium
 	$(BIN)/python .ci/machine.py

@@ -150,13 +150,15 @@ def _type_name(annotation: Any) -> str:
 def _public_names(_: str | None) -> str:
     import stequiv
     import stequiv.core
+    import stequiv.export
     import stequiv.qat
 
+    homes = (stequiv.core, stequiv.qat, stequiv.export)
     lines = ["| name | what it is | documented in |", "|---|---|---|"]
     for name in stequiv.__all__:
-        home = next((m for m in (stequiv.core, stequiv.qat) if name in m.__dict__), None)
+        home = next((m for m in homes if name in m.__dict__), None)
         if home is None:
-            raise ValueError(f"stequiv.{name} is neither in stequiv.core nor in stequiv.qat")
+            raise ValueError(f"stequiv.{name} is in none of {[m.__name__ for m in homes]}")
         doc = (getattr(home, name).__doc__ or "").strip().split("\n")[0]
         lines.append(f"| [`{name}`][{home.__name__}.{name}] | {_cell(doc)} | `{home.__name__}` |")
     return "\n".join(lines) + "\n"
