@@ -47,7 +47,7 @@ test-paths: setup
 	STEQUIV_NUMBA=0 $(BIN)/python -m pytest -n 2 -q -p no:cacheprovider $(PATH_TESTS)
 
 reproduce: setup
-	$(BIN)/stequiv reproduce --quick --out $(OUT)
+	$(BIN)/stequiv reproduce --quick --out $(OUT) --set processes=$$(nproc)
 
 # Full-size Fashion-MNIST (Debian's dataset-fashion-mnist; installed here when apt is usable).
 reproduce-full: setup

@@ -18,8 +18,9 @@ from ..data import (
     load_text,
 )
 from ..models import LM_SIZES
+from ._groups import train_groups
 from .config import ADAM_IS_BASELINE, IMAGE_FOLDER, PROTOCOL, ExperimentConfig, PairSpec, pair_specs
-from .engine import TrainData, check_compiles, check_estimator_dtype, run_group
+from .engine import TrainData, check_compiles, check_estimator_dtype
 from .parallel import Dist, setup_distributed
 from .results import (
     config_diff,
@@ -81,7 +82,8 @@ def _claim_folder(out: Path, config: ExperimentConfig, dist: Dist) -> None:
     path = out / "config.json"
     resolved = config.to_dict()
     if path.exists():
-        diff = config_diff(json.loads(path.read_text()), resolved)
+        # how many groups train at once changes no number: a resume may use another count
+        diff = [k for k in config_diff(json.loads(path.read_text()), resolved) if k != "processes"]
         if diff:
             raise ValueError(f"{out} already holds results of a different config (keys differ: "
                              f"{diff}); choose another --out folder or delete it")
@@ -140,14 +142,8 @@ def reproduce(config: ExperimentConfig, out_dir: str | Path, *, progress: bool =
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _claim_folder(out, config, dist)
-    groups = group_specs(pair_specs(config))
-    for k, specs in enumerate(groups, 1):
-        label = f"group {k} of {len(groups)}"
-        if progress and dist.is_main:
-            print(f"[reproduce] {label} ({1 + len(specs)} nets): "
-                  + ", ".join(s.run_id for s in specs), file=sys.stderr, flush=True)
-        run_group(config, specs, data, [out / "runs" / s.run_id for s in specs], dist,
-                  progress=progress, label=label)
+    train_groups(config, group_specs(pair_specs(config)), data, out / "runs", dist,
+                 progress=progress)
     if dist.is_main and "adam" in config.optimizers:
         for name in config.experiments:
             if PROTOCOL[name].adam == "baseline":

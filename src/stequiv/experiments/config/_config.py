@@ -47,7 +47,8 @@ _SCALES = ("init-bound", "absmax")
 _LATER_KEYS = ("scale", "group_size", "weight_decay", "max_val_samples",  # the lm presets (issue 11)
                "schedule", "schedule_stages", "schedule_t", "activation_bits", "activation_estimator",
                "activation_swap_to",  # evolving estimators and activations (issue 13)
-               "parallel", "compile")  # FSDP2 and torch.compile (issue 12)
+               "parallel", "compile",  # FSDP2 and torch.compile (issue 12)
+               "threads", "processes")  # threads per pair group, groups at once
 IMAGE_FOLDER = "imagefolder"
 MAX_BITS = 16
 """Networks train in float32, where M is exact to 16 bits (2^16 bins per 2^24 float32 steps)."""
@@ -117,6 +118,12 @@ class ExperimentConfig:
     :mod:`~stequiv.experiments.parallel`). In one process both train the same unsharded nets. ``compile`` wraps the training
     forward of every net in ``torch.compile`` (inductor); evaluation stays eager.
 
+    ``threads`` is the number of torch intra-op threads of every pair group, and ``processes`` how
+    many groups train at once, each in its own worker process (one process: the groups run one
+    after another in this one). A run's numbers depend on neither the machine's thread count nor
+    ``processes``: the reductions of a group run on ``threads`` threads wherever it trains, so
+    ``processes = cores`` with ``threads = 1`` is the fast setting on a CPU.
+
     Every value is type-checked strictly on construction (pydantic, see ``_config_types``):
     integers are integers, booleans are booleans, lists have the right length, numbers lie in
     their range, names are registered; a mistake raises :class:`ConfigError` naming the key.
@@ -166,6 +173,8 @@ class ExperimentConfig:
     activation_swap_to: registered(list_estimators, "not registered") = "ste"  # type: ignore[valid-type]
     parallel: registered(lambda: PARALLEL) = "ddp"  # type: ignore[valid-type]
     compile: bool = False
+    threads: PositiveInt = 1
+    processes: PositiveInt = 1
 
     def __post_init__(self) -> None:
         """Checks across keys, once each key is valid on its own."""
