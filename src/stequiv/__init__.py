@@ -35,6 +35,7 @@ _TORCH_NAMES = {
     "save", "load", "save_pretrained",
     "ActivationConfig", "quantize_activations_", "dequantize_activations_", "activation_quantizers",
     "EstimatorSchedule", "ScheduledEstimator", "ScheduledTwin", "LearnedStepTwin",
+    "Pair", "PairStep",
 }
 
 

@@ -17,6 +17,8 @@ from ._lsq import LearnedStepFakeQuant as LearnedStepFakeQuant
 from ._lsq_twin import LearnedStepTwin as LearnedStepTwin
 from ._lsq_twin import learned_step_layers as learned_step_layers
 from ._optim import optimizer_kind as optimizer_kind
+from ._pair import Pair as Pair
+from ._pair import PairStep as PairStep
 from ._quantize import default_filter as default_filter
 from ._quantize import dequantize_ as dequantize_
 from ._quantize import latent_weight as latent_weight
