@@ -182,3 +182,17 @@ def test_bad_inputs_are_refused_by_name():
         pair.step(torch.randn(2, 8), lambda m, x: m(x))
     with pytest.raises(ValueError, match="`ema=True` needs a Pair built with ema_decay"):
         pair.alignment(ema=True)
+
+
+def test_the_docs_loop_runs_as_it_stands(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    page = (Path(__file__).parents[1] / "docs" / "pair.md").read_text()
+    code = page.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) <= 32
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    exec(compile(code, "docs/pair.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in printed] == ["step 10", "step 20"]
+    assert (tmp_path / "pair.pt").is_file()

@@ -18,6 +18,8 @@ from ._charlstm import encode as encode
 from ._charlstm import fortunes as fortunes
 from ._charlstm import in_vocabulary as in_vocabulary
 from ._charlstm import text_windows as text_windows
+from ._crepe import CENTS_OFFSET as CENTS_OFFSET
+from ._crepe import CENTS_PER_BIN as CENTS_PER_BIN
 from ._crepe import Crepe as Crepe
 from ._crepe import crepe as crepe
 from ._crepe import crepe_pitch_accuracy as crepe_pitch_accuracy

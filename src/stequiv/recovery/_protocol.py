@@ -1,0 +1,171 @@
+r"""The recovery protocol: how much of the accuracy lost to PTQ does QAT fine-tuning win back?
+
+Per network, bit width b and optimizer, on one grid (:func:`~._networks.layer_configs`: absmax Δ
+per group of 32 inputs, else per channel):
+
+- *float*: the pretrained network's metric;
+- *PTQ*: the metric of its weights rounded to nearest on the grid (no training);
+- *QAT*: the metric after fine-tuning with fake quantization, once with the STE and once with each
+  custom estimator, every custom run beside its STE twin in lockstep (:class:`stequiv.qat.Pair`:
+  same batches, optimizer and cosine schedule; the twin's metric is reported as ``twin_qat``);
+
+.. math:: \text{recovery} = \frac{\text{QAT} - \text{PTQ}}{\text{float} - \text{PTQ}}
+
+(torchtune's definition; 1 = all of the loss recovered, < 0 = worse than PTQ). It is ``None``
+where PTQ lost less than the network's ``min_gap`` (nothing to recover, the ratio would be noise).
+Each custom row carries the twin's Ē and quantized-weight agreement at the end of fine-tuning.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..qat import Pair, quantize_
+from ._networks import NETWORKS, Network, layer_configs, select
+
+__all__ = ["PRESETS", "RecoveryPreset", "recovery_ratio", "run_rows"]
+
+log = logging.getLogger("stequiv")
+OPTIMIZERS = ("sgd", "adamw")
+SGD_MOMENTUM = 0.9
+ADAMW_DECAY = 0.01
+MIN_GAP = {"crepe-tiny": 0.02, "char-lstm": 0.02}  # RPA fraction; bits per character
+
+
+@dataclass(frozen=True)
+class RecoveryPreset:
+    """What one recovery run covers. ``eval_size``: per network, tones (crepe) or characters."""
+
+    name: str
+    networks: tuple[str, ...]
+    bits: tuple[int, ...]
+    optimizers: tuple[str, ...]
+    estimators: tuple[str, ...]  # custom estimators; the STE always runs too
+    steps: int
+    batch_size: int
+    eval_size: Mapping[str, int] = field(default_factory=dict)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for net in self.networks:
+            if net not in NETWORKS:
+                raise ValueError(f"`networks`: unknown network {net!r}; known: {sorted(NETWORKS)}")
+            if net not in self.eval_size:
+                raise ValueError(f"`eval_size` gives no size for network {net!r}")
+        for opt in self.optimizers:
+            if opt not in OPTIMIZERS:
+                raise ValueError(f"`optimizers`: unknown optimizer {opt!r}; known: {OPTIMIZERS}")
+        if "ste" in self.estimators:
+            raise ValueError("`estimators` lists the custom estimators; the STE always runs")
+        for key in ("steps", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"`{key}` must be >= 1, got {getattr(self, key)}")
+        if not self.bits or min(self.bits) < 1:
+            raise ValueError(f"`bits` must be a non-empty list of widths >= 1, got {self.bits}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["eval_size"] = dict(self.eval_size)
+        return out
+
+
+CUSTOM = ("htge", "dsq", "qn")
+PRESETS: dict[str, RecoveryPreset] = {
+    "recovery-quick": RecoveryPreset(
+        "recovery-quick", ("crepe-tiny", "char-lstm"), (4, 2), OPTIMIZERS, CUSTOM, steps=20,
+        batch_size=16, eval_size={"crepe-tiny": 128, "char-lstm": 600}),
+    "recovery": RecoveryPreset(
+        "recovery", ("crepe-tiny", "char-lstm"), (8, 4, 3, 2), OPTIMIZERS, CUSTOM, steps=300,
+        batch_size=32, eval_size={"crepe-tiny": 512, "char-lstm": 4000}),
+}
+
+
+def recovery_ratio(float_metric: float, ptq: float, qat: float, higher_is_better: bool,
+                   min_gap: float) -> float | None:
+    """(QAT − PTQ)/(float − PTQ), or None where PTQ lost less than ``min_gap``."""
+    gap = (float_metric - ptq) if higher_is_better else (ptq - float_metric)
+    if not gap >= min_gap:
+        return None
+    return (qat - ptq) / (float_metric - ptq)
+
+
+def _optimizer(name: str, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=SGD_MOMENTUM)
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=ADAMW_DECAY)
+
+
+def _quantized(base: nn.Module, estimator: str, bits: int) -> nn.Module:
+    model = copy.deepcopy(base)
+    return quantize_(model, layer_configs(model, estimator, bits), filter_fn=select)
+
+
+def _fine_tune_ste(net: Network, base: nn.Module, bits: int, opt_name: str,
+                   preset: RecoveryPreset) -> nn.Module:
+    """The STE run: one net (the STE's twin is itself)."""
+    model = _quantized(base, "ste", bits)
+    opt = _optimizer(opt_name, model, net.lr[opt_name])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=preset.steps)
+    for batch in net.batches(preset.steps, preset.batch_size, preset.seed):
+        opt.zero_grad(set_to_none=True)
+        loss = net.loss(model, batch)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"{net.name}: the STE run's loss is {loss.item()}")
+        loss.backward()
+        opt.step()
+        sched.step()
+    return model
+
+
+def _fine_tune_pair(net: Network, base: nn.Module, estimator: str, bits: int, opt_name: str,
+                    preset: RecoveryPreset) -> Pair:
+    model = _quantized(base, estimator, bits)
+    opt = _optimizer(opt_name, model, net.lr[opt_name])
+    pair = Pair(model, opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=preset.steps))
+    for batch in net.batches(preset.steps, preset.batch_size, preset.seed):
+        pair.step(batch, net.loss)
+    return pair
+
+
+def _row(net: Network, bits: int, opt: str, estimator: str, float_metric: float, ptq: float,
+         qat: float, twin: float | None, ebar: float | None, agreement: float | None) -> dict:
+    def ratio(value: float | None) -> float | None:
+        return None if value is None else recovery_ratio(float_metric, ptq, value,
+                                                         net.higher_is_better, MIN_GAP[net.name])
+    return {"network": net.name, "metric": net.metric, "bits": bits, "optimizer": opt,
+            "estimator": estimator, "float": float_metric, "ptq": ptq, "qat": qat,
+            "recovery": ratio(qat), "twin_qat": twin, "twin_recovery": ratio(twin),
+            "higher_is_better": net.higher_is_better, "ebar": ebar, "agreement": agreement}
+
+
+def run_rows(preset: RecoveryPreset) -> list[dict[str, Any]]:
+    """Every row of ``preset`` (see the module docs), in network, bits, optimizer order."""
+    rows = []
+    for name in preset.networks:
+        net = NETWORKS[name]
+        size = preset.eval_size[name]
+        base = net.build()
+        float_metric = net.evaluate(base, size)
+        log.info("%s: float %s %.4f", name, net.metric, float_metric)
+        for bits in preset.bits:
+            ptq = net.evaluate(_quantized(base, "ste", bits), size)
+            for opt in preset.optimizers:
+                qat = net.evaluate(_fine_tune_ste(net, base, bits, opt, preset), size)
+                rows.append(_row(net, bits, opt, "ste", float_metric, ptq, qat, None, None, None))
+                for est in preset.estimators:
+                    pair = _fine_tune_pair(net, base, est, bits, opt, preset)
+                    align = pair.alignment()
+                    rows.append(_row(net, bits, opt, est, float_metric, ptq,
+                                     net.evaluate(pair.model, size), net.evaluate(pair.twin, size),
+                                     align.ebar, align.agreement))
+                log.info("%s %d-bit %s: ptq %.4f, %s", name, bits, opt, ptq,
+                         ", ".join(f"{r['estimator']} {r['qat']:.4f}" for r in rows[-4:]))
+    return rows
