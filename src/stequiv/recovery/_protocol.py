@@ -42,49 +42,59 @@ MIN_GAP = {"crepe-tiny": 0.02, "char-lstm": 0.02}  # RPA fraction; bits per char
 
 @dataclass(frozen=True)
 class RecoveryPreset:
-    """What one recovery run covers. ``eval_size``: per network, tones (crepe) or characters."""
+    """What one recovery run covers.
+
+    ``steps``, ``batch_size`` and ``eval_size`` (tones for crepe, characters for the char-LSTM) are
+    given per network. ``clip_grad_norm``: the global-norm clip of every run (a Pair's twin uses
+    the Q̂-net's clip factor, which keeps it exact). ``threads``: torch's intra-op threads while
+    the run lasts (1 is fastest on a small shared machine; None leaves torch's setting).
+    """
 
     name: str
     networks: tuple[str, ...]
     bits: tuple[int, ...]
     optimizers: tuple[str, ...]
     estimators: tuple[str, ...]  # custom estimators; the STE always runs too
-    steps: int
-    batch_size: int
+    steps: Mapping[str, int] = field(default_factory=dict)
+    batch_size: Mapping[str, int] = field(default_factory=dict)
     eval_size: Mapping[str, int] = field(default_factory=dict)
+    clip_grad_norm: float | None = 1.0
+    threads: int | None = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
         for net in self.networks:
             if net not in NETWORKS:
                 raise ValueError(f"`networks`: unknown network {net!r}; known: {sorted(NETWORKS)}")
-            if net not in self.eval_size:
-                raise ValueError(f"`eval_size` gives no size for network {net!r}")
+            for key in ("steps", "batch_size", "eval_size"):
+                value = getattr(self, key).get(net)
+                if not (isinstance(value, int) and value >= 1):
+                    raise ValueError(f"`{key}` must give network {net!r} an int >= 1, got {value!r}")
         for opt in self.optimizers:
             if opt not in OPTIMIZERS:
                 raise ValueError(f"`optimizers`: unknown optimizer {opt!r}; known: {OPTIMIZERS}")
         if "ste" in self.estimators:
             raise ValueError("`estimators` lists the custom estimators; the STE always runs")
-        for key in ("steps", "batch_size"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"`{key}` must be >= 1, got {getattr(self, key)}")
         if not self.bits or min(self.bits) < 1:
             raise ValueError(f"`bits` must be a non-empty list of widths >= 1, got {self.bits}")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["eval_size"] = dict(self.eval_size)
+        for key in ("steps", "batch_size", "eval_size"):
+            out[key] = dict(getattr(self, key))
         return out
 
 
 CUSTOM = ("htge", "dsq", "qn")
 PRESETS: dict[str, RecoveryPreset] = {
     "recovery-quick": RecoveryPreset(
-        "recovery-quick", ("crepe-tiny", "char-lstm"), (4, 2), OPTIMIZERS, CUSTOM, steps=20,
-        batch_size=16, eval_size={"crepe-tiny": 128, "char-lstm": 600}),
+        "recovery-quick", ("crepe-tiny", "char-lstm"), (4, 2), OPTIMIZERS, CUSTOM,
+        steps={"crepe-tiny": 40, "char-lstm": 80}, batch_size={"crepe-tiny": 8, "char-lstm": 32},
+        eval_size={"crepe-tiny": 256, "char-lstm": 400}),
     "recovery": RecoveryPreset(
-        "recovery", ("crepe-tiny", "char-lstm"), (8, 4, 3, 2), OPTIMIZERS, CUSTOM, steps=300,
-        batch_size=32, eval_size={"crepe-tiny": 512, "char-lstm": 4000}),
+        "recovery", ("crepe-tiny", "char-lstm"), (8, 4, 3, 2), OPTIMIZERS, CUSTOM,
+        steps={"crepe-tiny": 300, "char-lstm": 600}, batch_size={"crepe-tiny": 16, "char-lstm": 64},
+        eval_size={"crepe-tiny": 1024, "char-lstm": 3000}),
 }
 
 
@@ -108,18 +118,29 @@ def _quantized(base: nn.Module, estimator: str, bits: int) -> nn.Module:
     return quantize_(model, layer_configs(model, estimator, bits), filter_fn=select)
 
 
+def _setup(net: Network, base: nn.Module, estimator: str, bits: int, opt_name: str,
+           preset: RecoveryPreset) -> tuple[nn.Module, torch.optim.Optimizer, Any]:
+    model = _quantized(base, estimator, bits)
+    opt = _optimizer(opt_name, model, net.lr[opt_name])
+    return model, opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=preset.steps[net.name])
+
+
+def _batches(net: Network, preset: RecoveryPreset) -> Any:
+    return net.batches(preset.steps[net.name], preset.batch_size[net.name], preset.seed)
+
+
 def _fine_tune_ste(net: Network, base: nn.Module, bits: int, opt_name: str,
                    preset: RecoveryPreset) -> nn.Module:
-    """The STE run: one net (the STE's twin is itself)."""
-    model = _quantized(base, "ste", bits)
-    opt = _optimizer(opt_name, model, net.lr[opt_name])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=preset.steps)
-    for batch in net.batches(preset.steps, preset.batch_size, preset.seed):
+    """The STE run: one net (the STE's twin is itself), trained as a Pair's Q̂-net is."""
+    model, opt, sched = _setup(net, base, "ste", bits, opt_name, preset)
+    for batch in _batches(net, preset):
         opt.zero_grad(set_to_none=True)
         loss = net.loss(model, batch)
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"{net.name}: the STE run's loss is {loss.item()}")
         loss.backward()
+        if preset.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), preset.clip_grad_norm)
         opt.step()
         sched.step()
     return model
@@ -127,10 +148,9 @@ def _fine_tune_ste(net: Network, base: nn.Module, bits: int, opt_name: str,
 
 def _fine_tune_pair(net: Network, base: nn.Module, estimator: str, bits: int, opt_name: str,
                     preset: RecoveryPreset) -> Pair:
-    model = _quantized(base, estimator, bits)
-    opt = _optimizer(opt_name, model, net.lr[opt_name])
-    pair = Pair(model, opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=preset.steps))
-    for batch in net.batches(preset.steps, preset.batch_size, preset.seed):
+    pair = Pair(*_setup(net, base, estimator, bits, opt_name, preset),
+                clip_grad_norm=preset.clip_grad_norm)
+    for batch in _batches(net, preset):
         pair.step(batch, net.loss)
     return pair
 

@@ -28,9 +28,15 @@ def run_recovery(preset: str | RecoveryPreset, out: Path) -> dict[str, Any]:
     (``summary["recovery"]``: one row per network × bits × optimizer × estimator)."""
     resolved = resolve(preset)
     out = Path(out)
-    rows = run_rows(resolved)
+    threads = torch.get_num_threads()
+    if resolved.threads is not None:
+        torch.set_num_threads(resolved.threads)
+    try:
+        rows = run_rows(resolved)
+    finally:
+        torch.set_num_threads(threads)
     summary = {"preset": resolved.to_dict(), "recovery": rows,
                "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                               "threads": torch.get_num_threads()}}
+                               "threads": resolved.threads or threads}}
     command = f"stequiv recovery --preset {resolved.name} --out {out}"
     return write_report(out, summary, command)
