@@ -46,6 +46,12 @@ def test_tiny_run_end_to_end(tmp_path):
     htge = rows[1]
     assert 0 <= htge["ebar"] < 0.01 and htge["agreement"] > 0.99  # two steps: still aligned
     assert rows[0]["ebar"] is None  # the STE's twin is itself
+    points = summary["points"]
+    assert [(p["network"], p["estimator"]) for p in points] == [("crepe-tiny", "htge"),
+                                                                 ("char-lstm", "htge")]
+    for p, row in zip(points, (rows[1], rows[3]), strict=True):
+        assert p["ebar_twin"] == row["ebar"] and p["ebar_unadjusted"] is None  # AdamW: no Point B
+        assert p["point_a"] == pytest.approx(p["ebar_twin"] / p["ebar_lr_tweak"])
     on_disk = rec.read_summary(tmp_path)
     assert on_disk["recovery"] == json.loads(json.dumps(rows))
     assert "| char-lstm | 2 | adamw | htge |" in (tmp_path / "report.md").read_text()
@@ -65,6 +71,8 @@ def test_presets_and_bad_configurations():
         rec.RecoveryPreset("x", ("char-lstm",), (2,), ("sgd",), ("ste",), ONE, ONE, ONE)
     with pytest.raises(ValueError, match="unknown optimizer 'lion'"):
         rec.RecoveryPreset("x", ("char-lstm",), (2,), ("lion",), ("htge",), ONE, ONE, ONE)
+    with pytest.raises(ValueError, match=r"`points_estimator` 'htge' is not one of `estimators`"):
+        rec.RecoveryPreset("x", ("char-lstm",), (2,), ("sgd",), ("qn",), ONE, ONE, ONE)
     with pytest.raises(ValueError, match=r"`steps` must give network 'char-lstm' an int >= 1, got 0"):
         rec.RecoveryPreset("x", ("char-lstm",), (2,), ("sgd",), ("htge",), {"char-lstm": 0}, ONE, ONE)
     with pytest.raises(ValueError, match=r"`preset` must be one of \['recovery', 'recovery-quick'\]"):
@@ -73,13 +81,15 @@ def test_presets_and_bad_configurations():
 
 def test_click_command(tmp_path, monkeypatch):
     monkeypatch.setitem(rec.PRESETS, "recovery-quick", rec.RecoveryPreset(
-        "recovery-quick", ("char-lstm",), (2,), ("sgd",), ("dsq",), steps=ONE,
-        batch_size={"char-lstm": 2}, eval_size={"char-lstm": 60}))
+        "recovery-quick", ("char-lstm",), (2,), ("sgd",), ("dsq",), steps={"char-lstm": 2},
+        batch_size={"char-lstm": 2}, eval_size={"char-lstm": 60}, points_estimator="dsq"))
     result = CliRunner().invoke(rec.recovery_command, ["--preset", "recovery-quick", "--out",
                                                        str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert "2 rows" in result.output
     summary = rec.read_summary(tmp_path / "run")
     assert all(math.isfinite(r["qat"]) for r in summary["recovery"])
+    (point,) = summary["points"]  # SGD: the unadjusted STE net is measured too (Point B)
+    assert point["point_b"] == pytest.approx(point["ebar_unadjusted"] / point["ebar_twin"])
     bad = CliRunner().invoke(rec.recovery_command, ["--preset", "nope", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "'nope' is not one of" in bad.output

@@ -14,6 +14,12 @@ per group of 32 inputs, else per channel):
 (torchtune's definition; 1 = all of the loss recovered, < 0 = worse than PTQ). It is ``None``
 where PTQ lost less than the network's ``min_gap`` (nothing to recover, the ratio would be noise).
 Each custom row carries the twin's Ē and quantized-weight agreement at the end of fine-tuning.
+
+**Points A and B** in fine-tuning (for ``points_estimator``): beside its pair train the Q̂-net
+itself with lr × 1.01 (its Ē against the Q̂-net is the floor that training noise sets) and, under
+SGD, the unadjusted STE net (to_ste without M and α). Point A holds when Ē(twin)/Ē(lr-tweak) is
+at most ~1.5 (the twin is as close as training noise allows), Point B when
+Ē(unadjusted)/Ē(twin) is at least ~3 (the adjustments matter).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..qat import Pair, quantize_
+from ..qat import Pair, alignment, quantize_, to_ste
 from ._networks import NETWORKS, Network, layer_configs, select
 
 __all__ = ["PRESETS", "RecoveryPreset", "recovery_ratio", "run_rows"]
@@ -37,6 +43,7 @@ log = logging.getLogger("stequiv")
 OPTIMIZERS = ("sgd", "adamw")
 SGD_MOMENTUM = 0.9
 ADAMW_DECAY = 0.01
+LR_TWEAK = 1.01  # Point A's floor: the Q̂-net itself with lr × 1.01 (the paper's protocol)
 MIN_GAP = {"crepe-tiny": 0.02, "char-lstm": 0.02}  # RPA fraction; bits per character
 
 
@@ -60,6 +67,7 @@ class RecoveryPreset:
     eval_size: Mapping[str, int] = field(default_factory=dict)
     clip_grad_norm: float | None = 1.0
     threads: int | None = 1
+    points_estimator: str | None = "htge"  # also trains the Point A/B partners beside its pair
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -75,6 +83,9 @@ class RecoveryPreset:
                 raise ValueError(f"`optimizers`: unknown optimizer {opt!r}; known: {OPTIMIZERS}")
         if "ste" in self.estimators:
             raise ValueError("`estimators` lists the custom estimators; the STE always runs")
+        if self.points_estimator is not None and self.points_estimator not in self.estimators:
+            raise ValueError(f"`points_estimator` {self.points_estimator!r} is not one of "
+                             f"`estimators` {self.estimators}; name one of them or None")
         if not self.bits or min(self.bits) < 1:
             raise ValueError(f"`bits` must be a non-empty list of widths >= 1, got {self.bits}")
 
@@ -129,30 +140,65 @@ def _batches(net: Network, preset: RecoveryPreset) -> Any:
     return net.batches(preset.steps[net.name], preset.batch_size[net.name], preset.seed)
 
 
+def _train_step(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, batch: Any,
+                net: Network, clip: float | None) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss = net.loss(model, batch)
+    if not math.isfinite(loss.item()):
+        raise FloatingPointError(f"{net.name}: a fine-tuning loss is {loss.item()}")
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    sched.step()
+
+
 def _fine_tune_ste(net: Network, base: nn.Module, bits: int, opt_name: str,
                    preset: RecoveryPreset) -> nn.Module:
     """The STE run: one net (the STE's twin is itself), trained as a Pair's Q̂-net is."""
     model, opt, sched = _setup(net, base, "ste", bits, opt_name, preset)
     for batch in _batches(net, preset):
-        opt.zero_grad(set_to_none=True)
-        loss = net.loss(model, batch)
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"{net.name}: the STE run's loss is {loss.item()}")
-        loss.backward()
-        if preset.clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), preset.clip_grad_norm)
-        opt.step()
-        sched.step()
+        _train_step(model, opt, sched, batch, net, preset.clip_grad_norm)
     return model
 
 
+@dataclass
+class _Run:
+    """A pair and, for Points A and B, the partners that measure the floor and the ablation."""
+
+    pair: Pair
+    partners: dict[str, tuple[nn.Module, torch.optim.Optimizer, Any]]
+
+    def points(self) -> dict[str, float | None]:
+        """Ē of the twin, of the lr-tweaked Q̂-net (the training-noise floor: Point A) and of the
+        unadjusted STE net (SGD: neither M nor α, Point B), all against the Q̂-net."""
+        q = self.pair.model
+        ebar = {k: alignment(q, m, remap=False).ebar for k, (m, _, _) in self.partners.items()}
+        twin = self.pair.alignment().ebar
+        tweak, plain = ebar["lr-tweak"], ebar.get("unadjusted")
+        return {"ebar_twin": twin, "ebar_lr_tweak": tweak, "ebar_unadjusted": plain,
+                "point_a": twin / tweak if tweak > 0 else None,
+                "point_b": None if plain is None or twin == 0 else plain / twin}
+
+
 def _fine_tune_pair(net: Network, base: nn.Module, estimator: str, bits: int, opt_name: str,
-                    preset: RecoveryPreset) -> Pair:
-    pair = Pair(*_setup(net, base, estimator, bits, opt_name, preset),
-                clip_grad_norm=preset.clip_grad_norm)
+                    preset: RecoveryPreset, points: bool) -> _Run:
+    model, opt, sched = _setup(net, base, estimator, bits, opt_name, preset)
+    partners = {}
+    if points:
+        tweak = copy.deepcopy(model)
+        tweak_opt = _optimizer(opt_name, tweak, net.lr[opt_name] * LR_TWEAK)
+        partners["lr-tweak"] = (tweak, tweak_opt, torch.optim.lr_scheduler.CosineAnnealingLR(
+            tweak_opt, T_max=preset.steps[net.name]))
+        if opt_name == "sgd":  # under Adam the unadjusted STE net is the twin itself
+            plain = to_ste(model, opt, sched, remap_weights=False, scale_lr=False)
+            partners["unadjusted"] = (plain.model, plain.optimizer, plain.scheduler)
+    run = _Run(Pair(model, opt, sched, clip_grad_norm=preset.clip_grad_norm), partners)
     for batch in _batches(net, preset):
-        pair.step(batch, net.loss)
-    return pair
+        run.pair.step(batch, net.loss)
+        for m, o, s in partners.values():
+            _train_step(m, o, s, batch, net, preset.clip_grad_norm)
+    return run
 
 
 def _row(net: Network, bits: int, opt: str, estimator: str, float_metric: float, ptq: float,
@@ -166,9 +212,11 @@ def _row(net: Network, bits: int, opt: str, estimator: str, float_metric: float,
             "higher_is_better": net.higher_is_better, "ebar": ebar, "agreement": agreement}
 
 
-def run_rows(preset: RecoveryPreset) -> list[dict[str, Any]]:
-    """Every row of ``preset`` (see the module docs), in network, bits, optimizer order."""
-    rows = []
+def run_rows(preset: RecoveryPreset) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every recovery row of ``preset`` (see the module docs), in network, bits, optimizer order,
+    and the Points A/B rows of ``preset.points_estimator``."""
+    rows: list[dict[str, Any]] = []
+    points: list[dict[str, Any]] = []
     for name in preset.networks:
         net = NETWORKS[name]
         size = preset.eval_size[name]
@@ -181,11 +229,15 @@ def run_rows(preset: RecoveryPreset) -> list[dict[str, Any]]:
                 qat = net.evaluate(_fine_tune_ste(net, base, bits, opt, preset), size)
                 rows.append(_row(net, bits, opt, "ste", float_metric, ptq, qat, None, None, None))
                 for est in preset.estimators:
-                    pair = _fine_tune_pair(net, base, est, bits, opt, preset)
-                    align = pair.alignment()
+                    run = _fine_tune_pair(net, base, est, bits, opt, preset,
+                                          points=est == preset.points_estimator)
+                    pair, align = run.pair, run.pair.alignment()
                     rows.append(_row(net, bits, opt, est, float_metric, ptq,
                                      net.evaluate(pair.model, size), net.evaluate(pair.twin, size),
                                      align.ebar, align.agreement))
+                    if run.partners:
+                        points.append({"network": name, "bits": bits, "optimizer": opt,
+                                       "estimator": est, **run.points()})
                 log.info("%s %d-bit %s: ptq %.4f, %s", name, bits, opt, ptq,
                          ", ".join(f"{r['estimator']} {r['qat']:.4f}" for r in rows[-4:]))
-    return rows
+    return rows, points

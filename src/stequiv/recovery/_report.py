@@ -47,6 +47,16 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def points_table(points: list[dict[str, Any]]) -> str:
+    """The Markdown table of the Points A/B rows."""
+    keys = ("network", "bits", "optimizer", "estimator", "ebar_twin", "ebar_lr_tweak",
+            "ebar_unadjusted", "point_a", "point_b")
+    lines = ["| network | bits | optimizer | estimator | Ē twin | Ē lr × 1.01 | Ē unadjusted "
+             "| A: twin / lr-tweak | B: unadjusted / twin |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(_fmt(p[k]) for k in keys) + " |" for p in points]
+    return "\n".join(lines)
+
+
 def _figure(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -90,7 +100,11 @@ def write_report(out: Path, summary: dict[str, Any], command: str) -> dict[str, 
         f"gap ({len(missing)} of {len(rows)} rows). Custom estimators ran beside their STE twin "
         "(same batches, optimizer, schedule): `STE twin QAT` is the twin's metric, Ē and "
         "agreement compare the pair's weights at the end.", "",
-        table(rows), "", f"![recovery against bits]({FIGURE})", ""])
+        table(rows), "", f"![recovery against bits]({FIGURE})", "",
+        "## Points A and B in fine-tuning", "",
+        "Point A: the twin's Ē over the floor of training noise (the Q̂-net with lr × 1.01); "
+        "holds at ≤ 1.5. Point B (SGD): the unadjusted STE net's Ē over the twin's; holds at ≥ 3.",
+        "", points_table(summary.get("points", [])), ""])
     _atomic(out / REPORT, text.encode())
     summary = dict(summary, files={name: hashlib.sha256((out / name).read_bytes()).hexdigest()
                                    for name in (REPORT, FIGURE)})

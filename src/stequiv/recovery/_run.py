@@ -32,10 +32,10 @@ def run_recovery(preset: str | RecoveryPreset, out: Path) -> dict[str, Any]:
     if resolved.threads is not None:
         torch.set_num_threads(resolved.threads)
     try:
-        rows = run_rows(resolved)
+        rows, points = run_rows(resolved)
     finally:
         torch.set_num_threads(threads)
-    summary = {"preset": resolved.to_dict(), "recovery": rows,
+    summary = {"preset": resolved.to_dict(), "recovery": rows, "points": points,
                "environment": {"torch": torch.__version__, "python": platform.python_version(),
                                "threads": resolved.threads or threads}}
     command = f"stequiv recovery --preset {resolved.name} --out {out}"
