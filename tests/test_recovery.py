@@ -5,6 +5,7 @@ import json
 import math
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 import stequiv.recovery as rec
@@ -93,3 +94,17 @@ def test_click_command(tmp_path, monkeypatch):
     assert point["point_b"] == pytest.approx(point["ebar_unadjusted"] / point["ebar_twin"])
     bad = CliRunner().invoke(rec.recovery_command, ["--preset", "nope", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "'nope' is not one of" in bad.output
+
+
+@pytest.mark.slow
+def test_transformer_is_pretrained_once_and_reused(tmp_path):
+    net = rec.NETWORKS["transformer"]
+    first = net.build(tmp_path)
+    (ckpt,) = tmp_path.iterdir()
+    again = net.build(tmp_path)  # loaded from the verified checkpoint, not retrained
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(),
+                                                   again.state_dict().values(), strict=True))
+    assert net.evaluate(again, 32) < 4.0  # bits per byte, far below a uniform guess's 8
+    ckpt.write_bytes(ckpt.read_bytes()[:-5])
+    with pytest.raises(ValueError, match="sha256 mismatch"):
+        net.build(tmp_path)

@@ -12,6 +12,11 @@ loss that fine-tunes it and the metric it is scored by (with the metric's direct
 - ``char-lstm``: bits per character on the first texts of Debian's ``fortunes`` file; fine-tuned on
   40-character windows of other fortune files (``wisdom``, ``humorists``, ``literature``) with
   cross-entropy on the next character.
+- ``transformer``: stequiv's byte-level ``transformer-tiny``, standing in for an LLM: pretrained in
+  float on the train split of :func:`stequiv.data.load_text` ``("fortunes")`` (AdamW, one-cycle,
+  800 steps of 32 windows of 64 bytes; cached in the run folder as a verified checkpoint and
+  reused), scored by bits per byte on evenly spaced windows of the validation split, fine-tuned on
+  train windows.
 
 Layers are quantized with one Δ per group of 32 input elements where 32 divides the layer's input
 size, else one Δ per output channel, on a grid with a zero level (offset 0, Δ from the absmax;
@@ -23,8 +28,10 @@ attention vector (one Δ for its 356 weights) loses its near-zero weights: 4-bit
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,7 +39,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import pretrained as sp
-from ..qat import QuantConfig
+from ..data import load_text
+from ..models import build_model
+from ..qat import QuantConfig, load, save
 
 __all__ = ["NETWORKS", "Network", "layer_configs"]
 
@@ -75,7 +84,7 @@ class Network:
     name: str
     metric: str
     higher_is_better: bool
-    build: Callable[[], nn.Module]
+    build: Callable[[Path | None], nn.Module]  # (cache folder or None) → the float model
     batches: Callable[[int, int, int], Iterator[Any]]  # (steps, batch size, seed) → batches
     loss: Callable[[nn.Module, Any], torch.Tensor]
     evaluate: Callable[[nn.Module, int], float]  # (model, eval size) → metric
@@ -116,7 +125,7 @@ def _crepe_eval(model: nn.Module, size: int) -> float:
     return sp.crepe_pitch_accuracy(model, noisy, torch.cat(f0))
 
 
-def _crepe() -> nn.Module:
+def _crepe(cache: Path | None) -> nn.Module:
     return sp.crepe("tiny").eval()  # BatchNorm keeps its recorded statistics while fine-tuning
 
 
@@ -153,9 +162,68 @@ def _lstm_eval(model: nn.Module, size: int) -> float:
     return sp.bits_per_char(model, x, y)
 
 
+# --- transformer ----------------------------------------------------------------------------
+
+LM = "transformer-tiny"
+LM_CONTEXT = 64
+LM_PRETRAIN_STEPS, LM_PRETRAIN_BATCH, LM_PRETRAIN_LR = 800, 32, 3e-3
+LM_CHECKPOINT = "transformer-fortunes-float.ckpt"
+
+
+@functools.cache
+def _lm_split(split: str) -> Any:
+    return load_text("fortunes", split, context=LM_CONTEXT)
+
+
+def _lm_batches(steps: int, size: int, seed: int) -> Iterator[Any]:
+    train = _lm_split("train")
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        yield train.batch(torch.randint(0, len(train), (size,), generator=g))
+
+
+def _lm_loss(model: nn.Module, batch: Any) -> torch.Tensor:
+    x, y = batch
+    return F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+
+
+@torch.no_grad()
+def _lm_eval(model: nn.Module, size: int) -> float:
+    x, y = _lm_split("val").subset(size).batch(range(size))
+    return F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item() / math.log(2)
+
+
+def _pretrain_lm() -> nn.Module:
+    model = build_model(LM, num_classes=256, generator=torch.Generator().manual_seed(0))
+    opt = torch.optim.AdamW(model.parameters(), lr=LM_PRETRAIN_LR)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LM_PRETRAIN_LR,
+                                                total_steps=LM_PRETRAIN_STEPS)
+    for batch in _lm_batches(LM_PRETRAIN_STEPS, LM_PRETRAIN_BATCH, seed=99):
+        opt.zero_grad(set_to_none=True)
+        _lm_loss(model, batch).backward()
+        opt.step()
+        sched.step()
+    return model
+
+
+def _lm(cache: Path | None) -> nn.Module:
+    """The float transformer: loaded from ``cache`` (sha256-verified) or pretrained and saved."""
+    path = None if cache is None else Path(cache) / LM_CHECKPOINT
+    if path is not None and path.is_file():
+        return load(path, build_model(LM, num_classes=256)).eval()
+    model = _pretrain_lm()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save(model, path)
+    return model.eval()
+
+
 NETWORKS: dict[str, Network] = {
     "crepe-tiny": Network("crepe-tiny", "raw pitch accuracy", True, _crepe, _crepe_batches,
                           _crepe_loss, _crepe_eval, {"sgd": 0.03, "adamw": 1e-3}),
-    "char-lstm": Network("char-lstm", "bits per character", False, lambda: sp.char_lstm()[0],
-                         _lstm_batches, _lstm_loss, _lstm_eval, {"sgd": 0.005, "adamw": 2e-3}),
+    "char-lstm": Network("char-lstm", "bits per character", False,
+                         lambda cache: sp.char_lstm()[0], _lstm_batches, _lstm_loss, _lstm_eval,
+                         {"sgd": 0.005, "adamw": 2e-3}),
+    "transformer": Network("transformer", "bits per byte", False, _lm, _lm_batches, _lm_loss,
+                           _lm_eval, {"sgd": 0.05, "adamw": 1e-3}),
 }

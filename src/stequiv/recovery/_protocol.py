@@ -29,6 +29,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,7 +45,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SGD_MOMENTUM = 0.9
 ADAMW_DECAY = 0.01
 LR_TWEAK = 1.01  # Point A's floor: the Q̂-net itself with lr × 1.01 (the paper's protocol)
-MIN_GAP = {"crepe-tiny": 0.02, "char-lstm": 0.02}  # RPA fraction; bits per character
+MIN_GAP = {"crepe-tiny": 0.02, "char-lstm": 0.02, "transformer": 0.02}  # RPA; bits per char/byte
 
 
 @dataclass(frozen=True)
@@ -99,13 +100,15 @@ class RecoveryPreset:
 CUSTOM = ("htge", "dsq", "qn")
 PRESETS: dict[str, RecoveryPreset] = {
     "recovery-quick": RecoveryPreset(
-        "recovery-quick", ("crepe-tiny", "char-lstm"), (4, 2), OPTIMIZERS, CUSTOM,
-        steps={"crepe-tiny": 40, "char-lstm": 80}, batch_size={"crepe-tiny": 8, "char-lstm": 32},
-        eval_size={"crepe-tiny": 256, "char-lstm": 400}),
+        "recovery-quick", tuple(NETWORKS), (4, 2), OPTIMIZERS, CUSTOM,
+        steps={"crepe-tiny": 40, "char-lstm": 80, "transformer": 60},
+        batch_size={"crepe-tiny": 8, "char-lstm": 32, "transformer": 16},
+        eval_size={"crepe-tiny": 256, "char-lstm": 400, "transformer": 64}),
     "recovery": RecoveryPreset(
-        "recovery", ("crepe-tiny", "char-lstm"), (8, 4, 3, 2), OPTIMIZERS, CUSTOM,
-        steps={"crepe-tiny": 300, "char-lstm": 600}, batch_size={"crepe-tiny": 16, "char-lstm": 64},
-        eval_size={"crepe-tiny": 1024, "char-lstm": 3000}),
+        "recovery", tuple(NETWORKS), (8, 4, 3, 2), OPTIMIZERS, CUSTOM,
+        steps={"crepe-tiny": 300, "char-lstm": 600, "transformer": 400},
+        batch_size={"crepe-tiny": 16, "char-lstm": 64, "transformer": 32},
+        eval_size={"crepe-tiny": 1024, "char-lstm": 3000, "transformer": 512}),
 }
 
 
@@ -212,15 +215,17 @@ def _row(net: Network, bits: int, opt: str, estimator: str, float_metric: float,
             "higher_is_better": net.higher_is_better, "ebar": ebar, "agreement": agreement}
 
 
-def run_rows(preset: RecoveryPreset) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def run_rows(preset: RecoveryPreset, cache: Path | None = None
+             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Every recovery row of ``preset`` (see the module docs), in network, bits, optimizer order,
-    and the Points A/B rows of ``preset.points_estimator``."""
+    and the Points A/B rows of ``preset.points_estimator``. ``cache``: where a network pretrained
+    here (the transformer) keeps its float checkpoint."""
     rows: list[dict[str, Any]] = []
     points: list[dict[str, Any]] = []
     for name in preset.networks:
         net = NETWORKS[name]
         size = preset.eval_size[name]
-        base = net.build()
+        base = net.build(cache)
         float_metric = net.evaluate(base, size)
         log.info("%s: float %s %.4f", name, net.metric, float_metric)
         for bits in preset.bits:

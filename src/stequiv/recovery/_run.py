@@ -32,7 +32,7 @@ def run_recovery(preset: str | RecoveryPreset, out: Path) -> dict[str, Any]:
     if resolved.threads is not None:
         torch.set_num_threads(resolved.threads)
     try:
-        rows, points = run_rows(resolved)
+        rows, points = run_rows(resolved, out)
     finally:
         torch.set_num_threads(threads)
     summary = {"preset": resolved.to_dict(), "recovery": rows, "points": points,
