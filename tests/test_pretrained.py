@@ -169,3 +169,10 @@ def test_char_lstm_vocabulary_and_windows():
     assert y.tolist() == [vocab["a"], vocab["b"]]
     with pytest.raises(ValueError, match=r"characters \['\\t'\] are not in the vocabulary"):
         sp.encode("a\tb", vocab)
+
+
+def test_without_h5py_the_error_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "h5py", None)  # import h5py now raises ImportError
+    with pytest.raises(MissingExtraError, match=r"the textgenrnn port needs `h5py`.*"
+                                                r"pip install 'stequiv\[pretrained\]'"):
+        sp.char_lstm()
