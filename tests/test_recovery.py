@@ -46,13 +46,15 @@ def test_tiny_run_end_to_end(tmp_path):
     assert lstm[0]["float"] < 3.0 < lstm[0]["ptq"]  # 2-bit PTQ breaks the pretrained model
     htge = rows[1]
     assert 0 <= htge["ebar"] < 0.01 and htge["agreement"] > 0.99  # two steps: still aligned
-    assert rows[0]["ebar"] is None  # the STE's twin is itself
+    assert rows[0]["ebar"] is None and rows[0]["ebar_ema"] is None  # the STE's twin is itself
+    assert 0 <= htge["ebar_ema"] < 0.01 and htge["agreement_ema"] > 0.99  # the EMA copies
     points = summary["points"]
     assert [(p["network"], p["estimator"]) for p in points] == [("crepe-tiny", "htge"),
                                                                  ("char-lstm", "htge")]
     for p, row in zip(points, (rows[1], rows[3]), strict=True):
         assert p["ebar_twin"] == row["ebar"] and p["ebar_unadjusted"] is None  # AdamW: no Point B
         assert p["point_a"] == pytest.approx(p["ebar_twin"] / p["ebar_lr_tweak"])
+        assert p["ebar_own_clip"] >= 0  # the twin trained alone, its own clip factor
     on_disk = rec.read_summary(tmp_path)
     assert on_disk["recovery"] == json.loads(json.dumps(rows))
     assert "| char-lstm | 2 | adamw | htge |" in (tmp_path / "report.md").read_text()

@@ -19,7 +19,11 @@ Each custom row carries the twin's Ē and quantized-weight agreement at the end 
 itself with lr × 1.01 (its Ē against the Q̂-net is the floor that training noise sets) and, under
 SGD, the unadjusted STE net (to_ste without M and α). Point A holds when Ē(twin)/Ē(lr-tweak) is
 at most ~1.5 (the twin is as close as training noise allows), Point B when
-Ē(unadjusted)/Ē(twin) is at least ~3 (the adjustments matter).
+Ē(unadjusted)/Ē(twin) is at least ~3 (the adjustments matter). Beside them, the twin trained
+alone with its *own* clip factor (``ebar_own_clip``): the pair's twin shares the Q̂-net's.
+
+**Weight EMA** (``ema_decay``): every pair keeps an EMA of both nets' weights; each row reports
+Ē and agreement between the two EMA copies (``ebar_ema``, ``agreement_ema``).
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ class RecoveryPreset:
     clip_grad_norm: float | None = 1.0
     threads: int | None = 1
     points_estimator: str | None = "htge"  # also trains the Point A/B partners beside its pair
+    ema_decay: float | None = 0.9  # a weight EMA in every pair: its Ē is reported too
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -173,13 +178,16 @@ class _Run:
     partners: dict[str, tuple[nn.Module, torch.optim.Optimizer, Any]]
 
     def points(self) -> dict[str, float | None]:
-        """Ē of the twin, of the lr-tweaked Q̂-net (the training-noise floor: Point A) and of the
-        unadjusted STE net (SGD: neither M nor α, Point B), all against the Q̂-net."""
+        """Ē against the Q̂-net of: the twin; the lr-tweaked Q̂-net (the training-noise floor:
+        Point A); the unadjusted STE net (SGD: neither M nor α, Point B); the twin trained alone,
+        clipped by its own gradient norm (what a user of the STE net alone gets)."""
         q = self.pair.model
-        ebar = {k: alignment(q, m, remap=False).ebar for k, (m, _, _) in self.partners.items()}
+        remap = {"lr-tweak": False, "unadjusted": False, "own-clip": self.pair.kind == "sgd"}
+        ebar = {k: alignment(q, m, remap=remap[k]).ebar for k, (m, _, _) in self.partners.items()}
         twin = self.pair.alignment().ebar
         tweak, plain = ebar["lr-tweak"], ebar.get("unadjusted")
         return {"ebar_twin": twin, "ebar_lr_tweak": tweak, "ebar_unadjusted": plain,
+                "ebar_own_clip": ebar["own-clip"],
                 "point_a": twin / tweak if tweak > 0 else None,
                 "point_b": None if plain is None or twin == 0 else plain / twin}
 
@@ -196,7 +204,10 @@ def _fine_tune_pair(net: Network, base: nn.Module, estimator: str, bits: int, op
         if opt_name == "sgd":  # under Adam the unadjusted STE net is the twin itself
             plain = to_ste(model, opt, sched, remap_weights=False, scale_lr=False)
             partners["unadjusted"] = (plain.model, plain.optimizer, plain.scheduler)
-    run = _Run(Pair(model, opt, sched, clip_grad_norm=preset.clip_grad_norm), partners)
+        own = to_ste(model, opt, sched)
+        partners["own-clip"] = (own.model, own.optimizer, own.scheduler)
+    run = _Run(Pair(model, opt, sched, clip_grad_norm=preset.clip_grad_norm,
+                    ema_decay=preset.ema_decay), partners)
     for batch in _batches(net, preset):
         run.pair.step(batch, net.loss)
         for m, o, s in partners.values():
@@ -232,14 +243,17 @@ def run_rows(preset: RecoveryPreset, cache: Path | None = None
             ptq = net.evaluate(_quantized(base, "ste", bits), size)
             for opt in preset.optimizers:
                 qat = net.evaluate(_fine_tune_ste(net, base, bits, opt, preset), size)
-                rows.append(_row(net, bits, opt, "ste", float_metric, ptq, qat, None, None, None))
+                rows.append(_row(net, bits, opt, "ste", float_metric, ptq, qat, None, None, None)
+                            | {"ebar_ema": None, "agreement_ema": None})
                 for est in preset.estimators:
                     run = _fine_tune_pair(net, base, est, bits, opt, preset,
                                           points=est == preset.points_estimator)
                     pair, align = run.pair, run.pair.alignment()
+                    ema = None if preset.ema_decay is None else run.pair.alignment(ema=True)
                     rows.append(_row(net, bits, opt, est, float_metric, ptq,
                                      net.evaluate(pair.model, size), net.evaluate(pair.twin, size),
                                      align.ebar, align.agreement))
+                    rows[-1] |= {"ebar_ema": ema and ema.ebar, "agreement_ema": ema and ema.agreement}
                     if run.partners:
                         points.append({"network": name, "bits": bits, "optimizer": opt,
                                        "estimator": est, **run.points()})

@@ -38,21 +38,22 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     """The Markdown table of the rows."""
     head = ("| network | bits | optimizer | estimator | float | PTQ | QAT | recovery | STE twin QAT "
-            "| twin recovery | Ē | agreement |")
-    lines = [head, "|" + "---|" * 12]
+            "| twin recovery | Ē | agreement | Ē of EMAs |")
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
-        lines.append("| " + " | ".join(_fmt(r[k]) if k != "ebar" else _fmt(r[k], 2) for k in (
+        lines.append("| " + " | ".join(_fmt(r.get(k), 2 if k.startswith("ebar") else 3) for k in (
             "network", "bits", "optimizer", "estimator", "float", "ptq", "qat", "recovery",
-            "twin_qat", "twin_recovery", "ebar", "agreement")) + " |")
+            "twin_qat", "twin_recovery", "ebar", "agreement", "ebar_ema")) + " |")
     return "\n".join(lines)
 
 
 def points_table(points: list[dict[str, Any]]) -> str:
     """The Markdown table of the Points A/B rows."""
     keys = ("network", "bits", "optimizer", "estimator", "ebar_twin", "ebar_lr_tweak",
-            "ebar_unadjusted", "point_a", "point_b")
+            "ebar_unadjusted", "point_a", "point_b", "ebar_own_clip")
     lines = ["| network | bits | optimizer | estimator | Ē twin | Ē lr × 1.01 | Ē unadjusted "
-             "| A: twin / lr-tweak | B: unadjusted / twin |", "|" + "---|" * len(keys)]
+             "| A: twin / lr-tweak | B: unadjusted / twin | Ē twin, own clip |",
+             "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(_fmt(p[k]) for k in keys) + " |" for p in points]
     return "\n".join(lines)
 
@@ -103,7 +104,9 @@ def write_report(out: Path, summary: dict[str, Any], command: str) -> dict[str, 
         table(rows), "", f"![recovery against bits]({FIGURE})", "",
         "## Points A and B in fine-tuning", "",
         "Point A: the twin's Ē over the floor of training noise (the Q̂-net with lr × 1.01); "
-        "holds at ≤ 1.5. Point B (SGD): the unadjusted STE net's Ē over the twin's; holds at ≥ 3.",
+        "holds at ≤ 1.5. Point B (SGD): the unadjusted STE net's Ē over the twin's; holds at ≥ 3. "
+        "Last column: the twin trained alone, clipped by its own gradient norm instead of the "
+        "Q̂-net's clip factor.",
         "", points_table(summary.get("points", [])), ""])
     _atomic(out / REPORT, text.encode())
     summary = dict(summary, files={name: hashlib.sha256((out / name).read_bytes()).hexdigest()
