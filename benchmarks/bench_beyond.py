@@ -19,8 +19,13 @@ from torch.nn import functional as F
 import stequiv as sq
 from _bench import Row, compare, interleaved, markdown, single
 from stequiv.models import ConvNet
-from stequiv.qat import ActivationConfig, EstimatorSchedule, ScheduledTwin, WeightFakeQuant
-from stequiv.qat._activations import ActivationFakeQuant
+from stequiv.qat import (
+    ActivationConfig,
+    ActivationFakeQuant,
+    EstimatorSchedule,
+    ScheduledTwin,
+    WeightFakeQuant,
+)
 
 N = 4_000_000
 REPEAT = 9

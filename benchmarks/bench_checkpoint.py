@@ -22,10 +22,10 @@ import torch
 
 from _bench import Row, markdown
 from stequiv.experiments import PRESETS, ExperimentConfig, group_specs, load_data, pair_specs
-from stequiv.experiments._checkpoint import save_checkpoint
-from stequiv.experiments._distributed import Dist
-from stequiv.experiments._pair import _Group, _index_batches
-from stequiv.experiments._runs import read_verified
+from stequiv.experiments.engine import save_checkpoint
+from stequiv.experiments.parallel import Dist
+from stequiv.experiments.results import read_verified
+from stequiv.experiments.testing import Group, index_batches
 
 STEPS = 20
 REPEAT = 15
@@ -45,9 +45,9 @@ def run() -> list[Row]:
     dist = Dist(0, 1, torch.device("cpu"))
     data = load_data(config)
     specs = group_specs(pair_specs(config))[0]
-    group = _Group(config, specs, data, dist)
+    group = Group(config, specs, data, dist)
     steps = []
-    for batch in data.train.batches(_index_batches(len(data.train), config, dist, 0)[:STEPS + 2], 0):
+    for batch in data.train.batches(index_batches(len(data.train), config, dist, 0)[:STEPS + 2], 0):
         start = time.perf_counter()
         group.train_step(batch)
         steps.append(time.perf_counter() - start)

@@ -23,17 +23,22 @@ STEPS = 20
 
 
 def _group(compile_: bool):
-    from stequiv.experiments import PRESETS, ExperimentConfig, load_data, setup_distributed
-    from stequiv.experiments._pair import _Group, _index_batches
-    from stequiv.experiments._protocol import pair_specs
-    from stequiv.experiments._reproduce import group_specs
+    from stequiv.experiments import (
+        PRESETS,
+        ExperimentConfig,
+        group_specs,
+        load_data,
+        setup_distributed,
+    )
+    from stequiv.experiments.config import pair_specs
+    from stequiv.experiments.testing import Group, index_batches
 
     config = ExperimentConfig.from_dict({**PRESETS["quick"], "device": "cpu", "compile": compile_})
     dist = setup_distributed("cpu")
     data = load_data(config)
     specs = group_specs(pair_specs(config))[0]
-    group = _Group(config, specs, data, dist)
-    batches = _index_batches(len(data.train), config, dist, 0)
+    group = Group(config, specs, data, dist)
+    batches = index_batches(len(data.train), config, dist, 0)
     return group, list(data.train.batches(batches, 0)), len(specs)
 
 

@@ -14,7 +14,7 @@ from array_api_compat import array_namespace
 
 import stequiv as sq
 from _bench import Row, compare, interleaved, markdown, single
-from stequiv.core import _plan, _primitives
+from stequiv.core.internal import clear_caches
 
 N = 25_600_000  # ResNet-50's parameter count
 REPEAT = 7
@@ -51,8 +51,7 @@ def _numeric_alpha() -> list[Row]:
     for label, est in (("qn (registered)", sq.get_estimator("qn")),
                        ("1 + ½cos 2πx (custom_estimator)", custom)):
         def cold(est=est) -> None:
-            _plan._plan.cache_clear()
-            _primitives.bin_primitive.cache_clear()
+            clear_caches()
 
         times = interleaved({"alpha": lambda est=est: sq.alpha(est, QUANTIZER)}, REPEAT, setup=cold)
         rows.append(single(f"numeric α cold, {label}", times["alpha"], "≤ 10 ms", 0.010))

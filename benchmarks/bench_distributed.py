@@ -43,15 +43,15 @@ def worker(out: str, parallel: str) -> None:
         load_data,
         setup_distributed,
     )
-    from stequiv.experiments._pair import _Group, _index_batches
+    from stequiv.experiments.testing import Group, index_batches
 
     config = ExperimentConfig.from_dict({**PRESETS["resnet"], "switch_fraction": 0.0, "device": "cpu",
                                          "parallel": parallel})
     dist = setup_distributed(config.device)
     torch.use_deterministic_algorithms(True)
     data = load_data(config)
-    pair = _Group(config, [PairSpec("sgd-baseline", "sgd", "baseline")], data, dist)
-    batches = _index_batches(len(data.train), config, dist, 0)[:WARMUP + STEPS]
+    pair = Group(config, [PairSpec("sgd-baseline", "sgd", "baseline")], data, dist)
+    batches = index_batches(len(data.train), config, dist, 0)[:WARMUP + STEPS]
     times = []
     for batch in data.train.batches(batches, 0):
         start = time.perf_counter()

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from _bench import Row, compare, interleaved, markdown
 from stequiv.experiments import ExperimentConfig, PairSpec, TrainData, load_data
-from stequiv.experiments._setup import build_partner, build_qnet, make_optimizer
+from stequiv.experiments.engine import build_partner, build_qnet, make_optimizer
 
 STEPS = 60
 REPEAT = 5

@@ -33,9 +33,15 @@ from concurrent.futures import wait
 import torch
 
 from _bench import Row, compare, interleaved, markdown, single
-from stequiv.experiments import _study
-from stequiv.experiments._study import build_cell, cell_batches, load_study_data, train_sequential
-from stequiv.experiments._study_config import STUDY_PRESETS, StudyConfig
+from stequiv.experiments import study
+from stequiv.experiments.study import (
+    STUDY_PRESETS,
+    StudyConfig,
+    build_cell,
+    cell_batches,
+    load_study_data,
+    train_sequential,
+)
 from stequiv.theory import bound_check
 
 STEPS = 5
@@ -48,8 +54,8 @@ def _config() -> StudyConfig:
 
 
 def _train(config: StudyConfig, cells, data) -> None:
-    nets = _study.BatchedNets([s for c in cells for s in build_cell(c, config, data)])
-    for idx in _study.index_stream(len(data.train), config.batch_size, config.seed, config.steps):
+    nets = study.BatchedNets([s for c in cells for s in build_cell(c, config, data)])
+    for idx in study.index_stream(len(data.train), config.batch_size, config.seed, config.steps):
         nets.train_step(*data.train.batch(idx))
 
 
@@ -86,7 +92,7 @@ def run() -> list[Row]:
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     started = time.perf_counter()
-    pool = _study.worker_pool(config, BATCHES)
+    pool = study.worker_pool(config, BATCHES)
     _in_workers(pool, config)  # start both processes: import, data, one warm-up batch
     startup = time.perf_counter() - started
     try:

@@ -3,7 +3,7 @@
 * fake-quant forward+backward of a 25.6 M-element weight: STE ≤ 1.1×, HTGE and DSQ ≤ 1.5×
   ``torch.fake_quantize_per_tensor_affine`` forward+backward on the same tensor;
 * a training step of the paper's MNIST ConvNet (batch 64, SGD + momentum, conv weights quantized
-  with HTGE, 2 bits, ``scale="init-bound"`` as in ``stequiv.experiments._setup.build_qnet``)
+  with HTGE, 2 bits, ``scale="init-bound"`` as in ``stequiv.experiments.engine.build_qnet``)
   ≤ 1.10× the float ConvNet's step; the same step quantized with Brevitas and with torchao
   (2-bit weights, STE) where those are installed (benchmark environment only);
 * ``to_ste`` of ResNet-50 (25.6 M parameters, every conv quantized) with SGD momentum state ≤ 1 s;

@@ -22,13 +22,13 @@ import bench_lm
 import bench_pair
 import bench_torch
 from _bench import markdown
-from stequiv.core import _fastmap
+from stequiv.core.internal import compiled_kernels
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def _machine() -> str:
-    if _fastmap._compiled() is not None:
+    if compiled_kernels() is not None:
         import numba
         loops = f"numba {numba.__version__}"
     else:

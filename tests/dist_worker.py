@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from stequiv.experiments import setup_distributed
-from stequiv.experiments._sync_batchnorm import convert_sync_batchnorm
+from stequiv.experiments.parallel import convert_sync_batchnorm
 
 
 def model() -> nn.Module:

@@ -29,10 +29,10 @@ from torch import nn
 
 from stequiv.cli import main
 from stequiv.core import UniformQuantizer, custom_estimator, get_estimator
-from stequiv.core._estimator import _REGISTRY
+from stequiv.core.internal import unregister_estimator
 from stequiv.data import ArrayData, DataError, ImageFolderDataset, download, load_split, read_idx
 from stequiv.experiments import ConfigError, ExperimentConfig
-from stequiv.experiments._config_file import parse_assignment, read_config_file
+from stequiv.experiments.config import parse_assignment, read_config_file
 from stequiv.models import build_model
 from stequiv.qat import QuantConfig, quantize_
 
@@ -120,7 +120,7 @@ def registering(name: str, derivative: Callable[[Any], Any],
         try:
             return run(folder)
         finally:
-            _REGISTRY.pop(name)
+            unregister_estimator(name)
 
     return call
 

@@ -2,6 +2,7 @@
 
 import json
 
+import click
 from click.testing import CliRunner
 
 from stequiv.cli import main
@@ -37,3 +38,31 @@ def test_plot_estimators_writes_pngs(tmp_path):
     assert result.exit_code == 0, result.output
     png = tmp_path / "figure1_estimators.png"
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_alpha_takes_estimator_parameters_as_name_equals_value():
+    """`--t=4` is `--t 4`: both give HTGE's α at t = 4."""
+    runner = CliRunner()
+    spaced = runner.invoke(main, ["alpha", "htge", "--bits", "2", "--t", "4", "--json"])
+    joined = runner.invoke(main, ["alpha", "htge", "--bits", "2", "--t=4", "--json"])
+    assert joined.exit_code == 0, joined.output
+    assert json.loads(joined.output) == json.loads(spaced.output)
+    assert json.loads(joined.output)["estimator"] == "htge(t=4)"
+    twice = runner.invoke(main, ["alpha", "htge", "--bits", "2", "--t=4", "--t", "3"])
+    assert twice.exit_code == 2 and "--t is given twice" in twice.output
+
+
+def _commands(group):
+    for name, command in group.commands.items():
+        yield name, command
+        if hasattr(command, "commands"):
+            yield from _commands(command)
+
+
+def test_every_option_of_every_command_has_help():
+    missing = [f"{name} {'/'.join(param.opts)}" for name, command in _commands(main)
+               for param in command.params
+               if isinstance(param, click.Option) and not (param.help or "").strip()]
+    assert not missing, f"options without help text: {missing}"
+    assert not [o for o in main.params if isinstance(o, click.Option) and not o.help]
+    assert {"estimators", "alpha", "plot-estimators", "reproduce", "report", "study"} <= set(main.commands)

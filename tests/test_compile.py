@@ -14,7 +14,7 @@ from torch import nn
 
 import stequiv as sq
 from stequiv.core import get_estimator, list_estimators
-from stequiv.qat._autograd import formula_of
+from stequiv.qat.internal import formula_of
 
 # torch's own code warns while dynamo and inductor trace (a Function instantiated inside dynamo,
 # torch.jit.script_method deprecated); not ours, and not about our use.

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from stequiv.experiments import PRESETS, ConfigError, ExperimentConfig
-from stequiv.experiments._config_file import parse_assignment, read_config_file
+from stequiv.experiments.config import default_of, parse_assignment, read_config_file, resolve
+from stequiv.experiments.study import STUDY_PRESETS, StudyConfig
 
 # ExperimentConfig().to_dict() on main before the typed config (commit 07321c8).
 DEFAULT_JSON = (
@@ -85,3 +86,55 @@ def test_every_problem_is_reported_with_its_key():
 def test_the_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         ExperimentConfig().epochs = 3  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------ one resolver, one default each
+
+
+def test_resolve_layers_defaults_preset_file_options_set(tmp_path: Path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("epochs: 2\nbits: 3\neval_every: 7\n")
+    resolved = resolve(ExperimentConfig.from_dict, PRESETS, "quick", path, {"bits": 4, "seed": None},
+                       ["eval_every=9"])
+    config = resolved.config
+    assert (config.dataset, config.lr_sweep) == ("mnist-5k", (0.25, 4.0))  # the preset
+    assert (config.epochs, config.bits, config.eval_every, config.seed) == (2, 4, 9, 0)
+    assert resolved.origins["epochs"] == str(path) and resolved.origins["bits"] == "--bits"
+    assert resolved.given("bits") and not resolved.given("dataset") and not resolved.given("seed")
+
+
+def test_resolve_names_where_a_bad_value_came_from(tmp_path: Path):
+    with pytest.raises(ConfigError, match=r"`epochs` must be > 0, got 0 \(from preset 'bad'\)"):
+        resolve(ExperimentConfig.from_dict, {"bad": {"epochs": 0}}, "bad")
+    with pytest.raises(ConfigError, match=r"unknown preset 'quik' \(did you mean 'quick'\?\)"):
+        resolve(ExperimentConfig.from_dict, PRESETS, "quik")
+    with pytest.raises(ConfigError, match=r"`bits` must be <= 16, got 65 \(from --set bits=65\)"):
+        resolve(ExperimentConfig.from_dict, PRESETS, None, sets=["bits=65"])
+
+
+def test_the_study_resolves_through_the_same_resolver():
+    resolved = resolve(StudyConfig.from_dict, STUDY_PRESETS, "quick", sets=["steps=7"])
+    assert resolved.config.steps == 7 and resolved.config.datasets == ("mnist-5k",)
+    with pytest.raises(ConfigError, match=r"unknown study config key\(s\) \['step'\]"):
+        resolve(StudyConfig.from_dict, STUDY_PRESETS, "quick", sets=["step=7"])
+
+
+@pytest.mark.parametrize("key", ["lr_tweak", "momentum", "betas", "warmup_fraction", "seed"])
+def test_the_study_shares_each_training_default_with_reproduce(key):
+    """One default per value: a study cell trains as its one-pair reproduction would."""
+    assert getattr(StudyConfig(), key) == getattr(ExperimentConfig(), key) == default_of(key)
+    cell = StudyConfig.from_dict(STUDY_PRESETS["quick"]).cells()[0]
+    assert getattr(cell.experiment_config(StudyConfig.from_dict(STUDY_PRESETS["quick"])), key) == \
+        default_of(key)
+
+
+def test_default_of_an_unknown_key_is_named():
+    with pytest.raises(KeyError, match=r"'lr_twaek' is not a config key \(did you mean 'lr_tweak'\?\)"):
+        default_of("lr_twaek")
+
+
+def test_load_applies_a_preset_under_the_file(tmp_path: Path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("epochs: 2\n")
+    config = ExperimentConfig.load(path, "quick", bits=3)
+    assert (config.epochs, config.eval_every, config.bits) == (2, 20, 3)

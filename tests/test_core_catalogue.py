@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 
 import stequiv.core as core
-import stequiv.core._estimator as estimator_module
-from stequiv.core import _catalogue
-from stequiv.core._validate import positive_float
 from stequiv.core.estimators import MODULES
+from stequiv.core.internal import catalogue_table, positive_float, update_doc
+from stequiv.core.internal import scratch_registry as _scratch_registry
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "estimators.md"
 
 
 @pytest.fixture
-def scratch_registry(monkeypatch):
-    monkeypatch.setattr(estimator_module, "_REGISTRY", dict(estimator_module._REGISTRY))
+def scratch_registry():
+    with _scratch_registry():
+        yield
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +59,7 @@ def test_parameter_dependent_kinks_and_support():
 
 
 def test_ste_pwl_mad_share_one_identity_body():
-    from stequiv.core.estimators._common import IdentityShape
+    from stequiv.core.internal import IdentityShape
 
     for name in ("ste", "pwl", "mad"):
         est = core.get_estimator(name)
@@ -84,7 +84,7 @@ def test_htge_sharpness_to_t():
 
 
 def test_catalogue_in_the_docs_is_current():
-    assert _catalogue.update_doc(DOC, write=False), (
+    assert update_doc(DOC, write=False), (
         "docs/estimators.md's catalogue table is stale: run "
         "`python -m stequiv.core._catalogue docs/estimators.md`")
 
@@ -93,9 +93,9 @@ def test_catalogue_check_fails_for_a_new_estimator(scratch_registry, tmp_path):
     doc = tmp_path / "estimators.md"
     doc.write_text(DOC.read_text(encoding="utf-8"), encoding="utf-8")
     new = core.custom_estimator("catalogue_new", lambda x: x * 0 + 1.0)
-    assert "`catalogue_new`" not in _catalogue.catalogue_table()  # a program's own estimator
-    assert _catalogue.update_doc(doc, write=False)
+    assert "`catalogue_new`" not in catalogue_table()  # a program's own estimator
+    assert update_doc(doc, write=False)
     type(new).__module__ = "stequiv.core.estimators._catalogue_new"  # as if a new catalogue file
-    assert "`catalogue_new`" in _catalogue.catalogue_table()
-    assert not _catalogue.update_doc(doc, write=True)
-    assert _catalogue.update_doc(doc, write=False)
+    assert "`catalogue_new`" in catalogue_table()
+    assert not update_doc(doc, write=True)
+    assert update_doc(doc, write=False)

@@ -8,9 +8,18 @@ import pytest
 import torch
 
 import stequiv.core as core
-from stequiv.core import _fastmap, _remap
-from stequiv.core._plan import BinPlan, plan_for
-from stequiv.core._tails import Integrated, Translate
+from stequiv.core import plan_for
+from stequiv.core.internal import (
+    BinPlan,
+    Integrated,
+    MapSpec,
+    Translate,
+    compiled_kernels,
+    exact_map,
+    fast_evaluate,
+    numba_loops,
+    unit_tables,
+)
 
 PER_TENSOR = core.UniformQuantizer.symmetric(4, 1.0)
 PER_CHANNEL = core.UniformQuantizer.symmetric(3, np.array([0.5, 1.0, 2.0]), channel_axis=1)
@@ -36,12 +45,12 @@ def _ulps(a: np.ndarray, b: np.ndarray, q: core.UniformQuantizer) -> np.ndarray:
 
 
 @pytest.fixture(params=[True, False], ids=["numba", "numpy"])
-def loops(request, monkeypatch):
+def loops(request):
     """Run the table path with the compiled loops, then with the NumPy fallback."""
-    if request.param and _fastmap._compiled() is None:
+    if request.param and compiled_kernels() is None:
         pytest.skip("numba is not installed")
-    monkeypatch.setattr(_fastmap, "USE_NUMBA", request.param)
-    return request.param
+    with numba_loops(request.param):
+        yield request.param
 
 
 @pytest.mark.parametrize("q", [PER_TENSOR, PER_CHANNEL], ids=["per-tensor", "per-channel"])
@@ -49,25 +58,25 @@ def loops(request, monkeypatch):
 @pytest.mark.parametrize("inverse", [False, True], ids=["M", "M-1"])
 def test_table_path_matches_exact_path_and_keeps_bins(loops, q, name, inverse):
     plan = plan_for(name, q)
-    table = _remap._unit_tables(plan.est)[inverse]
+    table = unit_tables(plan.est)[inverse]
     assert isinstance(plan, BinPlan) and table is not None, "the table path must apply here"
     w = _weights(q)
     fast = core.unremap(name, q, w) if inverse else core.remap(name, q, w)
-    exact = _remap._exact(plan, q, w, inverse)
+    exact = exact_map(plan, q, w, inverse)
     assert fast.dtype == np.float32
     np.testing.assert_array_equal(q(fast), q(w))
     assert np.max(_ulps(fast, exact, q)) <= 8  # float32 v: M′ (≤ 3.6 for htge) × ½ ulp, twice
 
 
 @pytest.mark.parametrize("q", [PER_TENSOR, PER_CHANNEL], ids=["per-tensor", "per-channel"])
-def test_compiled_and_numpy_loops_agree(monkeypatch, q):
-    if _fastmap._compiled() is None:
+def test_compiled_and_numpy_loops_agree(q):
+    if compiled_kernels() is None:
         pytest.skip("numba is not installed")
     w = _weights(q)
     results = []
     for use in (True, False):
-        monkeypatch.setattr(_fastmap, "USE_NUMBA", use)
-        results.append((core.remap("htge", q, w), core.unremap("dsq", q, w)))
+        with numba_loops(use):
+            results.append((core.remap("htge", q, w), core.unremap("dsq", q, w)))
     for a, b in zip(*results, strict=True):
         assert np.max(_ulps(a, b, q)) <= 8
 
@@ -77,9 +86,9 @@ def test_evaluate_returns_what_it_could_not_place(loops, q):
     """MAD's custom tail is not in the table: every weight beyond the range comes back as an
     index (flat, C order of ``w``), and nothing else but misplaced weights does."""
     plan = plan_for("mad", q)
-    table = _remap._unit_tables(plan.est)[False]
+    table = unit_tables(plan.est)[False]
     w = _weights(q)
-    out, redo = _fastmap.evaluate(table, _fastmap.MapSpec.of(plan, False), q, w)
+    out, redo = fast_evaluate(table, MapSpec.of(plan, False), q, w)
     v = q.to_grid(w)
     beyond = np.flatnonzero((v < q.lower) | (v > q.upper))
     assert set(beyond) <= set(redo.tolist())
@@ -89,7 +98,7 @@ def test_evaluate_returns_what_it_could_not_place(loops, q):
     fixed = core.remap("mad", q, w)
     np.testing.assert_array_equal(q(fixed), q(w))
     np.testing.assert_array_equal(fixed.reshape(-1)[beyond],
-                                  _remap._exact(plan, q, w, False).reshape(-1)[beyond])
+                                  exact_map(plan, q, w, False).reshape(-1)[beyond])
 
 
 def test_tails_invert_their_forward():

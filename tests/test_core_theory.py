@@ -8,7 +8,7 @@ import pytest
 
 import stequiv as sq
 from stequiv.core import NoRemapError, UniformQuantizer
-from stequiv.core._integrate import integrate_reciprocal
+from stequiv.core.internal import integrate_reciprocal
 
 PAPER_TOL = 0.005  # the paper prints two decimals
 

@@ -36,12 +36,10 @@ import numpy as np
 import pytest
 import torch
 
-from stequiv.core import get_estimator
-from stequiv.core._quantizer import UniformQuantizer
-from stequiv.core._remap import remap_derivative
+from stequiv.core import UniformQuantizer, get_estimator, remap_derivative
 from stequiv.experiments import ExperimentConfig, PairSpec
-from stequiv.experiments._setup import build_partner, build_qnet, make_optimizer
-from stequiv.experiments._sync_batchnorm import CpuSyncBatchNorm2d, convert_sync_batchnorm
+from stequiv.experiments.engine import build_partner, build_qnet, make_optimizer
+from stequiv.experiments.parallel import CpuSyncBatchNorm2d, convert_sync_batchnorm
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 REPRODUCE = ["-m", "stequiv", "reproduce"]

@@ -15,8 +15,8 @@ import torch
 from scipy import integrate, optimize
 
 import stequiv.core as core
-import stequiv.core._estimator as estimator_module
 from stequiv.core import BinaryQuantizer, NoRemapError, UniformQuantizer
+from stequiv.core.internal import scratch_registry as _scratch_registry
 
 PRINTED = 5e-4  # absolute, for values printed with 3 decimals
 PRINTED_REL = 5e-3  # relative, for values printed with 3 significant digits
@@ -295,9 +295,10 @@ def test_binary_surrogate_limits():
 
 # ---------------------------------------------------------------------------- the registry
 @pytest.fixture
-def scratch_registry(monkeypatch):
+def scratch_registry():
     """Registrations made by a test go to a copy of the registry."""
-    monkeypatch.setattr(estimator_module, "_REGISTRY", dict(estimator_module._REGISTRY))
+    with _scratch_registry():
+        yield
 
 
 def test_registering_a_name_twice_raises(scratch_registry):

@@ -16,8 +16,8 @@ from stequiv.experiments import (
     run_group,
     run_pair,
 )
-from stequiv.experiments._checkpoint import load_checkpoint, save_checkpoint
-from stequiv.experiments._distributed import Dist
+from stequiv.experiments.engine import load_checkpoint, save_checkpoint
+from stequiv.experiments.parallel import Dist
 
 CPU = Dist(0, 1, torch.device("cpu"))
 TINY = {"max_train_samples": 256, "epochs": 2, "batch_size": 32, "eval_every": 4,

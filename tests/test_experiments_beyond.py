@@ -6,17 +6,21 @@ import torch
 
 from stequiv import qat
 from stequiv.core import get_estimator
-from stequiv.experiments import PRESETS, ExperimentConfig
-from stequiv.experiments._report import point_checks
-from stequiv.experiments._setup import (
-    PairSpec,
+from stequiv.experiments import PRESETS, ExperimentConfig, PairSpec, TrainData
+from stequiv.experiments.config import PARTNERS, PROTOCOL
+from stequiv.experiments.engine import (
+    PARTNER_KINDS,
+    NonFiniteError,
     build_partner,
     build_qnet,
     estimator_schedule,
     follower,
     make_optimizer,
 )
-from stequiv.qat import _degenerate as qat_degenerate
+from stequiv.experiments.parallel import Dist
+from stequiv.experiments.results import point_checks
+from stequiv.experiments.testing import Group
+from stequiv.qat import internal as qat_degenerate
 
 ROW = {"agreement": 0.99, "val_acc": [0.9, 0.9]}
 
@@ -113,3 +117,40 @@ def test_bad_beyond_configs(kw, match):
 
 def test_default_experiments_leave_activation_swap_out():
     assert "activation-swap" not in ExperimentConfig().experiments
+
+
+def test_every_partner_of_the_protocol_has_one_registry_entry():
+    assert tuple(PARTNER_KINDS) == PARTNERS
+    assert {row.partner for row in PROTOCOL.values()} <= set(PARTNER_KINDS)
+
+
+class _Digits:
+    """Eight random 28x28 images of ten classes, in memory: enough for one group step."""
+
+    in_channels, num_classes = 1, 10
+
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.x, self.y = torch.rand(8, 1, 28, 28, generator=g), torch.arange(8) % 10
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@pytest.mark.parametrize(("experiment", "partner", "role"), [
+    ("activation-swap", "activation-swap", "the Q̂-net with activation estimator 'ste'"),
+    ("lr-tweak", "lr-tweak", "the Q̂-net with lr × lr_tweak"),
+    ("baseline", "ste", "the STE twin"),
+])
+def test_a_nan_loss_of_the_partner_names_that_partner(experiment, partner, role):
+    """The error names the partner that failed: the activation swap is not "the STE twin"."""
+    config = _config(batch_size=4)
+    data = TrainData(_Digits(), _Digits())  # type: ignore[arg-type]
+    spec = PairSpec(f"sgd-{experiment}", "sgd", experiment, partner=partner)
+    group = Group(config, [spec], data, Dist(0, 1, torch.device("cpu")))
+    with torch.no_grad():  # the float classifier's bias: the loss is NaN, every activation finite
+        list(group.partners[0].model.parameters())[-1].fill_(float("nan"))
+    batch = (data.train.x[:4], data.train.y[:4])
+    with pytest.raises(NonFiniteError, match=rf"sgd-{experiment}, step 1: the training loss of net b "
+                                             rf"of sgd-{experiment} \({role}\) is nan"):
+        group.train_step(batch)

@@ -14,16 +14,16 @@ from click.testing import CliRunner
 
 from stequiv.cli import main
 from stequiv.experiments import ExperimentConfig, PairSpec, load_data, run_pair
-from stequiv.experiments._checkpoint import load_checkpoint
-from stequiv.experiments._net import Net, NonFiniteError
-from stequiv.experiments._report import rebuild, write_report
-from stequiv.experiments._runs import (
+from stequiv.experiments.engine import Net, NonFiniteError, load_checkpoint
+from stequiv.experiments.results import (
     MANIFEST,
     IntegrityError,
     atomic_write,
     json_text,
     metrics_csv,
+    rebuild,
     write_json,
+    write_report,
     write_with_manifest,
 )
 from test_experiments import CPU, TINY

@@ -15,8 +15,7 @@ from torch.nn import functional as F
 from stequiv import experiments
 from stequiv.cli import main
 from stequiv.experiments import PRESET_BITS, PRESETS, ExperimentConfig
-from stequiv.experiments._setup import build_qnet, make_optimizer
-from stequiv.experiments._task import correct, cross_entropy
+from stequiv.experiments.engine import build_qnet, correct, cross_entropy, make_optimizer
 
 
 def test_image_batches_keep_the_plain_cross_entropy_bit_for_bit() -> None:

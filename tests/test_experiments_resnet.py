@@ -13,7 +13,7 @@ from PIL import Image
 from stequiv.cli import main
 from stequiv.data import FASHION_MNIST_SYSTEM_DIR, DataError, ImageFolderDataset, ImageFolderSplit
 from stequiv.experiments import ExperimentConfig, PairSpec, load_data, run_pair
-from stequiv.experiments._distributed import Dist
+from stequiv.experiments.parallel import Dist
 
 CPU = Dist(0, 1, torch.device("cpu"))
 CLASSES = ("ant", "bee", "cow")

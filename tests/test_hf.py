@@ -104,3 +104,19 @@ def test_stequiv_save_pretrained_restores_latents_into_a_plain_model(arch, tmp_p
     model.eval()
     plain.eval()
     assert torch.equal(plain(input_ids=tokens).logits, model(input_ids=tokens).logits)
+
+
+def test_tie_weights_keeps_the_quantized_tie_and_resize_is_refused_clearly():
+    """After quantize_, HF's tie_weights raised AttributeError (the weight is a property now) and
+    so did resize_token_embeddings; dequantize_ gives the model its own methods back."""
+    model = _quantized("gpt2")  # tied embedding and head
+    tokens = torch.arange(8).reshape(1, 8)
+    before = model(tokens).logits
+    model.tie_weights()
+    assert torch.equal(model(tokens).logits, before)
+    assert sq.latent_weight(model, "transformer.wte") is sq.latent_weight(model, "lm_head")
+    with pytest.raises(TypeError, match=r"resize before quantizing, or sq.dequantize_\(model\)"):
+        model.resize_token_embeddings(VOCAB + 8)
+    sq.dequantize_(model)
+    model.resize_token_embeddings(VOCAB + 8)
+    assert model.get_input_embeddings().weight.shape[0] == VOCAB + 8

@@ -1,7 +1,17 @@
 """Learned Δ (LSQ): a twin that learns its own Δ drifts at first order; one tied to the Q̂-net's Δ
 (and remapped after each Δ step) tracks to second order."""
 
-from stequiv.experiments._learned_step import learned_step_pair
+import importlib.util
+import sys
+from pathlib import Path
+
+_EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "learned_step.py"
+_spec = importlib.util.spec_from_file_location("learned_step_example", _EXAMPLE)
+assert _spec is not None and _spec.loader is not None
+_module = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = _module  # dataclasses look their module up there
+_spec.loader.exec_module(_module)
+learned_step_pair = _module.learned_step_pair  # examples/learned_step.py, run as users run it
 
 
 def test_free_twin_breaks_at_first_order_and_tied_twin_holds_to_second():

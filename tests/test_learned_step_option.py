@@ -249,3 +249,17 @@ def test_from_ste_learns_delta_again():
     back, _ = sq.from_ste(twin, HTGE, optimizer_kind="sgd")
     assert qat.quantized_layers(back)[""].delta.requires_grad
     torch.testing.assert_close(qat.latent_weight(back, ""), qat.latent_weight(layer, ""), rtol=1e-12, atol=1e-12)
+
+
+def test_follower_refuses_an_unrelated_qnet_of_the_same_shape():
+    """It followed another net's Δ silently (agreement 0.47)."""
+    layer = _linear(seed=0)
+    twin, twin_opt = sq.to_ste(layer, torch.optim.SGD(layer.parameters(), lr=0.1))
+    other = _linear(seed=1)  # same config and shape, other weights: another Δ under absmax
+    with pytest.raises(ValueError, match=r"layer '' of the twin is on another Δ"):
+        qat.LearnedStepTwin(twin, twin_opt, other)
+    with torch.no_grad():  # the same Δ, but other weights: the levels disagree
+        qat.quantized_layers(other)[""].delta.copy_(qat.quantized_layers(layer)[""].delta)
+    with pytest.raises(ValueError, match=r"only \d+\.\d% of the twin's quantized weights agree"):
+        qat.LearnedStepTwin(twin, twin_opt, other)
+    qat.LearnedStepTwin(twin, twin_opt, layer)  # its own Q̂-net

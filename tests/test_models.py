@@ -244,7 +244,7 @@ def test_build_model_unknown_name() -> None:
 
 def test_global_pool_is_the_adaptive_average_pool() -> None:
     """ResNets pool by a plain mean (AdaptiveAvgPool2d's CUDA backward is not deterministic)."""
-    from stequiv.models._resnet import GlobalAvgPool
+    from stequiv.models.internal import GlobalAvgPool
 
     x = torch.randn(2, 8, 5, 7)
     torch.testing.assert_close(GlobalAvgPool()(x), nn.functional.adaptive_avg_pool2d(x, 1))

@@ -11,7 +11,7 @@ from torch import nn
 
 from stequiv import qat
 from stequiv.models import LM_SIZES, LMSize, TransformerLM, build_model, he_uniform_bound
-from stequiv.models._transformer import CausalSelfAttention
+from stequiv.models.internal import CausalSelfAttention
 
 TINY = LMSize(layers=2, width=16, heads=2, context=8)
 

@@ -101,3 +101,44 @@ def test_failed_save_leaves_no_file(tmp_path, monkeypatch):
 def test_torch_save_of_the_model_fails_clearly():
     with pytest.raises(RuntimeError, match=r"only supported through state_dict\(\)"):
         torch.save(_model(), io.BytesIO())
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+
+
+def test_a_failed_load_leaves_the_model_unchanged(tmp_path):
+    """A model with one extra (float) layer: load used to overwrite the matching layers, then raise."""
+    path = sq.save(_model(), tmp_path / "c.pt")
+    torch.manual_seed(5)
+    bigger = sq.quantize_(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4)), HTGE2)
+    bigger.append(nn.Linear(4, 2))
+    before = _state(bigger)
+    with pytest.raises(ValueError, match=r"unexpected keys \[\]|missing keys \['3\.bias', '3\.weight'\]"):
+        sq.load(path, bigger)
+    after = bigger.state_dict()
+    assert before and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_shape_mismatch_is_refused_before_loading(tmp_path):
+    saved = _model()
+    saved.register_buffer("scale", torch.ones(3))
+    path = sq.save(saved, tmp_path / "c.pt")
+    other = _model(seed=5)
+    other.register_buffer("scale", torch.ones(5))
+    before = _state(other)
+    with pytest.raises(ValueError, match=r"'scale' has shape \(3,\) in the checkpoint but \(5,\)"):
+        sq.load(path, other)
+    assert before and all(torch.equal(v, other.state_dict()[k]) for k, v in before.items())
+
+
+def test_a_valid_hash_without_the_payload_keys_is_refused_by_name(tmp_path):
+    import hashlib
+
+    buffer = io.BytesIO()
+    torch.save({"state_dict": _model().state_dict()}, buffer)  # no "quantization"
+    data = buffer.getvalue()
+    path = tmp_path / "c.pt"
+    path.write_bytes(b"stequiv-checkpoint 1 " + hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
+    with pytest.raises(ValueError, match=r"must be a dict with 'quantization' and 'state_dict'.*found \['state_dict'\]"):
+        sq.load(path, _model())

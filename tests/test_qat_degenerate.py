@@ -8,7 +8,7 @@ import torch
 import stequiv as sq
 from stequiv.models import ConvNet
 from stequiv.qat import EstimatorSchedule
-from stequiv.qat._degenerate import NEARLY_STE, slope_spread
+from stequiv.qat.internal import NEARLY_STE, slope_spread
 
 
 def _convnet(estimator, bits):

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 import stequiv as sq
 from stequiv.core import NoRemapError, get_estimator, list_estimators, plan_for
 from stequiv.qat import WeightFakeQuant
-from stequiv.qat._maps import weight_map
+from stequiv.qat.internal import weight_map
 
 HALF = [torch.float16, torch.bfloat16]
 MULTI = sq.UniformQuantizer.symmetric(2, 1.0)

@@ -229,10 +229,17 @@ def test_conversion_result_unpacks_by_what_was_given():
     assert sq.to_ste(model, optimizer_kind="adam").optimizer is None
 
 
-def test_all_zero_channel_under_absmax_names_the_layer():
+def test_all_zero_channel_under_absmax_gets_the_smallest_bound_and_a_zero_tensor_is_refused():
+    torch.manual_seed(0)
     emb = nn.Embedding(5, 4, padding_idx=0)  # row 0 is zero
-    with pytest.raises(ValueError, match=r"layer '0' \(Embedding.weight\).*1 are all zero"):
-        sq.quantize_(nn.Sequential(emb), sq.QuantConfig(per_channel=True))
+    sq.quantize_(nn.Sequential(emb), sq.QuantConfig(per_channel=True))
+    fq = next(iter(sq.quantized_layers(nn.Sequential(emb)).values()))
+    delta = fq.delta.reshape(-1)
+    assert delta[0] == delta[1:].min()
+    zero = nn.Embedding(3, 4)
+    nn.init.zeros_(zero.weight)
+    with pytest.raises(ValueError, match=r"layer '0' \(Embedding.weight\).*the weight is all zero"):
+        sq.quantize_(nn.Sequential(zero), sq.QuantConfig(per_channel=True))
 
 
 def test_core_quantizer_of_a_layer_matches_its_forward_on_any_axis():

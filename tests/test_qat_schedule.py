@@ -12,7 +12,7 @@ import stequiv as sq
 from stequiv.core import alpha
 from stequiv.models import ConvNet
 from stequiv.qat import EstimatorSchedule, ScheduledEstimator, ScheduledTwin
-from stequiv.qat._schedule import _fast_inverse
+from stequiv.qat.internal import fast_inverse
 
 STEPS = 12
 # EDE in weight units on the MLP's hidden layers (weights ≤ 0.125): t from 1 to 8 keeps tw ≤ 1,
@@ -185,7 +185,7 @@ def test_fast_binary_inverse_is_the_cores(t):
     w = np.random.default_rng(0).normal(0, 0.3, 4000)
     w[:3] = [0.0, 1e-30, -1e-20]
     y = sq.remap(est, q, w)
-    fast, exact = _fast_inverse(est, q, y), sq.unremap(est, q, y)
+    fast, exact = fast_inverse(est, q, y), sq.unremap(est, q, y)
     np.testing.assert_allclose(fast[3:], exact[3:], rtol=1e-8)
     np.testing.assert_allclose(fast, w, rtol=1e-8, atol=1e-20)  # and near 0 better than bisection
     assert np.array_equal(q.code(fast), q.code(y))
@@ -195,7 +195,7 @@ def test_fast_binary_inverse_is_the_cores(t):
 def test_state_scaled_in_place_is_the_mapped_state(kind):
     """A schedule change scales the twin's optimizer state in place (``scale_state_``): exactly
     what ``map_state`` writes into a fresh optimizer, bit for bit, and no other state touched."""
-    from stequiv.qat import _optim
+    from stequiv.qat import internal as _optim
 
     model = nn.Linear(6, 3)
     opt = _optimizer(kind, model.parameters(), 0.1)

@@ -6,11 +6,14 @@ import shutil
 import numpy as np
 import pytest
 
-from stequiv.experiments._paper import PAPER
-from stequiv.experiments._report import write_report
-from stequiv.experiments._runs import load_runs
-from stequiv.experiments._summary import point_checks, summary
-from stequiv.experiments._tables import ebar_percent
+from stequiv.experiments.results import (
+    PAPER,
+    ebar_percent,
+    load_runs,
+    point_checks,
+    summary,
+    write_report,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 METRICS_HEADER = "step,epoch,ebar,agreement,loss_a,loss_b,lr"

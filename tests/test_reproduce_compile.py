@@ -21,9 +21,8 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from stequiv.experiments import ExperimentConfig
-from stequiv.experiments._distributed import setup_distributed
-from stequiv.experiments._reproduce import reproduce
+from stequiv.experiments import ExperimentConfig, reproduce
+from stequiv.experiments.parallel import setup_distributed
 
 # torch's own code warns while dynamo and inductor trace (as in tests/test_compile.py)
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -29,9 +29,7 @@ import numpy as np
 import pytest
 import torch
 
-from stequiv.core import get_estimator
-from stequiv.core._quantizer import UniformQuantizer
-from stequiv.core._remap import remap_derivative
+from stequiv.core import UniformQuantizer, get_estimator, remap_derivative
 from stequiv.experiments import ExperimentConfig
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]

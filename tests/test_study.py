@@ -11,10 +11,16 @@ from click.testing import CliRunner
 
 from stequiv import theory
 from stequiv.cli import main
-from stequiv.experiments import _study
-from stequiv.experiments._batched import BatchedNets
-from stequiv.experiments._study import build_cell, load_study_data, run_study, train_sequential
-from stequiv.experiments._study_config import StudyConfig
+from stequiv.experiments import study
+from stequiv.experiments.study import (
+    BatchedNets,
+    StudyConfig,
+    build_cell,
+    load_study_data,
+    run_study,
+    train_sequential,
+)
+from stequiv.experiments.testing import interrupted_study, pair_metrics
 
 # The batched forward/backward sums float32 convolutions in another order than one net's: weights
 # agree to ~1e-7 per step. On real images, quantized weights make exact max-pool ties common, and a
@@ -59,7 +65,7 @@ class _GaussianSplit:
 def _train_batched(cells, config, data):
     states = [s for c in cells for s in build_cell(c, config, data)]
     nets = BatchedNets(states)
-    for idx in _study.index_stream(len(data.train), config.batch_size, config.seed, config.steps):
+    for idx in study.index_stream(len(data.train), config.batch_size, config.seed, config.steps):
         nets.train_step(*data.train.batch(idx))
     return states
 
@@ -75,7 +81,7 @@ def test_batched_equals_one_pair_at_a_time():
     config = StudyConfig.from_dict({**TINY, "steps": 4})
     cells = config.cells()[::3][:2]  # htge/sgd and study_cosine/adam
     assert {c.optimizer for c in cells} == {"sgd", "adam"}
-    data = _study.StudyData(_GaussianSplit(), torch.zeros(0), torch.zeros(0))
+    data = study.StudyData(_GaussianSplit(), torch.zeros(0), torch.zeros(0))
     batched = _train_batched(cells, config, data)
     reference = [s for group in train_sequential(cells, config, data) for s in group]
     start = build_cell(cells[0], config, data)[0].net
@@ -89,7 +95,7 @@ def test_batched_equals_one_pair_at_a_time():
 
 def test_stacked_convnet_forward_equals_the_vmap_path_values_and_gradients():
     config = StudyConfig.from_dict(TINY)
-    data = _study.StudyData(_GaussianSplit(), torch.zeros(0), torch.zeros(0))
+    data = study.StudyData(_GaussianSplit(), torch.zeros(0), torch.zeros(0))
     cells = config.cells()[::3][:2]
     stacked = BatchedNets([s for c in cells for s in build_cell(c, config, data)])
     plain = BatchedNets([s for c in cells for s in build_cell(c, config, data)], stacked=False)
@@ -126,7 +132,7 @@ def test_batched_resnet20_batchnorm_equals_one_pair_at_a_time(float64_default):
     config = StudyConfig.from_dict({**TINY, "models": ["resnet20"], "steps": 3,
                                     "estimators": [{"name": "htge", "sharpness": 5.5, "bits": [2]}]})
     cells = config.cells()[:2]  # sgd and adam
-    data = _study.StudyData(_GaussianSplit(), torch.zeros(0), torch.zeros(0))
+    data = study.StudyData(_GaussianSplit(), torch.zeros(0), torch.zeros(0))
     batched = _train_batched(cells, config, data)
     assert all(p.dtype == torch.float64 for s in batched for p in s.net.parameters())
     reference = [s for group in train_sequential(cells, config, data) for s in group]
@@ -152,26 +158,15 @@ def _rows(path):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
 
 
-def test_study_resumes_after_a_stop_and_is_deterministic(tmp_path, monkeypatch, small_bound_check):
+def test_study_resumes_after_a_stop_and_is_deterministic(tmp_path, small_bound_check):
     """Stopped after one batch, resumed by 2 worker processes: the rows equal one process's."""
     config = StudyConfig.from_dict({**TINY, "nets_per_batch": 3})  # one cell per batch
-    calls = {"n": 0}
-    real = _study._train_batch
-
-    def stop_after_first(*args):
-        if calls["n"] == 1:
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        return real(*args)
-
-    monkeypatch.setattr(_study, "_train_batch", stop_after_first)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_study(batches=1), pytest.raises(KeyboardInterrupt):
         run_study(config, tmp_path / "a", progress=False)
     partial = _rows(tmp_path / "a" / "study.csv")
     assert len(partial) == 1 and (tmp_path / "a" / "config.json").exists()
-    assert _study.report_study(config, tmp_path / "a")["cells"] == 1  # the stopped folder reports
+    assert study.report_study(config, tmp_path / "a")["cells"] == 1  # the stopped folder reports
     assert (tmp_path / "a" / "report.md").read_text().startswith("# stequiv study: 1 of 4 cells")
-    monkeypatch.setattr(_study, "_train_batch", real)
     summary = run_study(config, tmp_path / "a", progress=False, workers=2)  # finished by 2 processes
     assert summary["cells"] == summary["of"] == 4
     assert _rows(tmp_path / "a" / "study.csv")[0] == partial[0]
@@ -192,7 +187,7 @@ def test_batches_group_one_model_and_dataset_in_grid_order():
                                     "datasets": ["mnist-5k", "fashion-mnist"],
                                     "estimators": [{"name": "htge", "sharpness": 5.5, "bits": [2]},
                                                    {"name": "mad", "bits": [4], "models": ["resnet20"]}]})
-    batches = _study.cell_batches(config)
+    batches = study.cell_batches(config)
     order = {c.cell_id: k for k, c in enumerate(config.cells())}
     ids = [[order[c.cell_id] for c in b] for b in batches]
     assert sorted(k for b in ids for k in b) == list(range(len(order)))
@@ -204,7 +199,7 @@ def test_batches_group_one_model_and_dataset_in_grid_order():
 
 def test_report_of_a_folder_without_a_study_is_refused(tmp_path):
     with pytest.raises(ValueError, match="holds no study"):
-        _study.report_study(StudyConfig.from_dict(TINY), tmp_path)
+        study.report_study(StudyConfig.from_dict(TINY), tmp_path)
 
 
 @pytest.mark.parametrize("workers", [0, 1.5])
@@ -245,7 +240,7 @@ def test_study_command_reports_bad_input_cleanly(tmp_path):
 
 
 def test_quick_preset_has_at_least_60_cells_over_3_decades():
-    from stequiv.experiments._study_config import STUDY_PRESETS
+    from stequiv.experiments.study import STUDY_PRESETS
 
     config = StudyConfig.from_dict(STUDY_PRESETS["quick"])
     assert len(config.cells()) >= 60
@@ -261,9 +256,9 @@ def test_quick_preset_has_at_least_60_cells_over_3_decades():
 def test_pair_far_outside_gets_nan_instead_of_stopping_the_study():
     """EDE's M(w) is infinite where Q̂′ underflows (a weight driven far out by a huge η)."""
     config = StudyConfig.from_dict({**TINY, "estimators": [{"name": "ede", "bits": [1]}]})
-    data = _study.StudyData(_GaussianSplit(), torch.zeros(0), torch.zeros(0))
+    data = study.StudyData(_GaussianSplit(), torch.zeros(0), torch.zeros(0))
     a, twin, _ = (s.net for s in build_cell(config.cells()[0], config, data))
     with torch.no_grad():
         next(p for n, p in a.named_parameters() if n.startswith("conv2.param")).fill_(1e6)
-    ebar, agreement = _study._pair_metrics(a, twin, remap=True)
+    ebar, agreement = pair_metrics(a, twin, remap=True)
     assert ebar != ebar and agreement != agreement  # NaN

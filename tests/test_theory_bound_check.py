@@ -8,10 +8,15 @@ import sys
 import numpy as np
 import pytest
 
-from stequiv.theory import bound_check, check_estimator, checkable_estimators, dsq_appendix_h
-from stequiv.theory._bound_check import Tally, _runs
-from stequiv.theory._setting import setting_for
-from stequiv.theory._simulate import simulate
+from stequiv.theory import (
+    bound_check,
+    check_estimator,
+    checkable_estimators,
+    dsq_appendix_h,
+    setting_for,
+    simulate,
+)
+from stequiv.theory.internal import Tally, runs
 
 FAST = {"steps": 60, "etas": (1e-2, 1e-1)}
 
@@ -39,7 +44,7 @@ def test_no_violations_and_every_step_checked(name):
 def test_dropping_the_convexity_term_is_caught():
     """A bound without Eq. 6's O(η²) term must fail on a stream with no gradient error."""
     setting = setting_for("htge")
-    eta, stream, w0 = _runs(setting, 1, 0, 60, (1e-1,))
+    eta, stream, w0 = runs(setting, 1, 0, 60, (1e-1,))
     rec = simulate(setting, "sgd", eta, stream, w0)
     grad_only = rec.error[:-1] + rec.eta * setting.alpha * np.abs(rec.g1 - rec.g2)
     assert Tally.of(rec, grad_only).violations > 0

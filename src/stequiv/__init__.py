@@ -8,8 +8,7 @@ until a torch feature is touched.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+import importlib as _importlib
 
 from .core import BinaryQuantizer as BinaryQuantizer
 from .core import Estimator as Estimator
@@ -27,19 +26,42 @@ from .core import remap_derivative as remap_derivative
 from .core import ste_twin as ste_twin
 from .core import unremap as unremap
 
+# The one version source: setuptools reads it (pyproject's dynamic version).
 __version__ = "0.1.0"
 
-_TORCH_NAMES = {
+_CORE_NAMES = [
+    "BinaryQuantizer", "Estimator", "NoRemapError", "TheoremConstants", "UniformQuantizer",
+    "alpha", "constants", "custom_estimator", "get_estimator", "list_estimators",
+    "register_estimator", "remap", "remap_derivative", "ste_twin", "unremap",
+]
+_TORCH_NAMES = [
     "QuantConfig", "quantize_", "dequantize_", "to_ste", "from_ste", "alignment",
     "AlignmentTracker", "quantized_layers", "latent_weight", "optimizer_kind", "Conversion",
     "save", "load", "save_pretrained",
     "ActivationConfig", "quantize_activations_", "dequantize_activations_", "activation_quantizers",
     "EstimatorSchedule", "ScheduledEstimator", "ScheduledTwin", "LearnedStepTwin",
+    "QuantizationReport", "quantization_report", "LayerKind", "register_layer_kind",
+    "unregister_layer_kind", "registered_kinds", "convert_", "from_integer", "integer_layers",
+    "optimizer_rule", "OptimizerRule", "clip_grad_norm_pair_",
     "Pair", "PairStep",
-}
+]
+# deployment (stequiv.export; its formats' packages are the `export` extra, imported on use)
+_EXPORT_NAMES = ["export", "export_formats", "load_integer", "to_torchao_"]
+__all__ = [*_CORE_NAMES, *_TORCH_NAMES, *_EXPORT_NAMES]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
+    """The PyTorch names, imported from :mod:`stequiv.qat` or :mod:`stequiv.export` (and so
+    torch) on first use."""
     if name in _TORCH_NAMES:
-        return getattr(importlib.import_module("stequiv.qat"), name)
+        return getattr(_importlib.import_module("stequiv.qat"), name)
+    if name in _EXPORT_NAMES:
+        return getattr(_importlib.import_module("stequiv.export"), name)
     raise AttributeError(f"module 'stequiv' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names (lazy ones included), the subpackages loaded so far and ``__version__``."""
+    loaded = [k for k, v in globals().items() if not k.startswith("_") and k not in __all__
+              and getattr(v, "__name__", "").startswith("stequiv.")]
+    return sorted([*__all__, *loaded, "__version__"])

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import BinaryQuantizer, UniformQuantizer, get_estimator, list_estimators
-from .core._estimator import Estimator
+from ._optional import require
+from .core import BinaryQuantizer, Estimator, UniformQuantizer, get_estimator, list_estimators
 
 __all__ = ["plot_estimators"]
 
@@ -36,8 +36,7 @@ def plot_estimators(out_dir: str | Path, names: list[str] | None = None) -> list
 
     Writes one combined ``figure1_estimators.png`` and one ``estimator_<name>.png`` per estimator.
     """
-    import matplotlib
-
+    matplotlib = require("matplotlib", "experiments", "plotting")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -23,3 +23,25 @@ from ._remap import remap as remap
 from ._remap import remap_derivative as remap_derivative
 from ._remap import unremap as unremap
 from ._twin import ste_twin as ste_twin
+
+__all__ = [
+    "BinaryQuantizer",
+    "Estimator",
+    "NoRemapError",
+    "TheoremConstants",
+    "UniformQuantizer",
+    "alpha",
+    "constants",
+    "custom_estimator",
+    "estimators",
+    "get_estimator",
+    "grid_coordinate",
+    "list_estimators",
+    "param",
+    "plan_for",
+    "register_estimator",
+    "remap",
+    "remap_derivative",
+    "ste_twin",
+    "unremap",
+]

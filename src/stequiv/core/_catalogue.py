@@ -52,7 +52,7 @@ def _row(est: Estimator) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
-_CATALOGUE_PACKAGE = __package__ + ".estimators."
+_CATALOGUE_PACKAGE = f"{__package__}.estimators."
 
 
 def catalogue_table() -> str:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -45,6 +45,7 @@ Tail = Literal["extend", "zero", "custom"]
 Kind = Literal["multi-bit", "binary", "both"]
 
 _REGISTRY: dict[str, type[Estimator]] = {}
+E = TypeVar("E", bound="Estimator")
 
 
 def param(default: Any, check: Converter | None = None) -> Any:
@@ -90,6 +91,9 @@ class Estimator:
       closed-form constants).
     """
 
+    # Every estimator is a dataclass (register_estimator checks it): declared for type checkers.
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
     name: ClassVar[str] = "estimator"
     title: ClassVar[str] = ""
     reference: ClassVar[str] = ""
@@ -109,7 +113,7 @@ class Estimator:
     sech2_shape: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+        for f in dataclasses.fields(self):
             check = f.metadata.get("check")
             if check is not None:
                 object.__setattr__(self, f.name, check(f.name, getattr(self, f.name)))
@@ -118,20 +122,14 @@ class Estimator:
     def check_params(self) -> None:
         """Invariants between parameters (each one is already checked on its own)."""
 
-    @property
-    def positive(self) -> bool:
-        """:math:`\\hat Q' > 0` inside the clip range (bin units) or the open support."""
-        return True
-
-    @property
-    def kinks(self) -> tuple[float, ...]:
-        """Where :math:`\\hat Q'` is not smooth (``v mod 1`` in bin units, else weights)."""
-        return ()
-
-    @property
-    def support(self) -> tuple[float, float]:
-        """The interval outside which :math:`\\hat Q' = 0` (weight units)."""
-        return (-np.inf, np.inf)
+    # Declared as plain attributes, so that a subclass may set a class attribute or, where they
+    # depend on the parameters, override them with a property.
+    positive: bool = True
+    """:math:`\\hat Q' > 0` inside the clip range (bin units) or the open support."""
+    kinks: tuple[float, ...] = ()
+    """Where :math:`\\hat Q'` is not smooth (``v mod 1`` in bin units, else weights)."""
+    support: tuple[float, float] = (-np.inf, np.inf)
+    """The interval outside which :math:`\\hat Q' = 0` (weight units)."""
 
     def derivative(self, x: Any) -> Any:
         """:math:`\\hat Q'` at ``x`` (grid coordinate or weight, see ``units``)."""
@@ -141,7 +139,7 @@ class Estimator:
     @property
     def params(self) -> dict[str, Any]:
         """The estimator's parameters by name (its dataclass fields)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def to_dict(self) -> dict[str, Any]:
         """``{"name": ..., **params}``: round-trips through :func:`get_estimator`."""
@@ -180,10 +178,10 @@ class Estimator:
         return xp.where(inside, self.derivative(v), tail(v, lower, upper, offset))
 
 
-def register_estimator(name: str) -> Callable[[type[Estimator]], type[Estimator]]:
+def register_estimator(name: str) -> Callable[[type[E]], type[E]]:
     """Class decorator registering an estimator under ``name``; a name may be registered once."""
 
-    def decorate(cls: type[Estimator]) -> type[Estimator]:
+    def decorate(cls: type[E]) -> type[E]:
         key = name.lower()
         if key in _REGISTRY:
             raise ValueError(
@@ -215,7 +213,7 @@ def get_estimator(spec: str | Mapping[str, Any] | Estimator, /, **params: Any) -
     """
     if isinstance(spec, Estimator):
         if params:
-            return dataclasses.replace(spec, **params)  # type: ignore[type-var]
+            return dataclasses.replace(spec, **params)
         return spec
     if isinstance(spec, Mapping):
         spec = dict(spec)
@@ -233,7 +231,7 @@ def get_estimator(spec: str | Mapping[str, Any] | Estimator, /, **params: Any) -
             f"unknown estimator {spec!r}{hint} Registered: {', '.join(list_estimators())}"
         )
     cls = _REGISTRY[key]
-    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(params) - fields)
     if unknown:
         raise ValueError(

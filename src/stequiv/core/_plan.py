@@ -117,8 +117,8 @@ class BinPlan(RemapPlan):
     @functools.cached_property
     def range_ends(self) -> tuple[float, float]:
         """M at the range ends, where the tails start (lazy: a numeric P tabulates on first use)."""
-        return (float(self.periodic(np.float64(self.lower))),
-                float(self.periodic(np.float64(self.upper))))
+        return (float(self.periodic(np.array(self.lower, dtype=np.float64))),
+                float(self.periodic(np.array(self.upper, dtype=np.float64))))
 
     def forward(self, v: Arr) -> Arr:
         if self.tail is None:

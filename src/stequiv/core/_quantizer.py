@@ -19,7 +19,7 @@ point (0), no finite bin, and therefore :math:`\alpha := 1` as in the paper.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -64,15 +64,17 @@ class UniformQuantizer:
         delta: the step Δ: a positive scalar, or a 1-D array with one Δ per output channel
             (indexed along ``channel_axis`` of the weights).
         offset: the zero-point offset z (0 = Eq. 1, 0.5 = symmetric grid without a zero level).
-        lower, upper: the integer clip limits l < u of the grid coordinate.
+        lower: the integer clip limit l of the grid coordinate (l < u).
+        upper: the integer clip limit u of the grid coordinate.
         channel_axis: the weight axis that a per-channel Δ runs along.
     """
 
     bits: int | None = None
     delta: Any = 1.0
     offset: float = 0.0
-    lower: int | None = None
-    upper: int | None = None
+    # Left out (None), they are resolved from ``bits`` on construction: an int once built.
+    lower: int = cast(int, None)
+    upper: int = cast(int, None)
     channel_axis: int = 0
     _delta: np.ndarray = field(init=False, repr=False)
 

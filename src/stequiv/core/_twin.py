@@ -33,11 +33,12 @@ OptimizerKind = Literal["sgd", "adam"]
 def _grid_edges(est: Estimator, quantizer: UniformQuantizer) -> tuple[float, float]:
     """The interval (grid coordinate) outside which the estimator vanishes."""
     if est.units == "bin":
-        if isinstance(est, PWL) and est.lo is not None:
-            return float(est.lo), float(est.hi)  # type: ignore[arg-type]
+        if isinstance(est, PWL) and est.lo is not None and est.hi is not None:
+            return float(est.lo), float(est.hi)
         return float(quantizer.lower), float(quantizer.upper)
     half = 0.5 * float(quantizer.delta_array.max())
-    return tuple(float(s) / (2 * half) - quantizer.offset for s in est.support)  # type: ignore[return-value]
+    lo, hi = (float(s) / (2 * half) - quantizer.offset for s in est.support)
+    return lo, hi
 
 
 def _edge_image(plan: RemapPlan, edge: float) -> float:

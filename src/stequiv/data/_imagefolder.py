@@ -9,14 +9,19 @@ import copy
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
+from .._optional import require
 from ._idx import DataError
 from ._split import Batch, evenly_spaced
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageFolderDataset", "ImageFolderSplit"]
 
@@ -26,8 +31,16 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # RandomResizedCrop's defaults (Szegedy et al. 2015, "Going deeper with convolutions").
 _CROP_SCALE = (0.08, 1.0)
 _CROP_RATIO = (3 / 4, 4 / 3)
-# PIL's bilinear filter widens with the downscale factor, i.e. it antialiases like torchvision's.
-_BILINEAR = Image.Resampling.BILINEAR
+
+
+def _pil() -> ModuleType:
+    """``PIL.Image`` (Pillow, of the ``experiments`` extra), or the error naming that extra."""
+    return require("PIL.Image", "experiments", "reading image folders")
+
+
+def _bilinear() -> int:
+    """PIL's bilinear filter: it widens with the downscale factor (antialiases like torchvision's)."""
+    return _pil().Resampling.BILINEAR
 
 
 class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
@@ -65,6 +78,7 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
         image_size: int = 224,
         seed: int = 0,
     ) -> None:
+        _pil()  # without Pillow, stop here with the extra to install, before reading the folder
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
             raise DataError(f"`image_size` must be a positive int, got {image_size!r}")
         if not isinstance(seed, int) or seed < 0:
@@ -113,7 +127,7 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
                 generator = self._generator(index)
             image = _random_resized_crop(image, self.image_size, generator)
             if torch.rand((), generator=generator) < 0.5:
-                image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+                image = image.transpose(_pil().Transpose.FLIP_LEFT_RIGHT)
         else:
             image = _resize_centre_crop(image, self.image_size)
         pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
@@ -220,10 +234,11 @@ def _list_samples(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
 
 
 def _open_rgb(path: Path) -> Image.Image:
+    pil = _pil()
     try:
-        with Image.open(path) as image:
+        with pil.open(path) as image:
             return image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as err:
+    except (pil.UnidentifiedImageError, OSError) as err:
         raise DataError(f"cannot decode image {str(path)!r} ({err}); replace or delete it") from err
 
 
@@ -244,7 +259,7 @@ def _random_resized_crop(image: Image.Image, size: int, generator: torch.Generat
         if 0 < w <= width and 0 < h <= height:
             top = int(torch.randint(0, height - h + 1, (), generator=generator))
             left = int(torch.randint(0, width - w + 1, (), generator=generator))
-            return image.resize((size, size), _BILINEAR, box=(left, top, left + w, top + h))
+            return image.resize((size, size), _bilinear(), box=(left, top, left + w, top + h))
     if width / height < _CROP_RATIO[0]:
         w, h = width, round(width / _CROP_RATIO[0])
     elif width / height > _CROP_RATIO[1]:
@@ -252,7 +267,7 @@ def _random_resized_crop(image: Image.Image, size: int, generator: torch.Generat
     else:
         w, h = width, height
     top, left = (height - h) // 2, (width - w) // 2
-    return image.resize((size, size), _BILINEAR, box=(left, top, left + w, top + h))
+    return image.resize((size, size), _bilinear(), box=(left, top, left + w, top + h))
 
 
 def _resize_centre_crop(image: Image.Image, size: int) -> Image.Image:
@@ -264,7 +279,7 @@ def _resize_centre_crop(image: Image.Image, size: int) -> Image.Image:
     else:
         new_w, new_h = int(short * width / height), short
     left, top = round((new_w - size) / 2), round((new_h - size) / 2)
-    resized = image.resize((new_w, new_h), _BILINEAR)
+    resized = image.resize((new_w, new_h), _bilinear())
     return resized.crop((left, top, left + size, top + size))
 
 

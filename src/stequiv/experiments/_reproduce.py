@@ -18,12 +18,11 @@ from ..data import (
     load_text,
 )
 from ..models import LM_SIZES
-from ._config import IMAGE_FOLDER, ExperimentConfig
-from ._distributed import Dist, setup_distributed
-from ._pair import TrainData, run_group
-from ._preflight import check_compiles, check_estimator_dtype
-from ._protocol import ADAM_IS_BASELINE, PROTOCOL, PairSpec, pair_specs
-from ._runs import (
+from ._groups import train_groups
+from .config import ADAM_IS_BASELINE, IMAGE_FOLDER, PROTOCOL, ExperimentConfig, PairSpec, pair_specs
+from .engine import TrainData, check_compiles, check_estimator_dtype
+from .parallel import Dist, setup_distributed
+from .results import (
     config_diff,
     json_text,
     read_verified,
@@ -68,12 +67,23 @@ def load_data(config: ExperimentConfig) -> TrainData:
     return TrainData(train, val)
 
 
+def checked_data(config: ExperimentConfig, dist: Dist) -> TrainData:
+    """The data of ``config``, once the batch size, the estimators' float32 evaluation and (with
+    ``compile``) their tracing are checked: every refusal before anything is trained or written."""
+    data = load_data(config)
+    config.check_data(len(data.train), dist.world_size)
+    check_estimator_dtype(config, dist.device)
+    check_compiles(config)
+    return data
+
+
 def _claim_folder(out: Path, config: ExperimentConfig, dist: Dist) -> None:
     """Write ``config.json``, or check that the folder holds this very config (resume)."""
     path = out / "config.json"
     resolved = config.to_dict()
     if path.exists():
-        diff = config_diff(json.loads(path.read_text()), resolved)
+        # how many groups train at once changes no number: a resume may use another count
+        diff = [k for k in config_diff(json.loads(path.read_text()), resolved) if k != "processes"]
         if diff:
             raise ValueError(f"{out} already holds results of a different config (keys differ: "
                              f"{diff}); choose another --out folder or delete it")
@@ -124,10 +134,7 @@ def reproduce(config: ExperimentConfig, out_dir: str | Path, *, progress: bool =
         finally:
             dist.close()
     torch.use_deterministic_algorithms(True)
-    data = load_data(config)  # data and batch checked before the folder is claimed
-    config.check_data(len(data.train), dist.world_size)
-    check_estimator_dtype(config, dist.device)
-    check_compiles(config)
+    data = checked_data(config, dist)  # before the folder is claimed
     if config.parallel == "fsdp" and not dist.enabled and dist.is_main:
         print("note: `parallel` 'fsdp' in one process: nothing to shard, each net trains whole "
               "(start with `torchrun --nproc-per-node N` to shard the nets over N processes)",
@@ -135,9 +142,8 @@ def reproduce(config: ExperimentConfig, out_dir: str | Path, *, progress: bool =
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _claim_folder(out, config, dist)
-    for specs in group_specs(pair_specs(config)):
-        run_group(config, specs, data, [out / "runs" / s.run_id for s in specs], dist,
-                  progress=progress)
+    train_groups(config, group_specs(pair_specs(config)), data, out / "runs", dist,
+                 progress=progress)
     if dist.is_main and "adam" in config.optimizers:
         for name in config.experiments:
             if PROTOCOL[name].adam == "baseline":
@@ -145,7 +151,7 @@ def reproduce(config: ExperimentConfig, out_dir: str | Path, *, progress: bool =
     summary: dict = {}
     if dist.is_main:
         from ..plots import plot_estimators
-        from ._report import rebuild
+        from .results import rebuild
 
         plot_estimators(out / "figures", [config.estimator, "ste", "pwl"])
         summary = rebuild(out).summary

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._config import ExperimentConfig
+from .config import ExperimentConfig
 
 __all__ = ["overview", "reproduce_bits"]
 
@@ -46,9 +46,7 @@ def _loss(value: float) -> str:
 
 def overview(out_dir: str | Path, bits: Sequence[int]) -> str:
     """A Markdown table of every width's runs, and the Point A/B checks of each width."""
-    from ._report import point_checks, summary
-    from ._runs import find_run, load_runs
-    from ._tables import ebar_percent
+    from .results import ebar_percent, find_run, load_runs, point_checks, summary
 
     lines = ["| bits | optimizer | experiment | Ē | agreement | val loss (ppl) Q̂-net "
              "| val loss (ppl) partner |", "|---|---|---|---|---|---|---|"]

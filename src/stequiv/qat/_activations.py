@@ -144,8 +144,16 @@ class ActivationFakeQuant(nn.Module):
 
     Attributes:
         layer: the name of the layer whose input this quantizes (for error messages).
-        estimator, upper (= 2^b − 1), config.
+        estimator: the estimator of the activations' grid coordinate.
+        upper: the top level 2^b − 1.
+        config: the :class:`ActivationConfig` it was built from.
     """
+
+    # Registered in __init__ by range kind (buffers, or a Parameter for a learned Δ).
+    running: torch.Tensor
+    initialized: torch.Tensor
+    delta: torch.Tensor
+    zero_point: torch.Tensor
 
     def __init__(self, config: ActivationConfig, layer: str):
         super().__init__()

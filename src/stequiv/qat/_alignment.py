@@ -9,6 +9,7 @@ Agreement is the fraction of quantized weights with the same level in both model
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,7 @@ class Alignment:
                 "output_difference": self.output_difference}
 
 
-def _check_readers(model: nn.Module, latents: dict[str, torch.Tensor]) -> None:
+def _check_readers(model: nn.Module, latents: Mapping[str, torch.Tensor]) -> None:
     readers = raw_readers(model)
     for name, p in latents.items():
         if readers.get(id(p)):
@@ -91,6 +92,23 @@ def _output_difference(a: nn.Module, b: nn.Module, probe: Any) -> float:
     return float((out_a.double() - out_b.double()).abs().max())
 
 
+_GRID_FIELDS = ("lower", "upper", "offset", "shape", "axis", "group_size")
+
+
+def _check_same_grids(layers_a: dict[str, Any], layers_b: dict[str, Any]) -> None:
+    """Refuse two models whose layers quantize on different grids (bits, offset, axis, groups):
+    their agreement and Ē would compare levels of different quantizers. Estimators may differ
+    (a Q̂-net and its STE twin), and so may Δ (a learned step moves)."""
+    for name, fq_a in layers_a.items():
+        ra, rb = fq_a.get_extra_state(), layers_b[name].get_extra_state()
+        for key in _GRID_FIELDS:
+            if ra.get(key) != rb.get(key):
+                raise ValueError(
+                    f"alignment: layer {name!r} is quantized with {key}={ra.get(key)!r} in model_a "
+                    f"but {key}={rb.get(key)!r} in model_b; alignment compares a model with its "
+                    "twin (stequiv.to_ste), which keeps every layer's grid")
+
+
 @torch.no_grad()
 def alignment(model_a: nn.Module, model_b: nn.Module, *, remap: bool = True,
               probe: Any = None) -> Alignment:
@@ -110,6 +128,7 @@ def alignment(model_a: nn.Module, model_b: nn.Module, *, remap: bool = True,
     if list(layers_a) != list(layers_b):
         raise ValueError(f"alignment: the models' quantized layers differ: {list(layers_a)} vs "
                          f"{list(layers_b)}")
+    _check_same_grids(layers_a, layers_b)
     latents = {name: latent_weight(a, name) for name in layers_a}
     if remap:
         _check_readers(a, latents)

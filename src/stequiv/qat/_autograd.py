@@ -30,6 +30,10 @@ compiled agree) and rounded once to the weight's dtype.
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
+import sys
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -48,12 +52,57 @@ _NUMPY_DTYPES = (torch.float32, torch.float64)
 _HALF = (torch.float16, torch.bfloat16)
 _PROBE = (-3.0, -0.5, 0.0, 0.25, 0.5, 1.75)  # grid coordinates (or weights) to try a formula on
 
-# Dynamo traces array_api_compat's namespace lookup (pure functions of a class) through two
-# lru_cache wrappers and warns about each; the cache does not change the result, so tracing the
-# wrapped function is exact (torch does the same for einops). Older torch has no such warning.
-if hasattr(torch._dynamo.utils, "allow_lru_cache_wrapper_trace_without_warning"):
-    for _cached in (_array_api_helpers._cls_to_namespace, _array_api_helpers._issubclass_fast):
-        torch._dynamo.utils.allow_lru_cache_wrapper_trace_without_warning(_cached)
+
+
+def _prepare_dynamo() -> None:
+    """What ``torch.compile`` needs to know of this module, told to dynamo once it is loaded.
+
+    ``formula_of`` is a constant while tracing (dynamo calls it and keeps the answer). Dynamo traces
+    array_api_compat's namespace lookup (pure functions of a class) through two lru_cache wrappers
+    and warns about each; the cache does not change the result, so tracing the wrapped function is
+    exact (torch does the same for einops). Older torch has no such warning.
+    """
+    torch.compiler.assume_constant_result(formula_of)
+    utils = torch._dynamo.utils
+    if hasattr(utils, "allow_lru_cache_wrapper_trace_without_warning"):
+        for cached in (_array_api_helpers._cls_to_namespace, _array_api_helpers._issubclass_fast):
+            utils.allow_lru_cache_wrapper_trace_without_warning(cached)
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs ``callback`` right after module ``name`` is first imported, then steps aside.
+
+    torch._dynamo takes about a second to import and is needed only to compile: preparing it at
+    import time would make every user of the PyTorch layer pay for it, preparing it on first
+    compile would be too late (dynamo traces this module before any of its code runs eagerly).
+    """
+
+    def __init__(self, name: str, callback: Callable[[], None]) -> None:
+        self.name, self.callback = name, callback
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        loader, exec_module = spec.loader, spec.loader.exec_module
+
+        def exec_then_call(module: Any) -> None:
+            exec_module(module)
+            self.callback()
+
+        loader.exec_module = exec_then_call
+        return spec
+
+
+def _when_imported(name: str, callback: Callable[[], None]) -> None:
+    """``callback()`` now if module ``name`` is loaded, else right after its first import."""
+    if name in sys.modules:
+        callback()
+    else:
+        sys.meta_path.insert(0, _AfterImport(name, callback))
 
 
 def _accepts(estimator: Estimator, x: Any, kind: type) -> str | None:
@@ -70,7 +119,6 @@ def _accepts(estimator: Estimator, x: Any, kind: type) -> str | None:
 _FORMULAS: dict[Estimator, Formula] = {}
 
 
-@torch.compiler.assume_constant_result  # dynamo calls it while tracing and keeps the answer
 def formula_of(estimator: Estimator) -> Formula:
     """Which inputs ``estimator.derivative`` accepts (see the module docstring); probed once.
 
@@ -172,3 +220,6 @@ def fake_quantize(w: torch.Tensor, delta: torch.Tensor, inv_delta: torch.Tensor,
         lower, upper, offset: the quantizer's clip limits l, u and zero-point offset z.
     """
     return _FakeQuantize.apply(w, delta, inv_delta, estimator, lower, upper, offset)
+
+
+_when_imported("torch._dynamo", _prepare_dynamo)

@@ -22,6 +22,7 @@ another quantization too, naming the layer and the first difference.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import os
@@ -79,7 +80,33 @@ def _payload(path: Path) -> dict[str, Any]:
                          "plain state_dict use model.load_state_dict(torch.load(...))")
     if hashlib.sha256(data).hexdigest().encode() != header[len(_MAGIC):]:
         raise ValueError(f"{path}: sha256 mismatch, the file is corrupt or truncated; save it again")
-    return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    payload = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    if not (isinstance(payload, dict) and isinstance(payload.get("quantization"), dict)
+            and isinstance(payload.get("state_dict"), dict)):
+        found = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+        raise ValueError(f"{path}: the checkpoint's payload must be a dict with 'quantization' and "
+                         f"'state_dict' (as stequiv.save writes), found {found}; save it again with "
+                         "stequiv.save")
+    return payload
+
+
+def _check_state(path: Path, state: dict[str, Any], model: nn.Module) -> None:
+    """Refuse a state dict whose keys or tensor shapes differ from ``model``'s, before anything is
+    loaded (``load_state_dict`` copies every matching tensor before it reports the others)."""
+    ours = model.state_dict()
+    missing, unexpected = sorted(set(ours) - set(state)), sorted(set(state) - set(ours))
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit the model: missing keys {missing[:5]}"
+                         f"{' …' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
+                         f"{' …' if len(unexpected) > 5 else ''}; load it into a model of the "
+                         "architecture it was saved from. Nothing was loaded")
+    for key, value in state.items():
+        mine = ours[key]
+        if isinstance(value, torch.Tensor) and isinstance(mine, torch.Tensor) and (
+                value.shape != mine.shape):
+            raise ValueError(f"{path}: {key!r} has shape {tuple(value.shape)} in the checkpoint "
+                             f"but {tuple(mine.shape)} in the model; load it into a model of the "
+                             "architecture it was saved from. Nothing was loaded")
 
 
 def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
@@ -87,8 +114,8 @@ def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
 
     Raises:
         ValueError: the file is not a stequiv checkpoint or is corrupt, or ``model`` is quantized
-            differently (the message names the first differing layer and field). Nothing is loaded
-            then.
+            differently (the message names the first differing layer and field), or its state does
+            not fit ``model`` (keys or shapes). The model is unchanged then.
     """
     path = Path(path)
     payload = _payload(path)
@@ -99,7 +126,14 @@ def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
                   filter_fn=lambda module, name: kind_of(module) is not None)
     try:
         _check(recorded, _records(model))
-        model.load_state_dict(payload["state_dict"])
+        _check_state(path, payload["state_dict"], model)
+        before = {k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+                  for k, v in model.state_dict().items()}
+        try:
+            model.load_state_dict(payload["state_dict"])
+        except Exception:
+            model.load_state_dict(before)  # all or nothing
+            raise
     except Exception:
         if fresh:
             dequantize_(model)

@@ -37,6 +37,9 @@ class WeightFakeQuant(nn.Module):
             the core does.
     """
 
+    delta: torch.Tensor  # a registered buffer (a Parameter in LearnedStepFakeQuant)
+    inv_delta: torch.Tensor
+
     def __init__(self, estimator: Estimator, quantizer: UniformQuantizer, weight_shape: torch.Size,
                  *, layout: Layout | None = None):
         super().__init__()
@@ -77,11 +80,12 @@ class WeightFakeQuant(nn.Module):
         """The core quantizer of ``layout.view(w)`` (Δ read from the buffer).
 
         Per tensor and per channel that is the weight itself (a per-channel Δ along the layer's
-        output axis); per group it is the rows ``layout.rows(w)``, one Δ per row.
+        output axis); per group, or with batch (expert) axes, it is the rows ``layout.rows(w)``,
+        one Δ per row.
         """
         lay = self.layout
         d = self.delta.detach().to("cpu", torch.float64).flatten().numpy()
-        axis = 0 if lay.axis is None or lay.group_size is not None else lay.axis
+        axis = 0 if lay.axis is None or lay.rowwise else lay.axis
         return UniformQuantizer(delta=d if lay.axis is not None else float(d[0]),
                                 offset=self.offset, lower=self.lower, upper=self.upper,
                                 channel_axis=axis)

@@ -87,7 +87,7 @@ class LearnedStepFakeQuant(WeightFakeQuant):
         self.gradient_scale = lsq_gradient_scale(math.prod(layout.shape) // layout.num_rows, quantizer)
 
     @property
-    def inv_delta(self) -> torch.Tensor:  # type: ignore[override]
+    def inv_delta(self) -> torch.Tensor:
         """1/Δ in float64, as :class:`WeightFakeQuant` keeps it (no gradient)."""
         return 1.0 / self.delta.detach().double()
 

@@ -31,11 +31,16 @@ from torch import nn
 
 from ..core import remap, unremap
 from . import _optim
+from ._alignment import alignment
 from ._lsq import LearnedStepFakeQuant
 from ._maps import weight_map
 from ._quantize import latent_weight, quantized_layers
 
 __all__ = ["LearnedStepTwin", "learned_step_layers"]
+
+# A twin agrees with its Q̂-net on every level at conversion and on all but a few after (its
+# weights track to second order); an unrelated net of the same shape agrees on about half.
+MIN_AGREEMENT = 0.9
 
 
 def learned_step_layers(model: nn.Module) -> dict[str, LearnedStepFakeQuant]:
@@ -61,8 +66,9 @@ class LearnedStepTwin:
     Call :meth:`step` once after every optimizer step of both nets.
 
     Raises:
-        ValueError: the nets' learned layers differ, the twin's Δ is trained (not frozen), or the
-            optimizer does not train a latent weight of the twin.
+        ValueError: the nets' learned layers differ, the twin's Δ is trained (not frozen), the
+            optimizer does not train a latent weight of the twin, or the twin is not ``qnet``'s
+            (another Δ, or fewer than 90 % of the quantized weights on the same level).
     """
 
     def __init__(self, twin: nn.Module, optimizer: torch.optim.Optimizer, qnet: nn.Module):
@@ -85,6 +91,22 @@ class LearnedStepTwin:
                 raise ValueError(f"LearnedStepTwin: the optimizer does not train layer {name!r}'s "
                                  "latent weight; pass the twin's optimizer")
             self.pairs.append(_Pair(name, fq, latent, theirs[name]))
+        self._check_belongs(twin, qnet)
+
+    def _check_belongs(self, twin: nn.Module, qnet: nn.Module) -> None:
+        """The twin must be the Q̂-net's: on its Δ (as :meth:`step` keeps it) and, level for level,
+        on its quantized weights (exactly at :func:`~stequiv.qat.to_ste`, almost after that)."""
+        for p in self.pairs:
+            if not torch.equal(p.twin.delta, p.qnet.delta):
+                raise ValueError(f"LearnedStepTwin: layer {p.name!r} of the twin is on another Δ "
+                                 "than the Q̂-net's; pass the Q̂-net that the twin was converted "
+                                 "from (stequiv.to_ste(qnet, ...))")
+        agreement = alignment(qnet, twin, remap=False).agreement
+        if agreement < MIN_AGREEMENT:
+            raise ValueError(f"LearnedStepTwin: only {agreement:.1%} of the twin's quantized "
+                             f"weights agree with the Q̂-net's (a twin agrees on all of them at "
+                             f"conversion; below {MIN_AGREEMENT:.0%} it is another net); pass the "
+                             "Q̂-net that the twin was converted from")
 
     @torch.no_grad()
     def step(self) -> None:

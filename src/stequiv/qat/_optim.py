@@ -18,62 +18,115 @@ second moments like squared gradients: :math:`\tilde m = m/\hat Q'(w)`, :math:`\
 so :math:`\tilde m/\sqrt{\tilde v} = m/\sqrt v` and the next update agrees (exactly with ε = 0).
 Where Q̂′ = 0 (outside a vanishing estimator's range) the twin's PWL gradient is zero too and the
 moments are kept.
+
+**Which optimizers** have a twin, and the state table of each, is :mod:`._optim_families` (one
+rule per family, with the derivation: SGD, the Adam family and ε, RMSprop, Adagrad, Lion,
+schedule-free, Muon, Adafactor, Shampoo/SOAP); :func:`find_rule` recognises an optimizer's
+family and refuses those without a twin.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.optim import lr_scheduler as lrs
 
-__all__ = ["STATE_POWERS", "optimizer_kind"]
+from ._optim_families import BY_CLASS, RULES
+from ._optim_rules import OptimizerRule
 
-SGD_LIKE: tuple[type[torch.optim.Optimizer], ...] = (torch.optim.SGD,)
-ADAM_LIKE: tuple[type[torch.optim.Optimizer], ...] = (
-    torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.optim.Adagrad,
-    torch.optim.Adamax, torch.optim.NAdam, torch.optim.RAdam,
-)
-# How each per-parameter state tensor scales with the gradient: state ↦ state · s**power.
-STATE_POWERS: dict[str, int] = {
-    "momentum_buffer": 1, "exp_avg": 1, "exp_avg_sq": 2, "max_exp_avg_sq": 2, "exp_inf": 1,
-    "square_avg": 2, "grad_avg": 1, "sum": 2,
-}
-SCALAR_STATE = {"step", "mu_product"}
-# RMSprop's momentum buffer accumulates normalised steps g/(√v + ε): invariant to the scale.
-INVARIANT_STATE = {(torch.optim.RMSprop, "momentum_buffer")}
+__all__ = ["optimizer_kind", "optimizer_rule"]
+
 SUPPORTED_SCHEDULERS = (
     lrs.LambdaLR, lrs.MultiplicativeLR, lrs.StepLR, lrs.MultiStepLR, lrs.ConstantLR, lrs.LinearLR,
     lrs.ExponentialLR, lrs.CosineAnnealingLR, lrs.PolynomialLR, lrs.SequentialLR,
 )
 
 
-def optimizer_kind(opt: torch.optim.Optimizer) -> str:
-    """``"sgd"`` (non-adaptive: Table 1) or ``"adam"`` (adaptive: Table 2)."""
-    if isinstance(opt, SGD_LIKE):
-        return "sgd"
-    if isinstance(opt, ADAM_LIKE):
-        return "adam"
-    names = ", ".join(c.__name__ for c in SGD_LIKE + ADAM_LIKE)
-    raise ValueError(f"the twin does not know optimizer {type(opt).__name__}; supported: {names}")
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def check_weight_decay(opt: torch.optim.Optimizer, quantized: set[int]) -> None:
-    """Refuse weight decay on quantized weights where it breaks the correspondence."""
-    if isinstance(opt, torch.optim.AdamW):
-        return  # decoupled decay acts on identical weights in both nets (Table 2): exact
+def _unwrap_step(cls: type) -> Any:
+    step = getattr(cls, "step", None)
+    return inspect.unwrap(step) if callable(step) else step
+
+
+def find_rule(opt: torch.optim.Optimizer) -> OptimizerRule | None:
+    """The family of ``opt``, or None when its update rule is not one this module knows."""
+    for cls in type(opt).__mro__:
+        rule = BY_CLASS.get(_qualname(cls))
+        if rule is None:
+            continue
+        # unwrapped: torch wraps a class's step (profiling hook) when it is first instantiated
+        keeps_step = _unwrap_step(type(opt)) is _unwrap_step(cls)
+        has_keys = all(rule.group_keys <= g.keys() for g in opt.param_groups)
+        return rule if keeps_step and has_keys else None
+    return None
+
+
+def _unknown(opt: torch.optim.Optimizer) -> ValueError:
+    names = ", ".join(dict.fromkeys(c.rsplit(".", 1)[1] for r in RULES if r.has_twin
+                                    for c in r.classes))
+    return ValueError(
+        f"the twin does not know optimizer {type(opt).__name__}; supported: {names} (this is "
+        f"{_qualname(type(opt))}). An optimizer is recognised by its class and param-group keys; a "
+        "subclass that overrides step() is unknown (its update rule is not known, so no twin is "
+        "guessed)")
+
+
+def resolve(opt: torch.optim.Optimizer, quantized: set[int], approximate: bool) -> OptimizerRule:
+    """The rule for ``opt``; refuses (or, with ``approximate``, warns) where it has no twin."""
+    rule = find_rule(opt)
+    if rule is None:
+        raise _unknown(opt)
+    reasons = [] if rule.has_twin else [
+        f"{type(opt).__name__} ({rule.family}) has no exact STE twin: {rule.reason}"]
     for i, group in enumerate(opt.param_groups):
-        if group.get("weight_decay", 0) and any(id(p) in quantized for p in group["params"]):
-            raise ValueError(
-                f"param group {i} applies weight_decay={group['weight_decay']} to quantized "
-                f"weights under {type(opt).__name__}: coupled decay λw enters the gradient and is "
-                "not mapped by M (the twin would need λ·M⁻¹(w̃)/Q̂′), so the twins would diverge. "
-                "Put quantized weights in a group with weight_decay=0, or use AdamW (decoupled "
-                "decay is exact)"
-            )
+        if any(id(p) in quantized for p in group["params"]):
+            reasons += [r for check in rule.checks if (r := check(opt, i, group))]
+    if not reasons:
+        return rule
+    drift = f" Measured: {rule.measured}." if rule.measured else ""
+    message = " ".join(r if r.endswith(".") else f"{r}." for r in reasons) + drift
+    if not approximate or not rule.kind:
+        if not rule.kind:
+            raise ValueError(f"{message} No nearest twin is built for it")
+        raise ValueError(f"{message} Pass approximate=True to accept the nearest twin "
+                         f"({rule.rule}) and its first-order drift")
+    warnings.warn(f"approximate twin ({rule.rule}): {message}", UserWarning, stacklevel=4)
+    return rule
+
+
+def init_kwargs(opt: torch.optim.Optimizer, rule: OptimizerRule | None) -> dict[str, Any]:
+    """Constructor arguments kept as attributes (``init_attrs``), to rebuild an equal optimizer."""
+    if rule is None:
+        return {}
+    return {arg: getattr(opt, attr) for arg, attr in rule.init_attrs.items() if hasattr(opt, attr)}
+
+
+def optimizer_kind(opt: torch.optim.Optimizer, *, approximate: bool = False) -> str:
+    """``"sgd"`` (weights through M, α·η: Table 1) or ``"adam"`` (unchanged: Table 2).
+
+    The family is recognised by :func:`find_rule`; an optimizer
+    without an exact twin (Muon, Adafactor, Shampoo, ...) is refused with the reason, unless
+    ``approximate=True`` (then a warning names its first-order drift).
+    """
+    return resolve(opt, set(), approximate).kind
+
+
+def optimizer_rule(opt: torch.optim.Optimizer) -> OptimizerRule:
+    """The family rule of ``opt`` (twin rule, verdict, reason), whether or not it has a twin;
+    an unknown optimizer is an error."""
+    rule = find_rule(opt)
+    if rule is None:
+        resolve(opt, set(), approximate=False)  # raises, naming the supported ones
+    assert rule is not None
+    return rule
 
 
 def rebuild(opt: torch.optim.Optimizer, param_map: dict[int, torch.nn.Parameter],
@@ -96,7 +149,8 @@ def rebuild(opt: torch.optim.Optimizer, param_map: dict[int, torch.nn.Parameter]
             groups.append(new)
             origin.append((j, f))
     accepted = inspect.signature(type(opt).__init__).parameters
-    twin = type(opt)(groups, **{k: v for k, v in opt.defaults.items() if k in accepted and k != "params"})
+    kwargs = {k: v for k, v in opt.defaults.items() if k in accepted and k != "params"}
+    twin = type(opt)(groups, **kwargs, **init_kwargs(opt, find_rule(opt)))
     if hasattr(opt, "_opt_called"):
         twin._opt_called = opt._opt_called  # type: ignore[attr-defined]
     return twin, origin
@@ -104,22 +158,28 @@ def rebuild(opt: torch.optim.Optimizer, param_map: dict[int, torch.nn.Parameter]
 
 def _factor(opt: torch.optim.Optimizer, p: torch.Tensor, key: str, value: Any,
             s: torch.Tensor | None) -> torch.Tensor | None:
-    """The factor ``s**power`` for state ``key`` of parameter p, in the state's dtype, or None
-    where the state is unscaled (scalars, invariant state, no scale)."""
-    if (not torch.is_tensor(value) or key in SCALAR_STATE or s is None
-            or (type(opt), key) in INVARIANT_STATE or value.shape != p.shape):
+    """The factor ``s**power`` for state ``key`` of parameter p (the family's state table of
+    :mod:`._optim_families`), in the state's dtype, or None where the state is copied unscaled."""
+    if not torch.is_tensor(value) or s is None:
         return None
-    power = STATE_POWERS.get(key)
-    if power is None:
+    rule = find_rule(opt)
+    if rule is None or key not in rule.state:
+        known = sorted(rule.state) if rule else []
         raise ValueError(f"{type(opt).__name__} holds state {key!r} that the twin does not "
-                         f"know how to map; known: {sorted(STATE_POWERS)}")
+                         f"know how to map; known: {known}. Convert before the first step")
+    power = rule.state[key]
+    if power is None:
+        return None
+    if value.shape != p.shape:
+        raise ValueError(f"{type(opt).__name__}'s state {key!r} has shape {tuple(value.shape)}, "
+                         f"not the parameter's {tuple(p.shape)}: it cannot be scaled per weight")
     # s**power before the cast: in half precision s² can overflow where s does not
     return (s if power == 1 else s**power).to(value.dtype)
 
 
 def map_state(opt: torch.optim.Optimizer, twin: torch.optim.Optimizer,
               param_map: dict[int, torch.nn.Parameter],
-              scale: Callable[[torch.nn.Parameter], torch.Tensor | None]) -> None:
+              scale: Callable[[torch.Tensor], torch.Tensor | None]) -> None:
     """Copy per-parameter state into ``twin``, scaled by ``scale(p)**power`` (None: unscaled)."""
     for p, state in opt.state.items():
         s = scale(p)
@@ -154,7 +214,7 @@ def rebuild_scheduler(sched: lrs.LRScheduler, twin_opt: torch.optim.Optimizer,
             setattr(twin, attr, [old[j] * f for j, f in origin])
     if hasattr(sched, "lr_lambdas"):
         twin.lr_lambdas = [sched.lr_lambdas[j] for j, _ in origin]  # type: ignore[attr-defined]
-    if isinstance(sched, lrs.SequentialLR):
+    if isinstance(sched, lrs.SequentialLR) and isinstance(twin, lrs.SequentialLR):  # a copy of it
         twin._schedulers = [rebuild_scheduler(s, twin_opt, origin) for s in sched._schedulers]
     _track_step_calls(twin_opt)
     return twin
@@ -170,5 +230,5 @@ def _track_step_calls(opt: torch.optim.Optimizer) -> None:
         opt._opt_called = True  # type: ignore[attr-defined]
         return step(*args, **kwargs)
 
-    wrapper._wrapped_by_lr_sched = True  # type: ignore[attr-defined]
-    opt.step = wrapper  # type: ignore[method-assign]
+    wrapper._wrapped_by_lr_sched = True
+    opt.step = wrapper

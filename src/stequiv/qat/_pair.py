@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from ._alignment import Alignment, alignment
+from ._clip import clip_grad_norm_pair_
 from ._config import QuantConfig
 from ._lsq import LearnedStepFakeQuant
 from ._optim import optimizer_kind
@@ -107,10 +108,6 @@ def _scalar(loss: Any, which: str) -> torch.Tensor:
         raise FloatingPointError(f"the {which}'s loss is {loss.item()}: lower the learning rate "
                                  "or check the batch")
     return loss.reshape(())
-
-
-def _grads(model: nn.Module) -> list[torch.Tensor]:
-    return [p.grad for p in model.parameters() if p.grad is not None]
 
 
 class Pair:
@@ -189,13 +186,11 @@ class Pair:
     def _clip(self) -> None:
         if self.clip_grad_norm is None:
             return
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
-        if self.twin_clip == "own":
-            torch.nn.utils.clip_grad_norm_(self.twin.parameters(), self.clip_grad_norm)
+        if self.twin_clip == "shared":
+            clip_grad_norm_pair_(self.model, self.twin, self.clip_grad_norm)
             return
-        factor = torch.clamp(self.clip_grad_norm / (norm + 1e-6), max=1.0)  # as clip_grad_norm_
-        for g in _grads(self.twin):
-            g.mul_(factor.to(g.device, g.dtype))
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+        torch.nn.utils.clip_grad_norm_(self.twin.parameters(), self.clip_grad_norm)
 
     @torch.no_grad()
     def _update_ema(self) -> None:

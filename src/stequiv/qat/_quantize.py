@@ -8,6 +8,7 @@ layer before they change any: a call that fails leaves the model as it was.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +20,11 @@ from torch.nn.utils import parametrize
 from ._activations import ActivationConfig, quantize_activations_
 from ._config import QuantConfig
 from ._fake_quant import WeightFakeQuant
+from ._hf_guard import guard, unguard
 from ._layout import LayerKind, kind_of, supported_kinds
 from ._lsq import LearnedStepFakeQuant
+from ._report import left_float, log_report, record_fallbacks
+from ._rnn import make_copyable
 
 __all__ = ["default_filter", "dequantize_", "latent_weight", "quantize_", "quantized_layers",
            "raw_readers"]
@@ -102,12 +106,16 @@ def _plan_weight(name: str, module: nn.Module, param: str, kind: LayerKind,
                          "`filter_fn`/`config`")
     if parametrize.is_parametrized(module, param):
         raise ValueError(f"layer {name!r} is already quantized; call dequantize_ first")
-    layout = cfg.layout_for(tuple(weight.shape), kind.out_axis, where)
+    if weight.ndim <= kind.out_axis:
+        raise ValueError(f"{where} has shape {tuple(weight.shape)}, but its layer kind "
+                         f"{kind.name!r} reads output channels on axis {kind.out_axis}")
+    layout = cfg.layout_for(tuple(weight.shape), kind.out_axis, where, kind.batch_axes)
     if layout.axis is not None and getattr(module, "groups", 1) > 1 and kind.out_axis == 1:
         raise ValueError(f"{where}: a grouped transposed convolution stores out/groups channels "
                          "on axis 1, so per-channel Δ would be shared across groups; quantize it "
                          "per tensor")
-    fan_in = weight.numel() // weight.shape[kind.out_axis]
+    matrices = math.prod(weight.shape[:kind.batch_axes])
+    fan_in = weight.numel() // (matrices * weight.shape[kind.out_axis])
     q = cfg.quantizer_for(weight, layout, fan_in, where)
     if cfg.learn_step:
         return LearnedStepFakeQuant(cfg.est, q, layout, where=where, dtype=weight.dtype).to(weight.device)
@@ -147,6 +155,19 @@ def _select(model: nn.Module, config: ConfigSpec,
     return plans
 
 
+def _fallbacks(config: ConfigSpec, plans: list[_Plan]) -> dict[str, str]:
+    """The layers whose layout is not the grouped one their config asked for."""
+    out = {}
+    for plan in plans:
+        layout = plan.fq.layout
+        module = plan.module
+        cfg = _config_for(config, plan.name, target_layer(plan), module)
+        if cfg is not None and cfg.group_size is not None and layout.group_size is None:
+            out[plan.name] = (f"group_size {cfg.group_size} does not divide its input size; "
+                              f"{cfg.group_fallback}")
+    return out
+
+
 def _check_arguments(model: Any, config: Any, filter_fn: Any, activations: Any) -> None:
     """TypeErrors naming the argument, its value and the fix, before anything is changed."""
     if not isinstance(model, nn.Module):
@@ -164,7 +185,8 @@ def _check_arguments(model: Any, config: Any, filter_fn: Any, activations: Any) 
 
 def quantize_(model: nn.Module, config: ConfigSpec,
               filter_fn: Callable[[nn.Module, str], bool] | None = None, *,
-              activations: ActivationConfig | None = None) -> nn.Module:
+              activations: ActivationConfig | None = None, strict: bool = False,
+              log: bool = True) -> nn.Module:
     """Fake-quantize, in place, the weights of ``model``'s layers; returns ``model``.
 
     Args:
@@ -177,8 +199,15 @@ def quantize_(model: nn.Module, config: ConfigSpec,
         activations: if given, the inputs of the same layers are fake-quantized too
             (:func:`~stequiv.qat.quantize_activations_`).
 
+        strict: refuse the call if a weight of two or more dimensions (of at least 1,024
+            elements) would stay float (see :func:`~stequiv.qat.quantization_report`).
+        log: log the report (logger ``"stequiv"``: a warning when a weight is left float or
+            exact zeros move); ``False`` where layers are left float on purpose.
+
     A weight shared by several layers (tied embedding and head) is quantized once: every
-    selected layer reads the same Q(w).
+    selected layer reads the same Q(w). What was left float, layers that ``group_size`` did not
+    fit, and exact zeros on a grid without a zero level are logged (logger ``"stequiv"``) and
+    returned by :func:`~stequiv.qat.quantization_report`.
 
     Raises:
         ValueError: no layer was selected, a layer is already quantized, a mapping names an unknown
@@ -197,9 +226,23 @@ def quantize_(model: nn.Module, config: ConfigSpec,
             f"`config` (supported kinds: {supported_kinds()}); pass a filter_fn that selects the "
             "layers to quantize"
         )
+    for flag, value in (("strict", strict), ("log", log)):
+        if not isinstance(value, bool):
+            raise TypeError(f"`{flag}` must be True or False, got {value!r}")
+    if strict:
+        already = {id(latent_weight(model, n)) for n in quantized_layers(model)}
+        floating = left_float(model, already | {id(getattr(p.module, p.param)) for p in plans})
+        if floating:
+            raise ValueError(f"quantize_(strict=True): {len(floating)} weights would stay float: "
+                             + "; ".join(f"{k} ({v})" for k, v in list(floating.items())[:10])
+                             + ". Select them (filter_fn, config), or pass strict=False")
     for plan in plans:
         parametrize.register_parametrization(plan.module, plan.param, plan.fq, unsafe=True)
-    _guard_hugging_face_save(model)
+        make_copyable(plan.module)
+    record_fallbacks(model, _fallbacks(config, plans))
+    if log:
+        log_report(model)
+    guard(model)
     if activations is not None:
         chosen = {id(plan.module) for plan in plans}
         quantize_activations_(model, activations, lambda module, name: id(module) in chosen)
@@ -244,22 +287,7 @@ def latent_weight(model: nn.Module, name: str) -> nn.Parameter:
         raise ValueError(f"{name!r} is not a quantized weight of the model"
                          + (f"; did you mean {close}?" if close else ""))
     module, param, _ = found
-    return getattr(module.parametrizations, param).original  # type: ignore[union-attr]
-
-
-def _refuse_hugging_face_save(*args: Any, **kwargs: Any) -> None:
-    raise TypeError(
-        "model.save_pretrained of a model fake-quantized by stequiv would write the latent weights "
-        "under '...parametrizations.weight.original' (from_pretrained would drop them and "
-        "re-initialise); use sq.save_pretrained(model, directory), then from_pretrained and "
-        "sq.load(directory / 'stequiv.ckpt', model), or sq.dequantize_(model) first")
-
-
-def _guard_hugging_face_save(model: nn.Module) -> None:
-    """Shadow a Hugging Face model's ``save_pretrained`` by a clear refusal while it is quantized
-    (HF's own fails deep inside with an unrelated message); :func:`dequantize_` removes it."""
-    if callable(getattr(type(model), "save_pretrained", None)):
-        model.save_pretrained = _refuse_hugging_face_save  # type: ignore[method-assign]
+    return getattr(module.parametrizations, param).original
 
 
 def dequantize_(model: nn.Module, *, weights: str = "latent") -> nn.Module:
@@ -277,5 +305,5 @@ def dequantize_(model: nn.Module, *, weights: str = "latent") -> nn.Module:
         for module, param, _ in found.values():
             parametrize.remove_parametrizations(module, param,
                                                 leave_parametrized=weights == "quantized")
-    model.__dict__.pop("save_pretrained", None)
+    unguard(model)
     return model

@@ -135,7 +135,8 @@ class Conversion:
 
 
 def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer | None,
-                     scheduler: Scheduler | None, kind: str | None, latents: set[int]) -> str:
+                     scheduler: Scheduler | None, kind: str | None, latents: set[int],
+                     approximate: bool) -> str:
     if optimizer is None:
         if kind not in ("sgd", "adam"):
             raise ValueError("without an optimizer, give `optimizer_kind='sgd'` or 'adam'")
@@ -149,8 +150,7 @@ def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer | None,
     if foreign:
         raise ValueError(f"the optimizer holds {len(foreign)} parameter(s) that are not the "
                          "model's; pass the optimizer that trains this model")
-    _optim.check_weight_decay(optimizer, latents)
-    return _optim.optimizer_kind(optimizer)
+    return _optim.resolve(optimizer, latents, approximate).kind
 
 
 @torch.no_grad()
@@ -173,12 +173,14 @@ def _check_raw_readers(model: nn.Module, plans: dict[str, _LayerPlan],
 def _convert(model: nn.Module, optimizer: torch.optim.Optimizer | None,
              scheduler: Scheduler | None, kind: str | None,
              estimators: Callable[[str, WeightFakeQuant], Estimator], reverse: bool,
-             remap_weights: bool = True, scale_lr: bool = True) -> Conversion:
+             remap_weights: bool = True, scale_lr: bool = True,
+             approximate: bool = False) -> Conversion:
     layers = quantized_layers(model)
     if not layers:
         raise ValueError("the model has no quantized layer: call stequiv.quantize_(model, config) first")
     latents = {name: latent_weight(model, name) for name in layers}
-    kind = _check_optimizer(model, optimizer, scheduler, kind, {id(p) for p in latents.values()})
+    kind = _check_optimizer(model, optimizer, scheduler, kind, {id(p) for p in latents.values()},
+                            approximate)
     plans = {name: _plan_layer(name, fq, kind, estimators(name, fq), reverse)
              for name, fq in layers.items()}
     by_latent = {id(latents[n]): plans[n] for n in layers}
@@ -227,7 +229,8 @@ def _freeze_learned_steps(layers: dict[str, WeightFakeQuant], frozen: bool) -> N
 
 def to_ste(model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
            scheduler: Scheduler | None = None, *, optimizer_kind: str | None = None,
-           remap_weights: bool = True, scale_lr: bool = True) -> Conversion:
+           remap_weights: bool = True, scale_lr: bool = True,
+           approximate: bool = False) -> Conversion:
     """The STE twin of a Q̂-model, as a :class:`Conversion` (unpacks as ``twin, twin_opt``).
 
     Works at the start of training or in the middle of it (optimizer state is mapped, see
@@ -242,17 +245,26 @@ def to_ste(model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
 
     A learned Δ (``QuantConfig(learn_step=True)``) is copied and frozen in the twin: the twin must
     follow the Q̂-net's Δ, through :class:`~stequiv.qat.LearnedStepTwin` (docs/design.md).
+
+    The optimizer's family decides the twin (docs/optimizers.md): SGD, the Adam family, RMSprop,
+    Adagrad, Lion and schedule-free AdamW convert; Muon, Adafactor, Shampoo/SOAP, coupled weight
+    decay and RAdam's unrectified first steps have no twin and are refused with the reason and
+    the measured drift, unless ``approximate=True`` (the nearest twin, with a warning). Gradient
+    clipping and weight EMA happen outside the optimizer and are not seen here.
     """
     return _convert(model, optimizer, scheduler, optimizer_kind, lambda name, fq: fq.estimator,
-                    reverse=False, remap_weights=remap_weights, scale_lr=scale_lr)
+                    reverse=False, remap_weights=remap_weights, scale_lr=scale_lr,
+                    approximate=approximate)
 
 
 def from_ste(model: nn.Module, estimator: str | dict | Estimator,
              optimizer: torch.optim.Optimizer | None = None, scheduler: Scheduler | None = None,
-             *, optimizer_kind: str | None = None) -> Conversion:
+             *, optimizer_kind: str | None = None, approximate: bool = False) -> Conversion:
     """The Q̂-model that an STE model mirrors (weights M⁻¹, learning rates /α, state mapped back).
 
-    ``estimator`` is the Q̂ to use on every quantized layer (the inverse of :func:`to_ste`).
+    ``estimator`` is the Q̂ to use on every quantized layer (the inverse of :func:`to_ste`);
+    ``approximate`` as there.
     """
     est = get_estimator(estimator)
-    return _convert(model, optimizer, scheduler, optimizer_kind, lambda name, fq: est, reverse=True)
+    return _convert(model, optimizer, scheduler, optimizer_kind, lambda name, fq: est, reverse=True,
+                    approximate=approximate)

@@ -58,7 +58,7 @@ class HTGE(Estimator):
     def t_from_sharpness(cls, sharpness: float, bits: int) -> float:
         r"""t in bin units for a sharpness given in units of 1/max (the paper's "t set to 5.5
         times the maximum value from the weight distribution" on the symmetric grid):
-        :math:`t = 	ext{sharpness}\cdot\Delta/\max = 2\,	ext{sharpness}/(2^b - 1)`."""
+        :math:`t = \text{sharpness}\cdot\Delta/\max = 2\,\text{sharpness}/(2^b - 1)`."""
         s = positive_float("sharpness", sharpness)
         b = integer("bits", bits, minimum=1)
         return cls(t=2.0 * s / (2**b - 1)).t

@@ -1,0 +1,334 @@
+"""``stequiv study``: train the grid of a :class:`StudyConfig`, batched, resumably, then report.
+
+Folder layout (every file written atomically, so a stopped study is a valid, resumable folder)::
+
+    config.json          the resolved study config (a folder refuses another one)
+    cells/<cell_id>.json one row of study.csv per finished cell
+    study.csv            the rows so far (rewritten after every batch)
+    bound_check.json     Theorem 5.1/D.3/5.2 checked exactly (stequiv.theory)
+    figures/*.png, report.md
+
+Cells train in batches of ``nets_per_batch // 3`` cells (Q̂-net, twin, tweak each) with
+:class:`BatchedNets`; the batches are fixed by the config (cell order), so a resumed study trains
+each missing batch exactly as an uninterrupted one would. All nets of a dataset see the same seeded
+batches. With ``workers`` > 1 the batches are shared out to that many spawned processes (one
+thread each by default: on this 2-core machine two workers use both cores, which the single-threaded
+batched step cannot); the main process alone writes the folder, one batch at a time as each
+finishes, so a stopped study is still a valid, resumable folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from ... import qat
+from ...core import BinaryQuantizer, NoRemapError, UniformQuantizer, constants, get_estimator
+from ...data import Split, load_split
+from ..config import PairSpec
+from ..engine import build_partner, build_qnet, make_optimizer
+from ..results import atomic_write
+from ._batched import BatchedNets, NetState
+from ._study_config import Cell, StudyConfig
+
+__all__ = ["StudyData", "build_cell", "cell_batches", "index_stream", "load_study_data",
+           "report_study", "run_study", "train_lockstep", "train_sequential", "worker_pool"]
+
+NETS_PER_CELL = 3  # Q̂-net, STE twin, lr-tweak partner
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """The training split and ``eval_samples`` validation images, evenly spaced (as tensors)."""
+
+    train: Split
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+
+
+def load_study_data(config: StudyConfig, dataset: str) -> StudyData:
+    """``dataset``'s splits (``data_dir`` as for ``reproduce``)."""
+    train = load_split(dataset, "train", data_dir=config.data_dir)
+    val = load_split(dataset, "val", data_dir=config.data_dir)
+    if config.eval_samples < len(val):
+        val = val.subset(config.eval_samples)  # evenly spaced: every class keeps its share
+    x, y = val.batch(list(range(len(val))))
+    return StudyData(train, x, y)
+
+
+def index_stream(n: int, batch_size: int, seed: int, steps: int) -> Iterator[list[int]]:
+    """``steps`` batches of indices: a seeded permutation per epoch, last partial batch dropped."""
+    per_epoch = n // batch_size
+    if per_epoch == 0:
+        raise ValueError(f"`batch_size` {batch_size} exceeds the {n} training images")
+    for step in range(steps):
+        epoch, k = divmod(step, per_epoch)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        yield perm[k * batch_size:(k + 1) * batch_size].tolist()
+
+
+def build_cell(cell: Cell, config: StudyConfig, data: StudyData) -> list[NetState]:
+    """The Q̂-net (seeded), its STE twin and its lr-tweak partner, each with optimizer and schedule."""
+    cfg = cell.experiment_config(config)
+    a = build_qnet(cfg, data.train.in_channels, data.train.num_classes, torch.device("cpu"))
+    opt, sched = make_optimizer(cfg, cell.optimizer, a, 1.0, config.steps)
+    twin = build_partner(cfg, PairSpec("twin", cell.optimizer, "baseline"), a, opt, sched)
+    tweak = build_partner(cfg, PairSpec("tweak", cell.optimizer, "lr-tweak", partner="lr-tweak"),
+                          a, opt, sched)
+    return [NetState(a, opt, sched), NetState(*twin), NetState(*tweak)]
+
+
+def cell_batches(config: StudyConfig) -> list[list[Cell]]:
+    """The cells grouped into training batches (same model and dataset, ≤ ``nets_per_batch``
+    nets), in the grid's order of their first cell."""
+    per = max(1, config.nets_per_batch // NETS_PER_CELL)
+    cells = config.cells()
+    groups: dict[tuple[str, str], list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault((cell.model, cell.dataset), []).append(cell)
+    out = [group[i:i + per] for group in groups.values() for i in range(0, len(group), per)]
+    first = {cell.cell_id: k for k, cell in enumerate(cells)}
+    return sorted(out, key=lambda batch: first[batch[0].cell_id])
+
+
+def _finite(net: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in net.parameters())
+
+
+def _pair_metrics(a: torch.nn.Module, b: torch.nn.Module, remap: bool) -> tuple[float, float]:
+    """(Ē, agreement); NaN when a net diverged or M(w) is infinite (a weight went so far out that
+    Q̂′ underflows to 0 there: the pair's alignment is undefined, and Point A counts as failed)."""
+    if not (_finite(a) and _finite(b)):
+        return math.nan, math.nan
+    try:
+        al = qat.alignment(a, b, remap=remap)
+    except NoRemapError:
+        return math.nan, math.nan
+    return al.ebar, al.agreement
+
+
+def cell_row(cell: Cell, config: StudyConfig, states: Sequence[NetState],
+             scores: Sequence[dict[str, float]], train_loss: Sequence[float]) -> dict[str, Any]:
+    """One row of study.csv from a trained cell."""
+    a, twin, tweak = (s.net for s in states)
+    e_twin, g_twin = _pair_metrics(a, twin, remap=cell.optimizer == "sgd")
+    e_tweak, g_tweak = _pair_metrics(a, tweak, remap=False)
+    params = {k: v for k, v in cell.experiment_config(config).estimator_spec().items() if k != "name"}
+    row: dict[str, Any] = {
+        "estimator": cell.label, "params": json.dumps(params, sort_keys=True), "bits": cell.bits,
+        "optimizer": cell.optimizer, "lr": cell.lr, "model": cell.model, "dataset": cell.dataset,
+        "ebar_twin": e_twin, "ebar_tweak": e_tweak, "agreement_twin": g_twin,
+        "agreement_tweak": g_tweak, "coefficient": _coefficient(cell, config), "steps": config.steps}
+    for tag, score, loss in zip(("q", "twin", "tweak"), scores, train_loss, strict=True):
+        row.update({f"train_loss_{tag}": loss, f"val_loss_{tag}": score["loss"],
+                    f"val_acc_{tag}": score["acc"]})
+    return row
+
+
+def _coefficient(cell: Cell, config: StudyConfig) -> float:
+    est = get_estimator(cell.experiment_config(config).estimator_spec())
+    grid = BinaryQuantizer() if est.kind == "binary" else UniformQuantizer.symmetric(cell.bits, 1.0)
+    try:
+        return float(constants(est, grid).coefficient)
+    except ValueError:  # L₋ ≤ 0: Assumption 5.1.1 fails
+        return math.nan
+
+
+def _train_batch(cells: Sequence[Cell], config: StudyConfig, data: StudyData) -> list[dict[str, Any]]:
+    states = [s for cell in cells for s in build_cell(cell, config, data)]
+    nets = BatchedNets(states)
+    tail = max(1, config.steps // 10)
+    loss_sum = torch.zeros(len(states), dtype=torch.float64)
+    for step, idx in enumerate(index_stream(len(data.train), config.batch_size, config.seed, config.steps)):
+        x, y = data.train.batch(idx)
+        losses = nets.train_step(x, y)
+        if step >= config.steps - tail:
+            loss_sum += losses.double()
+    scores = nets.evaluate(zip(data.val_x.split(250), data.val_y.split(250), strict=True))
+    train_loss = (loss_sum / tail).tolist()
+    return [cell_row(cell, config, states[3 * k:3 * k + 3], scores[3 * k:3 * k + 3],
+                     train_loss[3 * k:3 * k + 3]) for k, cell in enumerate(cells)]
+
+
+
+def train_lockstep(states: Sequence[NetState], config: StudyConfig, data: StudyData) -> None:
+    """Train ``states`` side by side, each net one step on every batch of the study's stream."""
+    for idx in index_stream(len(data.train), config.batch_size, config.seed, config.steps):
+        x, y = data.train.batch(idx)
+        for s in states:
+            s.optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(s.net(x), y).backward()
+            s.optimizer.step()
+            s.schedule.step()
+
+def train_sequential(cells: Sequence[Cell], config: StudyConfig, data: StudyData) -> list[list[NetState]]:
+    """The same cells as pairs one after another, the one-net way (module forward, autograd
+    Function backward): (Q̂, twin), then (Q̂, tweak) with a fresh Q̂-net. The reference for tests
+    and benchmarks; returns each cell's [Q̂, twin, tweak] (the Q̂-net of the first pair)."""
+    out = []
+    for cell in cells:
+        first = build_cell(cell, config, data)
+        second = build_cell(cell, config, data)
+        for pair in ((first[0], first[1]), (second[0], second[2])):
+            train_lockstep(pair, config, data)
+        out.append([first[0], first[1], second[2]])
+    return out
+
+
+def calibrate(config: StudyConfig, data: StudyData, steps: int = 2) -> float:
+    """Seconds per net-step of a full training batch (throwaway nets; nothing is written)."""
+    cells = cell_batches(config)[0]
+    nets = BatchedNets([s for c in cells for s in build_cell(c, config, data)])
+    stream = index_stream(len(data.train), config.batch_size, config.seed, steps + 1)
+    nets.train_step(*data.train.batch(next(stream)))  # warm-up
+    started = time.perf_counter()
+    for idx in stream:
+        nets.train_step(*data.train.batch(idx))
+    return (time.perf_counter() - started) / (steps * len(nets.states))
+
+
+def _claim(out: Path, config: StudyConfig) -> None:
+    path = out / "config.json"
+    ours = config.to_dict()
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved != ours:
+            keys = sorted(k for k in set(saved) | set(ours) if saved.get(k) != ours.get(k))
+            raise ValueError(f"{out} holds a study of another config (keys differ: {keys}); "
+                             "choose another --out folder or delete it")
+    else:
+        atomic_write(path, json.dumps(ours, indent=2))
+
+
+def report_study(config: StudyConfig, out_dir: str | Path) -> dict[str, Any]:
+    """study.csv, figures and report.md of the cells finished so far in ``out_dir`` (no
+    training): a stopped study is reported as it stands, and can be resumed later."""
+    from ._study_report import read_rows, write_study_outputs
+
+    out = Path(out_dir)
+    if not (out / "config.json").exists():
+        raise ValueError(f"{out} holds no study (no config.json); run `stequiv study` into it first")
+    _claim(out, config)
+    return write_study_outputs(out, config, read_rows(out, config))
+
+
+def _check_budget(todo: list[list[Cell]], config: StudyConfig, max_minutes: float,
+                  seconds_per_net_step: float, workers: int) -> None:
+    nets = sum(len(b) for b in todo) * NETS_PER_CELL
+    need = nets * config.steps * seconds_per_net_step / 60.0 / workers
+    if need > max_minutes:
+        raise ValueError(
+            f"--max-minutes {max_minutes:g} is too small for the grid: {sum(len(b) for b in todo)} "
+            f"cells left ({nets} nets × {config.steps} steps at {seconds_per_net_step * 1e3:.0f} ms "
+            f"per net-step, measured now, on {workers} worker(s)) need about {need:.1f} minutes; "
+            "raise --max-minutes, or shrink the grid (fewer `lrs`, `estimators`, `bits`, "
+            "`datasets`) or `steps`")
+
+
+def run_study(config: StudyConfig, out_dir: str | Path, *, max_minutes: float | None = None,
+              progress: bool = True, workers: int = 1) -> dict[str, Any]:
+    """Train (or resume) every cell of ``config`` into ``out_dir``, then write the report.
+
+    ``workers`` > 1 trains that many batches at once in worker processes (each with
+    ``config.threads`` threads); every batch is trained exactly as in one process, so the rows do
+    not depend on ``workers`` (tests/test_study.py), and a resumed study may use another count.
+    Workers are spawned: they know the estimators that importing stequiv registers (the catalogue
+    and ``study_cosine``), not ones a program registered at run time — use ``workers=1`` for those."""
+    if max_minutes is not None and not max_minutes > 0:
+        raise ValueError(f"--max-minutes must be > 0, got {max_minutes}")
+    if not (isinstance(workers, int) and workers >= 1):
+        raise ValueError(f"--workers must be an integer ≥ 1, got {workers!r}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        return _run(config, Path(out_dir), max_minutes, progress, workers)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(config: StudyConfig, out: Path, max_minutes: float | None, progress: bool,
+         workers: int) -> dict[str, Any]:
+    from ._study_report import read_rows, write_study_csv, write_study_outputs
+
+    torch.use_deterministic_algorithms(True)
+    out.mkdir(parents=True, exist_ok=True)
+    _claim(out, config)
+    todo = [(k, b) for k, b in enumerate(cell_batches(config))
+            if not all((out / "cells" / f"{c.cell_id}.json").exists() for c in b)]
+    if max_minutes is not None and todo:
+        first = todo[0][1][0]
+        _check_budget([b for _, b in todo], config, max_minutes,
+                      calibrate(config, load_study_data(config, first.dataset)), workers)
+    batches = _in_workers(todo, config, workers) if workers > 1 else _in_process(todo, config)
+    for n, (cells, rows, seconds) in enumerate(batches):
+        for cell, row in zip(cells, rows, strict=True):
+            row["seconds"] = seconds / len(cells)
+            atomic_write(out / "cells" / f"{cell.cell_id}.json", json.dumps(row, indent=2))
+        write_study_csv(out, config)
+        if progress:
+            print(f"[study] batch {n + 1}/{len(todo)}: {len(cells)} cells in {seconds:.0f} s", flush=True)
+    return write_study_outputs(out, config, read_rows(out, config))
+
+
+_Done = tuple[list[Cell], list[dict[str, Any]], float]
+
+
+def _timed(cells: list[Cell], config: StudyConfig, data: StudyData) -> _Done:
+    started = time.perf_counter()
+    rows = _train_batch(cells, config, data)
+    return cells, rows, time.perf_counter() - started
+
+
+def _in_process(todo: list[tuple[int, list[Cell]]], config: StudyConfig) -> Iterator[_Done]:
+    data: dict[str, StudyData] = {}
+    for _, cells in todo:
+        dataset = cells[0].dataset
+        data[dataset] = data.get(dataset) or load_study_data(config, dataset)
+        yield _timed(cells, config, data[dataset])
+
+
+# One worker process's data, loaded on its first batch of each dataset (the config is fixed).
+_WORKER_DATA: dict[str, StudyData] = {}
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+
+
+def _worker_batch(config: dict[str, Any], index: int) -> _Done:
+    """Batch ``index`` of ``cell_batches`` trained in a worker process."""
+    study = StudyConfig.from_dict(config)
+    cells = cell_batches(study)[index]
+    dataset = cells[0].dataset
+    if dataset not in _WORKER_DATA:
+        _WORKER_DATA[dataset] = load_study_data(study, dataset)
+    return _timed(cells, study, _WORKER_DATA[dataset])
+
+
+def worker_pool(config: StudyConfig, workers: int) -> ProcessPoolExecutor:
+    """``workers`` fresh (spawned) processes with ``config.threads`` threads each and torch's
+    deterministic algorithms, as the main process trains."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init, initargs=(config.threads,))
+
+
+def _in_workers(todo: list[tuple[int, list[Cell]]], config: StudyConfig,
+                workers: int) -> Iterator[_Done]:
+    pool = worker_pool(config, workers)
+    try:
+        futures = [pool.submit(_worker_batch, config.to_dict(), k) for k, _ in todo]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:  # a stop or an error: drop the batches not started, leave the folder as it is
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,190 @@
+r"""study.csv, bound_check.json, figures and report.md of a study folder, from its saved rows.
+
+Definitions used in the report:
+
+* **Point A holds at η** for a (dataset, estimator, bits, optimizer) series when
+  :math:`\bar E_{twin} \le \bar E_{tweak}`: the Q̂-net and its twin are as close as the Q̂-net and
+  its 1 % lr-tweak partner (Section 6's reading of "train in almost exactly the same way").
+* **η\*** (breakdown) is the smallest η of the series at which Point A fails; a series where it
+  never fails is *censored* (η\* > the largest η tried). NaN (diverged) counts as failing.
+* **slope**: the least-squares slope of log Ē against log η over the series' finite, positive
+  values. Over a fixed number of steps T, Eq. 6's convexity term adds O(η²) per step, so the
+  twin's Ē grows like T·η² (slope 2) where that term dominates (the gradient-error term, driven
+  by earlier misalignment, can add more); the lr-tweak partner's nets drift apart by about
+  0.01·η per step (slope 1). Their ratio then grows like η, and crosses 1 near
+  η ≈ 0.01/(coefficient·L₊·|∇f|) (per-step terms compared): Appendix H's coefficient predicts
+  η* ∝ 1/coefficient.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..results import atomic_write
+from ._study_config import StudyConfig
+
+__all__ = ["breakdowns", "read_rows", "write_study_csv", "write_study_outputs"]
+
+COLUMNS = ("estimator", "params", "bits", "optimizer", "lr", "model", "dataset", "ebar_twin",
+           "ebar_tweak", "agreement_twin", "agreement_tweak", "coefficient", "steps",
+           "train_loss_q", "train_loss_twin", "train_loss_tweak", "val_loss_q", "val_loss_twin",
+           "val_loss_tweak", "val_acc_q", "val_acc_twin", "val_acc_tweak", "seconds")
+
+
+def read_rows(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
+    """The finished cells' rows, in grid order."""
+    rows = []
+    for cell in config.cells():
+        path = out / "cells" / f"{cell.cell_id}.json"
+        if path.exists():
+            rows.append(json.loads(path.read_text()))
+    return rows
+
+
+def write_study_csv(out: Path, config: StudyConfig) -> Path:
+    """study.csv of the rows so far (atomically)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in read_rows(out, config):
+        writer.writerow(row)
+    atomic_write(out / "study.csv", buf.getvalue())
+    return out / "study.csv"
+
+
+def _series(rows: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["model"], r["dataset"], r["estimator"], r["bits"], r["optimizer"])].append(r)
+    return {k: sorted(v, key=lambda r: r["lr"]) for k, v in groups.items()}
+
+
+def _holds(r: dict[str, Any]) -> bool:
+    return bool(r["ebar_twin"] <= r["ebar_tweak"])  # NaN compares False: fails
+
+
+def _slope(rows: list[dict[str, Any]], key: str) -> float:
+    pts = [(math.log(r["lr"]), math.log(r[key])) for r in rows
+           if isinstance(r[key], float) and math.isfinite(r[key]) and r[key] > 0]
+    if len(pts) < 2:
+        return math.nan
+    x, y = np.array(pts).T
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def breakdowns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per series: η*, whether censored, the coefficient, slopes (module docstring)."""
+    out = []
+    for (model, dataset, est, bits, opt), series in _series(rows).items():
+        failing = [r["lr"] for r in series if not _holds(r)]
+        held = [r for r in series if _holds(r)]
+        out.append({"model": model, "dataset": dataset, "estimator": est, "bits": bits, "optimizer": opt,
+                    "eta_star": failing[0] if failing else None,
+                    "max_lr": series[-1]["lr"], "coefficient": series[0]["coefficient"],
+                    "held_below_eta_star": all(_holds(r) for r in series
+                                               if not failing or r["lr"] < failing[0]),
+                    "slope_twin": _slope(series, "ebar_twin"),
+                    "slope_tweak": _slope(series, "ebar_tweak"),
+                    "slope_twin_where_A_holds": _slope(held, "ebar_twin"),
+                    "agreement_twin_at_min_lr": series[0]["agreement_twin"],
+                    "points": len(series)})
+    return out
+
+
+def _figures(out: Path, rows: list[dict[str, Any]], table: list[dict[str, Any]]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig_dir = out / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    series = _series(rows)
+    panels = sorted({(k[2], k[3]) for k in series})
+    cols = min(4, len(panels)) or 1
+    nrows = math.ceil(len(panels) / cols) or 1
+    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3.2 * nrows), squeeze=False)
+    for ax, (est, bits) in zip(axes.flat, panels, strict=False):
+        for (model, dataset, e, b, opt), s in series.items():
+            if (e, b) == (est, bits):
+                ratio = [r["ebar_twin"] / r["ebar_tweak"] if r["ebar_tweak"] else math.nan for r in s]
+                ax.loglog([r["lr"] for r in s], ratio, "o-", label=f"{opt} {model} {dataset}")
+        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+        ax.set(title=f"{est} {bits}-bit", xlabel="η", ylabel="Ē_twin / Ē_tweak")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(fig_dir / "ebar_ratio_vs_lr.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for opt, marker in (("sgd", "o"), ("adam", "s")):
+        pts = [(t["coefficient"], t["eta_star"] or t["max_lr"], t["eta_star"] is None)
+               for t in table if t["optimizer"] == opt and math.isfinite(t["coefficient"])
+               and t["coefficient"] > 0]
+        for censored in (False, True):
+            sel = [(c, e) for c, e, cen in pts if cen == censored]
+            if sel:
+                c, e = zip(*sel, strict=True)
+                ax.scatter(c, e, marker="^" if censored else marker, facecolors="none" if censored else None,
+                           label=f"{opt}{' (η* > max η)' if censored else ''}")
+    ax.set(xscale="log", yscale="log", xlabel="Appendix H coefficient L′L₊/(2L₋²) (Δ = 1)",
+           ylabel="breakdown η*")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(fig_dir / "eta_star_vs_coefficient.png", dpi=110)
+    plt.close(fig)
+    return ["figures/ebar_ratio_vs_lr.png", "figures/eta_star_vs_coefficient.png"]
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.3g}"
+    return str(x)
+
+
+def _report(config: StudyConfig, rows: list[dict[str, Any]], table: list[dict[str, Any]],
+            bound: dict[str, Any], figures: list[str]) -> str:
+    cols = ("model", "dataset", "estimator", "bits", "optimizer", "coefficient", "eta_star", "max_lr",
+            "slope_twin", "slope_tweak", "slope_twin_where_A_holds", "agreement_twin_at_min_lr")
+    lines = [f"# stequiv study: {len(rows)} of {len(config.cells())} cells", "",
+             f"{', '.join(config.models)}; {config.steps} steps of batch {config.batch_size}, "
+             f"lr-tweak × {config.lr_tweak}; "
+             "Point A holds at η when Ē_twin ≤ Ē_tweak; η* is the smallest η where it fails "
+             "(— : it held at every η tried).", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(t[c]) for c in cols) + " |" for t in table]
+    lines += ["", f"Theorem check (bound_check.json): {bound['checks']} checks, "
+              f"{bound['violations']} violations, smallest tightness {bound['tightness_min']:.3g}.",
+              ""]
+    lines += [f"![{f}]({f})" for f in figures]
+    return "\n".join(lines) + "\n"
+
+
+def write_study_outputs(out: Path, config: StudyConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """study.csv, bound_check.json (computed once), figures, report.md; returns the summary."""
+    from ...theory import bound_check
+
+    write_study_csv(out, config)
+    bound_path = out / "bound_check.json"
+    if not bound_path.exists():
+        atomic_write(bound_path, json.dumps(bound_check(), indent=2))
+    bound = json.loads(bound_path.read_text())
+    table = breakdowns(rows)
+    figures = _figures(out, rows, table) if rows else []
+    atomic_write(out / "report.md", _report(config, rows, table, bound, figures))
+    summary = {"cells": len(rows), "of": len(config.cells()), "breakdowns": table,
+               "bound_check": {k: bound[k] for k in ("checks", "violations", "tightness_min")}}
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2))
+    return summary
