@@ -43,6 +43,7 @@ _TORCH_NAMES = [
     "QuantizationReport", "quantization_report", "LayerKind", "register_layer_kind",
     "unregister_layer_kind", "registered_kinds", "convert_", "from_integer", "integer_layers",
     "optimizer_rule", "OptimizerRule", "clip_grad_norm_pair_",
+    "Pair", "PairStep",
 ]
 # deployment (stequiv.export; its formats' packages are the `export` extra, imported on use)
 _EXPORT_NAMES = ["export", "export_formats", "load_integer", "to_torchao_"]

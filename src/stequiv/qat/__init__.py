@@ -29,6 +29,8 @@ from ._lsq_twin import learned_step_layers as learned_step_layers
 from ._optim import optimizer_kind as optimizer_kind
 from ._optim import optimizer_rule as optimizer_rule
 from ._optim_rules import OptimizerRule as OptimizerRule
+from ._pair import Pair as Pair
+from ._pair import PairStep as PairStep
 from ._quantize import default_filter as default_filter
 from ._quantize import dequantize_ as dequantize_
 from ._quantize import latent_weight as latent_weight
@@ -56,6 +58,8 @@ __all__ = [
     "LearnedStepFakeQuant",
     "LearnedStepTwin",
     "OptimizerRule",
+    "Pair",
+    "PairStep",
     "QuantConfig",
     "QuantizationReport",
     "ScheduledEstimator",
