@@ -14,7 +14,7 @@ __all__ = ["recovery_command"]
 
 @click.command("recovery")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="recovery-quick",
-              show_default=True, help="recovery-quick: bits 4 and 2, ~10 min on 2 cores; "
+              show_default=True, help="recovery-quick: bits 4 and 2, short fine-tuning; "
                                       "recovery: bits 8, 4, 3 and 2, longer fine-tuning.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Run folder: summary.json, report.md, recovery.png.")
