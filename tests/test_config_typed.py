@@ -138,3 +138,21 @@ def test_load_applies_a_preset_under_the_file(tmp_path: Path):
     path.write_text("epochs: 2\n")
     config = ExperimentConfig.load(path, "quick", bits=3)
     assert (config.epochs, config.eval_every, config.bits) == (2, 20, 3)
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("010", 10), ("1_0", "1_0"), ("0x10", 16), ("0o10", 8), ("on", "on"), ("yes", "yes"),
+    ("TRUE", True), ("~", None), (".inf", float("inf")), ("1e-3", 1e-3), ("3.", 3.0),
+    ("2024-01-01", "2024-01-01"), ("1:30", "1:30")])
+def test_yaml_reads_numbers_and_booleans_as_yaml_1_2(text, value):
+    """YAML 1.1 read `010` as 8, `1_0` as 10, `on` as true and a date as a date."""
+    assert parse_assignment(f"epochs={text}") == ("epochs", value)
+
+
+def test_a_yaml_1_1_octal_is_ten_in_a_file(tmp_path: Path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("epochs: 010\n")
+    assert ExperimentConfig.load(path).epochs == 10
+    path.write_text("epochs: 1_0\n")
+    with pytest.raises(ConfigError, match="epochs"):
+        ExperimentConfig.load(path)

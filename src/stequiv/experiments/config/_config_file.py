@@ -1,7 +1,8 @@
 """Reading config values from YAML/JSON files and ``KEY=VALUE`` strings, with errors that say where.
 
-YAML is read as YAML 1.2 reads numbers: ``1e-3`` is a float (PyYAML's YAML 1.1 rules would make it
-the string ``'1e-3'``). A key given twice in one mapping is an error (YAML and JSON would silently
+YAML is read with YAML 1.2's core schema, which the docs promise: ``1e-3`` is a float, ``010`` is
+ten and ``1_0`` is a string, ``yes``/``on`` are strings and only ``true``/``false`` are booleans
+(PyYAML's YAML 1.1 rules make ``1e-3`` a string, ``010`` eight, ``1_0`` ten and ``on`` true). A key given twice in one mapping is an error (YAML and JSON would silently
 keep the last one). Malformed text is an error naming the file (or the ``--set`` item), the line
 and the column.
 """
@@ -19,8 +20,18 @@ from ._config_types import ConfigError
 
 __all__ = ["parse_assignment", "read_config_file"]
 
-# YAML 1.2's exponent floats without a dot ("1e-3", "5E+2"), missing from YAML 1.1's rule.
-_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9_]+)[eE][-+]?[0-9]+$")
+# YAML 1.2 core schema (yaml.org/spec/1.2.2, 10.3.2): the plain scalars that are not strings
+_CORE = {
+    "tag:yaml.org,2002:null": r"^(?:~|null|Null|NULL|)$",
+    "tag:yaml.org,2002:bool": r"^(?:true|True|TRUE|false|False|FALSE)$",
+    "tag:yaml.org,2002:int": r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$",
+    "tag:yaml.org,2002:float": (r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                                r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+}
+_FIRST = {"tag:yaml.org,2002:null": ["~", "n", "N", ""],
+          "tag:yaml.org,2002:bool": list("tTfF"),
+          "tag:yaml.org,2002:int": list("-+0123456789"),
+          "tag:yaml.org,2002:float": list("-+0123456789.")}
 
 
 class _Loader(yaml.SafeLoader):
@@ -40,7 +51,24 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:  # type: ignore[override]
+        """Decimal (leading zeros allowed), ``0o`` octal or ``0x`` hexadecimal."""
+        text = str(self.construct_scalar(node))
+        base = {"0o": 8, "0x": 16}.get(text[:2], 10)
+        return int(text[2:] if base != 10 else text, base)
+
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:  # type: ignore[override]
+        text = str(self.construct_scalar(node)).lower()
+        return float(text.replace(".inf", "inf").replace(".nan", "nan"))
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _CORE and not tag.endswith(":timestamp")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _tag, _pattern in _CORE.items():
+    _Loader.add_implicit_resolver(_tag, re.compile(_pattern), _FIRST[_tag])
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _Loader.construct_yaml_float)
 
 
 def _at(mark: yaml.Mark | None, lead: str = ",") -> str:
