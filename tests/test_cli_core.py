@@ -66,3 +66,13 @@ def test_every_option_of_every_command_has_help():
     assert not missing, f"options without help text: {missing}"
     assert not [o for o in main.params if isinstance(o, click.Option) and not o.help]
     assert {"estimators", "alpha", "plot-estimators", "reproduce", "report", "study"} <= set(main.commands)
+
+
+def test_alpha_of_a_binary_estimator_on_more_bits_is_refused():
+    """`stequiv alpha ede --bits 2` printed the binary quantizer's numbers as if for 2 bits."""
+    runner = CliRunner()
+    result = runner.invoke(main, ["alpha", "ede", "--bits", "2"])
+    assert result.exit_code == 2 and "is a binary estimator" in result.output
+    assert "give --bits 1" in result.output
+    result = runner.invoke(main, ["alpha", "ede", "--bits", "1", "--json"])
+    assert result.exit_code == 0 and json.loads(result.output)["quantizer"].startswith("binary")

@@ -60,6 +60,12 @@ def alpha_cmd(ctx: click.Context, name: str, bits: int, delta: float | None, off
     # The core refuses a non-finite α or constant; NumPy's warnings on the way would only repeat it.
     with user_errors(ValueError, TypeError, OverflowError), np.errstate(all="ignore"):
         est = core.get_estimator(name, **estimator_params(ctx.args))
+        if est.kind == "binary" and (bits != 1 or delta is not None):
+            raise click.UsageError(
+                f"{est.describe()} is a binary estimator: it runs on the 1-bit sign quantizer "
+                f"(BinaryQuantizer, no Δ), not on {bits} bits"
+                + ("" if delta is None else f" with --delta {delta:g}")
+                + "; give --bits 1 (and no --delta), or a multi-bit estimator")
         d = 2.0 / (2**bits - 1) if delta is None else delta
         q = core.BinaryQuantizer() if est.kind == "binary" else quantizer(bits, d, offset)
         result: dict[str, object] = {"estimator": est.describe(), "quantizer": q.describe()}
