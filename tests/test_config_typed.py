@@ -156,3 +156,11 @@ def test_a_yaml_1_1_octal_is_ten_in_a_file(tmp_path: Path):
     path.write_text("epochs: 1_0\n")
     with pytest.raises(ConfigError, match="epochs"):
         ExperimentConfig.load(path)
+
+
+def test_lr_tweak_of_one_is_refused_in_reproduce_and_study():
+    """It was accepted, and the report then said Point A "not run"."""
+    with pytest.raises(ConfigError, match=r"`lr_tweak` 1\.0 makes the lr-tweak partner the Q̂-net"):
+        ExperimentConfig(lr_tweak=1.0)
+    with pytest.raises(ValueError, match=r"`lr_tweak` 1\.0 makes the lr-tweak partner the Q̂-net"):
+        StudyConfig.from_dict({"lr_tweak": 1.0})

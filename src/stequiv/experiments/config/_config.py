@@ -178,6 +178,10 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         """Checks across keys, once each key is valid on its own."""
+        if self.lr_tweak == 1.0:
+            raise ValueError("`lr_tweak` 1.0 makes the lr-tweak partner the Q̂-net itself (its Ē, "
+                             "the noise floor of Point A, would be 0); give a factor near 1 such "
+                             "as the default 1.01")
         if self.dataset == IMAGE_FOLDER and self.data_dir is None:
             raise ValueError("`dataset` 'imagefolder' needs `data_dir` (--data-dir): a folder "
                              "holding train/ and val/, each with one sub-folder of images per class")

@@ -153,6 +153,9 @@ class StudyConfig:
         out += [f"`{k}` must be > 0, got {getattr(self, k)}" for k in
                 ("steps", "batch_size", "eval_samples", "nets_per_batch", "lr_tweak", "threads")
                 if not getattr(self, k) > 0]
+        if self.lr_tweak == 1:
+            out.append("`lr_tweak` 1.0 makes the lr-tweak partner the Q̂-net itself (its Ē would "
+                       "be 0); give a factor near 1 such as the default 1.01")
         if not (0 <= self.momentum < 1 and all(0 <= b < 1 for b in self.betas) and len(self.betas) == 2):
             out.append(f"`momentum` and `betas` must lie in [0, 1), got {self.momentum}, {list(self.betas)}")
         out += self._estimator_problems()
