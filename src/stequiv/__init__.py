@@ -37,7 +37,7 @@ _CORE_NAMES = [
 _TORCH_NAMES = [
     "QuantConfig", "quantize_", "dequantize_", "to_ste", "from_ste", "alignment",
     "AlignmentTracker", "quantized_layers", "latent_weight", "optimizer_kind", "Conversion",
-    "save", "load", "save_pretrained",
+    "save", "load", "save_pretrained", "load_pretrained",
     "ActivationConfig", "quantize_activations_", "dequantize_activations_", "activation_quantizers",
     "EstimatorSchedule", "ScheduledEstimator", "ScheduledTwin", "LearnedStepTwin",
     "QuantizationReport", "quantization_report", "LayerKind", "register_layer_kind",

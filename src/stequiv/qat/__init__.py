@@ -9,6 +9,7 @@ from ._alignment import Alignment as Alignment
 from ._alignment import AlignmentTracker as AlignmentTracker
 from ._alignment import alignment as alignment
 from ._checkpoint import load as load
+from ._checkpoint import load_pretrained as load_pretrained
 from ._checkpoint import save as save
 from ._checkpoint import save_pretrained as save_pretrained
 from ._clip import clip_grad_norm_pair_ as clip_grad_norm_pair_
@@ -78,6 +79,7 @@ __all__ = [
     "latent_weight",
     "learned_step_layers",
     "load",
+    "load_pretrained",
     "optimizer_kind",
     "optimizer_rule",
     "quantization_report",

@@ -10,10 +10,9 @@ checks every layer's quantization against the model's *before* loading anything,
 
 Hugging Face: ``model.save_pretrained`` of a quantized model raises a TypeError pointing here (its
 latent weights sit under ``…parametrizations.weight.original``, which ``from_pretrained`` would drop
-and re-initialise).
-:func:`save_pretrained` writes the latent weights under the plain names, so ``from_pretrained``
-restores them into a plain model, and beside them ``stequiv.ckpt``; ``load(dir/"stequiv.ckpt",
-model)`` then quantizes that model as recorded and loads Δ.
+and re-initialise). :func:`save_pretrained` writes the config and ``stequiv.ckpt`` and no weights
+under Hugging Face's names, so plain ``from_pretrained`` refuses the folder rather than load the
+latent weights as a different model; :func:`load_pretrained` reads it back.
 
 A quantized model's own ``state_dict`` also records each layer's quantization (the
 ``…parametrizations.weight.0._extra_state`` entries), and ``load_state_dict`` refuses a state of
@@ -26,7 +25,6 @@ import copy
 import hashlib
 import io
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +36,11 @@ from ._fake_quant import check_same_quantization
 from ._layout import kind_of
 from ._quantize import dequantize_, quantize_, quantized_layers
 
-__all__ = ["load", "save", "save_pretrained"]
+__all__ = ["load", "load_pretrained", "save", "save_pretrained"]
 
 _MAGIC = b"stequiv-checkpoint 1 "
 PRETRAINED_CHECKPOINT = "stequiv.ckpt"
-_LATENT_KEY = re.compile(r"(^|\.)parametrizations\.([^.]+)\.original$")
+_HF_WEIGHTS = ("model.safetensors", "pytorch_model", "model-0", "tf_model", "flax_model")
 
 
 def _records(model: nn.Module) -> dict[str, dict[str, Any]]:
@@ -166,26 +164,42 @@ def _check(recorded: dict[str, Any], ours: dict[str, Any]) -> None:
         check_same_quantization(f"layer {name!r}", recorded[name], ours[name])
 
 
-def latent_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """``model.state_dict()`` as the float model's: latent weights under their plain names."""
-    out = {}
-    for key, value in model.state_dict().items():
-        if ".parametrizations." not in f".{key}":
-            out[key] = value
-        elif _LATENT_KEY.search(key):
-            out[_LATENT_KEY.sub(r"\1\2", key)] = value
-    return out
-
-
 def save_pretrained(model: nn.Module, directory: str | os.PathLike, **kwargs: Any) -> Path:
-    """Hugging Face ``save_pretrained`` of a quantized model that ``from_pretrained`` restores.
+    """Save a quantized Hugging Face model to ``directory``: its config and ``stequiv.ckpt``.
 
-    Writes the latent weights under the float model's names (``from_pretrained`` loads them into a
-    plain model) and ``stequiv.ckpt`` beside them; ``load(directory / "stequiv.ckpt", model)``
-    quantizes the loaded model as recorded. ``kwargs`` go to ``save_pretrained``. Returns the
-    checkpoint's path.
+    The folder holds no weights under Hugging Face's file names, so plain ``from_pretrained``
+    refuses it ("no file named model.safetensors") instead of loading the latent weights as if
+    they were the model (its logits would differ from the quantized model's).
+    :func:`load_pretrained` builds the model from the config and loads the checkpoint, quantized as
+    recorded; for a folder that plain transformers loads as the quantized model, export it
+    (``stequiv.export(model, directory, format="compressed-tensors")``). ``kwargs`` go to the
+    config's ``save_pretrained``. Returns the checkpoint's path.
     """
+    config = getattr(model, "config", None)
+    if config is None or not callable(getattr(config, "save_pretrained", None)):
+        raise TypeError(f"save_pretrained needs a Hugging Face model (with a `.config`), got "
+                        f"{type(model).__name__}; use stequiv.save(model, path) for other models")
     directory = Path(directory)
-    # the class's method: quantize_ shadows the instance's by a refusal
-    type(model).save_pretrained(model, directory, state_dict=latent_state_dict(model), **kwargs)  # type: ignore[attr-defined]
+    directory.mkdir(parents=True, exist_ok=True)
+    stale = [f.name for f in directory.iterdir() if f.name.startswith(_HF_WEIGHTS)]
+    if stale:
+        raise ValueError(f"{directory} already holds Hugging Face weights {stale}, which plain "
+                         "from_pretrained would load instead of the quantized model; save into "
+                         "an empty folder")
+    config.save_pretrained(directory, **kwargs)
+    generation = getattr(model, "generation_config", None)
+    if generation is not None and callable(getattr(generation, "save_pretrained", None)):
+        generation.save_pretrained(directory)
     return save(model, directory / PRETRAINED_CHECKPOINT)
+
+
+def load_pretrained(model_class: Any, directory: str | os.PathLike) -> nn.Module:
+    """The model that :func:`save_pretrained` wrote: ``model_class`` (e.g. ``LlamaForCausalLM``)
+    built from the folder's config, quantized as recorded, with its latent weights and Δ."""
+    directory = Path(directory)
+    checkpoint = directory / PRETRAINED_CHECKPOINT
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"{directory} has no {PRETRAINED_CHECKPOINT}; it was not written "
+                                "by stequiv.save_pretrained")
+    config = model_class.config_class.from_pretrained(directory)
+    return load(checkpoint, model_class(config))

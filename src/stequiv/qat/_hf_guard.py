@@ -24,8 +24,9 @@ def _refuse_save(*args: Any, **kwargs: Any) -> None:
     raise TypeError(
         "model.save_pretrained of a model fake-quantized by stequiv would write the latent weights "
         "under '...parametrizations.weight.original' (from_pretrained would drop them and "
-        "re-initialise); use sq.save_pretrained(model, directory), then from_pretrained and "
-        "sq.load(directory / 'stequiv.ckpt', model), or sq.dequantize_(model) first")
+        "re-initialise); use sq.save_pretrained(model, directory) and "
+        "sq.load_pretrained(ModelClass, directory), or sq.export(model, directory, "
+        "format='compressed-tensors') for a folder plain transformers loads as the quantized model")
 
 
 def _refuse_resize(*args: Any, **kwargs: Any) -> None:
