@@ -26,7 +26,7 @@ from torch.nn.utils.parametrize import type_before_parametrizations
 
 from .._optional import require
 from ..qat import IntegerLayer, from_integer, integer_layers
-from ._files import atomic_write, symmetric_codes
+from ._files import symmetric_codes, write_atomic
 
 __all__ = ["write_compressed_tensors"]
 
@@ -81,11 +81,11 @@ def write_compressed_tensors(model: nn.Module, path: Path, example: Any = None) 
     tied = getattr(model.config, "tie_word_embeddings", False)
     path.mkdir(parents=True, exist_ok=True)
     unique = _without_aliases(state, tied)
-    atomic_write(path / "model.safetensors", st.save(unique, metadata={"format": "pt"}))
+    write_atomic(path / "model.safetensors", st.save(unique, metadata={"format": "pt"}))
     hf_config: Any = copy.deepcopy(model.config)
     hf_config.quantization_config = config.model_dump(exclude_none=True)
     hf_config.quantization_config["quant_method"] = "compressed-tensors"
-    atomic_write(path / "config.json", hf_config.to_json_string().encode())
+    write_atomic(path / "config.json", hf_config.to_json_string().encode())
     return path
 
 

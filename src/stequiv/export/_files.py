@@ -1,31 +1,16 @@
-"""Shared by the exporters: atomic writes, the model to export, and the checks on its weights."""
+"""Shared by the exporters: the model to export, and the checks on its weights."""
 
 from __future__ import annotations
 
 import copy
-import os
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from .._atomic import write_atomic as write_atomic
 from ..qat import IntegerLayer, convert_, integer_layers, quantized_layers
 
-__all__ = ["atomic_write", "converted_copy", "float_bytes", "symmetric_codes", "tensor_bytes"]
-
-
-def atomic_write(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path``: to a temporary file beside it, flushed, then renamed over it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+__all__ = ["converted_copy", "float_bytes", "symmetric_codes", "tensor_bytes"]
 
 
 def converted_copy(model: nn.Module) -> tuple[nn.Module, dict[str, IntegerLayer]]:

@@ -30,7 +30,7 @@ from torch import nn
 
 from .._optional import require
 from ..qat import IntegerLayer, from_integer, integer_layers
-from ._files import atomic_write, symmetric_codes
+from ._files import symmetric_codes, write_atomic
 
 __all__ = ["OPSET", "write_onnx"]
 
@@ -144,4 +144,4 @@ def write_onnx(model: nn.Module, path: Path, example: Any = None) -> Path:
     for i, node in enumerate(new_nodes):  # producers first: the graph stays topologically sorted
         graph.node.insert(i, node)
     onnx.checker.check_model(graph_model)
-    return atomic_write(path, graph_model.SerializeToString())
+    return write_atomic(path, graph_model.SerializeToString())

@@ -23,7 +23,7 @@ from torch.nn.utils import parametrize
 from .._optional import require
 from ..qat import IntegerWeight, integer_layers, quantized_layers
 from ..qat._convert import attach
-from ._files import atomic_write, converted_copy, tensor_bytes
+from ._files import converted_copy, tensor_bytes, write_atomic
 
 __all__ = ["FORMAT", "load_integer", "save_integer"]
 
@@ -74,7 +74,7 @@ def save_integer(model: nn.Module, path: str | os.PathLike) -> Path:
         tensors[key] = value.detach().contiguous().cpu()
     metadata = {"format": FORMAT, "version": VERSION, "integer": json.dumps(records),
                 "aliases": json.dumps(aliases), "sha256": _digest(tensors)}
-    return atomic_write(Path(path), st.save(tensors, metadata=metadata))
+    return write_atomic(Path(path), st.save(tensors, metadata=metadata))
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

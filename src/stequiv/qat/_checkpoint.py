@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._atomic import write_atomic
 from ._config import QuantConfig
 from ._fake_quant import check_same_quantization
 from ._layout import kind_of
@@ -57,17 +58,7 @@ def save(model: nn.Module, path: str | os.PathLike) -> Path:
     buffer = io.BytesIO()
     torch.save({"quantization": _records(model), "state_dict": model.state_dict()}, buffer)
     data = buffer.getvalue()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(_MAGIC + hashlib.sha256(data).hexdigest().encode() + b"\n")
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, _MAGIC + hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
 
 
 def _payload(path: Path) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._atomic import write_atomic
 from ._alignment import Alignment, alignment
 from ._clip import clip_grad_norm_pair_
 from ._config import QuantConfig
@@ -261,16 +262,7 @@ class Pair:
         buffer = io.BytesIO()
         torch.save(self.state_dict(), buffer)
         data = buffer.getvalue()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(_MAGIC + hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return write_atomic(path, _MAGIC + hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
 
     def load(self, path: str | os.PathLike) -> Pair:
         """Verify and restore a :meth:`save` file into this pair (built as the saved one was)."""

@@ -12,21 +12,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._atomic import write_atomic
+
 __all__ = ["read_summary", "write_report"]
 
 SUMMARY, REPORT, FIGURE = "summary.json", "report.md", "recovery.png"
-
-
-def _atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -108,10 +98,10 @@ def write_report(out: Path, summary: dict[str, Any], command: str) -> dict[str, 
         "Last column: the twin trained alone, clipped by its own gradient norm instead of the "
         "Q̂-net's clip factor.",
         "", points_table(summary.get("points", [])), ""])
-    _atomic(out / REPORT, text.encode())
+    write_atomic(out / REPORT, text.encode())
     summary = dict(summary, files={name: hashlib.sha256((out / name).read_bytes()).hexdigest()
                                    for name in (REPORT, FIGURE)})
-    _atomic(out / SUMMARY, (json.dumps(summary, indent=1, allow_nan=False) + "\n").encode())
+    write_atomic(out / SUMMARY, (json.dumps(summary, indent=1, allow_nan=False) + "\n").encode())
     return summary
 
 

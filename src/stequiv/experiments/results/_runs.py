@@ -26,8 +26,6 @@ import hashlib
 import io
 import json
 import math
-import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -35,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._atomic import write_atomic as atomic_write
 from ..config import OPTIMIZERS, PARTNERS, PROTOCOL
 
 __all__ = [
@@ -75,27 +74,6 @@ class IntegrityError(ValueError):
     """A saved file differs from what stequiv wrote (its digest), or is not the file it claims to be."""
 
 # ------------------------------------------------------------------------------------------ writing
-
-
-def atomic_write(path: Path, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never a part.
-
-    The bytes go to a temporary file in the same folder (same file system), are flushed to disk
-    (``fsync``), and :func:`os.replace` moves them into place; on any failure the temporary file
-    is removed.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data.encode() if isinstance(data, str) else data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it owner-only; results are meant to be read
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
-    return path
 
 
 def json_text(obj: Any, *, newline: bool = False) -> str:
