@@ -50,7 +50,7 @@ def _convnet() -> tuple[nn.Module, Callable[[nn.Module], torch.Tensor]]:
 
 
 def _transformer() -> tuple[nn.Module, Callable[[nn.Module], torch.Tensor]]:
-    model = build_model("transformer-tiny", generator=torch.Generator().manual_seed(0))
+    model = build_model("transformer-tiny", num_classes=256, generator=torch.Generator().manual_seed(0))
     tokens = torch.randint(0, 256, (16, 65), generator=torch.Generator().manual_seed(1))
     x, y = tokens[:, :-1], tokens[:, 1:]
     return model, lambda m: F.cross_entropy(m(x).reshape(-1, 256), y.reshape(-1))
