@@ -37,7 +37,8 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 
 def _block(name: str, argument: str | None, page: Any) -> str:
     makers = {"cli": _cli, "config": _config, "public-names": _public_names,
-              "benchmarks": _benchmarks, "results": _results, "bound-check": _bound_check}
+              "benchmarks": _benchmarks, "results": _results, "bound-check": _bound_check,
+              "benchmark-file": _benchmark_file}
     if name not in makers:
         raise ValueError(f"{page.file.src_path}: unknown marker stequiv:{name}; "
                          f"known: {', '.join(sorted(makers))}")
@@ -170,6 +171,16 @@ def _benchmarks(_: str | None) -> str:
     text = (ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
     body = [line for line in text.splitlines() if not line.startswith("# ")]
     # The machine, versions and load stay; the date and time of the run do not (users' docs).
+    return RUN_DATE.sub("", "\n".join(body).strip()) + "\n"
+
+
+def _benchmark_file(name: str | None) -> str:
+    """A table that one benchmark script wrote to ``benchmarks/results/NAME.md``, without its
+    title (its context line names the commit, machine, versions and threads)."""
+    if not name:
+        raise ValueError("stequiv:benchmark-file needs the result file's name, e.g. peers")
+    text = (ROOT / "benchmarks" / "results" / f"{name}.md").read_text(encoding="utf-8")
+    body = [line for line in text.splitlines() if not line.startswith("# ")]
     return RUN_DATE.sub("", "\n".join(body).strip()) + "\n"
 
 
