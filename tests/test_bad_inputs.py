@@ -34,7 +34,7 @@ from stequiv.data import ArrayData, DataError, ImageFolderDataset, download, loa
 from stequiv.experiments import ConfigError, ExperimentConfig
 from stequiv.experiments.config import parse_assignment, read_config_file
 from stequiv.models import build_model
-from stequiv.qat import QuantConfig, quantize_
+from stequiv.qat import QuantConfig, alignment, load, quantize_, save
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-inputs.md"
 
@@ -454,6 +454,31 @@ CASES: list[Case] = [
          "needs an estimator in bin units", lambda _: QuantConfig(estimator="ede", bits=1, learn_step=True)),
     Case(CONFIG, "schedule_t=[10, 1]", ConfigError, r"`schedule_t` \(t_min, t_max\) must increase",
          lambda _: ExperimentConfig(schedule_t=[10.0, 1.0])),
+    Case(CONFIG, "lr_tweak=1.0", ConfigError, r"`lr_tweak` 1\.0 makes the lr-tweak partner",
+         config(lr_tweak=1.0)),
+    Case(FILE, "epochs: 1_0 (YAML 1.1's ten, YAML 1.2's string)", ConfigError, "epochs",
+         lambda f: ExperimentConfig.load(f / "c.yaml"), files(**{"c.yaml": "epochs: 1_0\n"})),
+    Case(CLI, "stequiv alpha ede --bits 2 (a binary estimator)", UsageError,
+         "is a binary estimator.*give --bits 1", cli("alpha", "ede", "--bits", "2")),
+    Case(API, "quantize_(strict=True) of a model with an LSTM", ValueError,
+         r"strict=True\): 2 weights would stay float: 0\.weight_ih_l0",
+         lambda _: quantize_(nn.Sequential(nn.LSTM(32, 32), nn.Linear(32, 4)), QuantConfig(),
+                             strict=True)),
+    Case(API, "QuantConfig(group_size=32) on a 147-input conv", ValueError,
+         "does not divide the 147 input.*group_fallback='per-channel'",
+         lambda _: quantize_(nn.Conv2d(3, 8, 7), QuantConfig(group_size=32))),
+    Case(API, "QuantConfig(group_fallback='skip')", ValueError, "`group_fallback` must be one of",
+         lambda _: QuantConfig(group_size=32, group_fallback="skip")),
+    Case(API, "alignment of a 2-bit and a 4-bit net", ValueError,
+         "is quantized with lower=-2 in model_a but lower=-8",
+         lambda _: alignment(quantize_(nn.Linear(8, 8), QuantConfig(bits=2)),
+                             quantize_(nn.Linear(8, 8), QuantConfig(bits=4)))),
+    Case(API, "load into a model with one more layer", ValueError,
+         r"does not fit the model: missing keys \['1\.bias', '1\.weight'\].*Nothing was loaded",
+         lambda f: load(f / "c.pt", nn.Sequential(quantize_(nn.Linear(8, 8), QuantConfig()),
+                                                  nn.Linear(8, 2))),
+         lambda f: (save(nn.Sequential(quantize_(nn.Linear(8, 8), QuantConfig())), f / "c.pt"),
+                    f)[1]),
 ]
 
 
