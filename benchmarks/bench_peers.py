@@ -33,6 +33,7 @@ from torch.nn.utils import parametrize
 
 import stequiv as sq
 from _bench import Row, compare, interleaved, markdown
+from bench_torch import _TorchaoWeight as TorchaoWeight
 from stequiv.models import ConvNet, build_model
 
 THREADS = 1
@@ -74,24 +75,13 @@ def _stequiv(estimator: str) -> Callable[[nn.Module], nn.Module]:
     return build
 
 
-class _Rows(nn.Module):
-    """A fake quantizer of (rows, columns) applied to a weight of any shape, one row per output."""
-
-    def __init__(self, quantizer: nn.Module):
-        super().__init__()
-        self.quantizer = quantizer
-
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return self.quantizer(w.reshape(w.shape[0], -1)).reshape(w.shape)
-
-
 def _torchao(model: nn.Module) -> nn.Module:
     from torchao.quantization.qat import IntxFakeQuantizeConfig, IntxFakeQuantizer
 
     config = IntxFakeQuantizeConfig(torch.int2, "per_channel")
     for name in _selected(model):
         parametrize.register_parametrization(model.get_submodule(name), "weight",
-                                             _Rows(IntxFakeQuantizer(config)))
+                                             TorchaoWeight(IntxFakeQuantizer(config)))
     return model
 
 

@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import stequiv as sq
+from twin_reference import mismatch_per_movement
 
 HTGE = sq.QuantConfig(estimator="htge", estimator_params={"t": 3.0}, bits=2, scale="init-bound")
 EXACT = 1e-10  # relative one-step mismatch of an exact twin in float64 (roundoff only)
@@ -55,16 +56,7 @@ def _relative_residual(make, lr_scale=1.0, before=3, approximate=False, params=N
     start = {n: sq.latent_weight(twin, n).detach().clone() for n in sq.quantized_layers(twin)}
     _step(model, opt, _batch(10))
     _step(twin, twin_opt, _batch(10))
-    layers = sq.quantized_layers(model)
-    step = residual = 0.0
-    for n, w0 in start.items():
-        w_q = sq.latent_weight(model, n).detach().numpy()
-        mapped = sq.remap(layers[n].estimator, layers[n].quantizer(), w_q) if remap else w_q
-        w_twin = sq.latent_weight(twin, n).detach().numpy()
-        step += np.abs(w_twin - w0.numpy()).sum()
-        residual += np.abs(mapped - w_twin).sum()
-    assert step > 0
-    return residual / step
+    return mismatch_per_movement(model, twin, start, remap)
 
 
 def _muon(p):

@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 import stequiv as sq
 from stequiv.models import ConvNet
+from twin_reference import mismatch_per_movement
 
 HTGE = sq.QuantConfig(estimator="htge", estimator_params={"t": 3.0}, bits=2, scale="init-bound")
 
@@ -69,16 +70,7 @@ def _relative_residual(name, lr_scale):
     batch = _batch(10)
     _step(model, opt, batch)
     _step(twin, twin_opt, batch)
-    layers = sq.quantized_layers(model)
-    step = residual = 0.0
-    for n, w0 in start.items():
-        w_q = sq.latent_weight(model, n).detach().numpy()
-        mapped = sq.remap(layers[n].estimator, layers[n].quantizer(), w_q) if remap else w_q
-        w_twin = sq.latent_weight(twin, n).detach().numpy()
-        step += np.abs(w_twin - w0.numpy()).sum()
-        residual += np.abs(mapped - w_twin).sum()
-    assert step > 0
-    return residual / step
+    return mismatch_per_movement(model, twin, start, remap)
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
