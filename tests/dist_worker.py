@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from stequiv.experiments import setup_distributed
+from stequiv.experiments import end_worker_process, setup_distributed
 from stequiv.experiments.parallel import convert_sync_batchnorm
 
 
@@ -49,3 +49,4 @@ def main(out: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    end_worker_process()  # under torchrun: exit without gloo's teardown (see its docstring)

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch.nn import functional as F
 
 import stequiv as sq
-from stequiv.experiments import setup_distributed
+from stequiv.experiments import end_worker_process, setup_distributed
 from stequiv.models import ConvNet
 
 STEPS = 6
@@ -88,3 +88,4 @@ def main(out: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    end_worker_process()  # under torchrun: exit without gloo's teardown (see its docstring)

@@ -118,3 +118,4 @@ def reproduce_cmd(out_dir: Path, quick: bool, preset: str | None, config_file: P
             if sub:
                 click.echo(f"\n{sub}:")
             _print_summary(out_dir / sub if sub else out_dir, summary)
+    experiments.end_worker_process()  # under torchrun: exit without gloo's teardown

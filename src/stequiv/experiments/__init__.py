@@ -31,6 +31,7 @@ from .engine import TrainData as TrainData
 from .engine import run_group as run_group
 from .engine import run_pair as run_pair
 from .parallel import Dist as Dist
+from .parallel import end_worker_process as end_worker_process
 from .parallel import setup_distributed as setup_distributed
 from .study import StudyConfig as StudyConfig
 from .study import report_study as report_study

@@ -4,6 +4,7 @@ GPU (:func:`convert_sync_batchnorm`). One process is the same code with ``Dist.e
 """
 
 from ._distributed import Dist as Dist
+from ._distributed import end_worker_process as end_worker_process
 from ._distributed import setup_distributed as setup_distributed
 from ._fsdp import all_finite as all_finite
 from ._fsdp import full as full
