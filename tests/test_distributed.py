@@ -161,3 +161,18 @@ def test_sync_batchnorm_survives_the_switch(device):
     assert sum(isinstance(m, kind) for m in partner.modules()) == 21
     for (name, a), b in zip(qnet.named_buffers(), partner.buffers(), strict=True):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("world_size", ["1", "2"])
+def test_end_worker_process_exits_only_a_torchrun_worker_and_keeps_its_output(world_size):
+    # A torchrun worker ends at once (exit code kept, buffered output flushed), skipping the
+    # interpreter teardown in which gloo's threads can abort a finished run; one process returns.
+    code = ("import sys; from stequiv.experiments import end_worker_process\n"
+            "print('written', end=''); sys.stderr.write('noted')\n"
+            "end_worker_process(3)\nprint(' and returned', end='')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "WORLD_SIZE": world_size})
+    if world_size == "2":
+        assert (done.returncode, done.stdout, done.stderr) == (3, "written", "noted")
+    else:
+        assert (done.returncode, done.stdout) == (0, "written and returned")
