@@ -170,3 +170,19 @@ def test_an_unknown_marker_fails_the_build():
     with pytest.raises(ValueError, match="unknown marker stequiv:nope"):
         hook.on_page_markdown("a\n<!-- stequiv:nope -->\n", Page, None, None)
     assert hook.on_page_markdown("no marker\n", Page, None, None) == "no marker\n"
+
+
+RUN_STORY = re.compile(r"load average|\b20\d\d-\d\d-\d\d \d\d:\d\d\b|my benchmark|other runs on", re.I)
+
+
+def test_benchmark_tables_reach_the_docs_without_the_run_story():
+    # Result files record when a benchmark ran and how busy the machine was; the pages that show
+    # them keep the machine, versions and threads and drop the rest, whatever the file holds.
+    hook = _hook()
+    text = hook._for_users("2026-01-02 03:04 · x86_64 · torch (1 thread) · load average 1.60 at "
+                           "the end\nLoad average (1/5/15 min) before 1/1/1, after 2/2/2.\n| a |\n")
+    assert text == "x86_64 · torch (1 thread)\n| a |\n"
+    shown = [hook._benchmarks(None)] + [hook._benchmark_file(p.stem)
+                                        for p in (ROOT / "benchmarks" / "results").glob("*.md")]
+    for page in [*shown, *(p.read_text("utf-8") for p in PAGES)]:
+        assert not RUN_STORY.search(page), RUN_STORY.search(page)

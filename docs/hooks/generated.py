@@ -27,6 +27,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2} · ", re.MULTILINE)
+# How busy the machine was when a benchmark ran: the result file keeps it, users' docs do not.
+LOAD = re.compile(r"^Load average.*\n?|,? ?· load average [^·\n]*", re.MULTILINE | re.IGNORECASE)
 MARKER = re.compile(r"^<!-- stequiv:([a-z-]+)(?: (\S+))? -->$", re.MULTILINE)
 
 
@@ -166,12 +168,17 @@ def _public_names(_: str | None) -> str:
 
 
 # ---------------------------------------------------------------------------------- results
+def _for_users(text: str) -> str:
+    """A result file's text as the docs show it: the machine, versions and threads stay; the date
+    of the run and the machine's load average do not."""
+    return LOAD.sub("", RUN_DATE.sub("", text)).strip() + "\n"
+
+
 def _benchmarks(_: str | None) -> str:
     """``benchmarks/RESULTS.md`` without its title: the context line, then the table."""
     text = (ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
     body = [line for line in text.splitlines() if not line.startswith("# ")]
-    # The machine, versions and load stay; the date and time of the run do not (users' docs).
-    return RUN_DATE.sub("", "\n".join(body).strip()) + "\n"
+    return _for_users("\n".join(body))
 
 
 def _benchmark_file(name: str | None) -> str:
@@ -181,7 +188,7 @@ def _benchmark_file(name: str | None) -> str:
         raise ValueError("stequiv:benchmark-file needs the result file's name, e.g. peers")
     text = (ROOT / "benchmarks" / "results" / f"{name}.md").read_text(encoding="utf-8")
     body = [line for line in text.splitlines() if not line.startswith("# ")]
-    return RUN_DATE.sub("", "\n".join(body).strip()) + "\n"
+    return _for_users("\n".join(body))
 
 
 def _results(_: str | None) -> str:
