@@ -34,7 +34,7 @@ from stequiv.data import ArrayData, DataError, ImageFolderDataset, download, loa
 from stequiv.experiments import ConfigError, ExperimentConfig
 from stequiv.experiments.config import parse_assignment, read_config_file
 from stequiv.models import build_model
-from stequiv.qat import QuantConfig, alignment, load, quantize_, save
+from stequiv.qat import QuantConfig, alignment, load, quantize_, save, to_ste
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-inputs.md"
 
@@ -134,6 +134,12 @@ def overflowing_slope(x: Any) -> Any:
     """Q̂′ = e^{100x}/e^{100x} = 1, but 0/0 or inf/inf in float32 once |100x| passes ~88."""
     big = array_namespace(x).exp(100 * x)
     return big / big
+
+
+def adam_pair() -> tuple[nn.Module, nn.Module]:
+    """A Q̂-net and its exact Adam twin (weights w, unchanged)."""
+    qnet = quantize_(nn.Linear(8, 8), QuantConfig(estimator="htge"))
+    return qnet, to_ste(qnet, torch.optim.Adam(qnet.parameters())).model
 
 
 def read(name: str) -> Callable[[Path], object]:
@@ -473,6 +479,13 @@ CASES: list[Case] = [
          "is quantized with lower=-2 in model_a but lower=-8",
          lambda _: alignment(quantize_(nn.Linear(8, 8), QuantConfig(bits=2)),
                              quantize_(nn.Linear(8, 8), QuantConfig(bits=4)))),
+    Case(API, "alignment(qnet, adam_twin, remap=True)", ValueError,
+         r"`remap=True` compares with M\(w\) .* but to_ste made the twin with weights w unchanged",
+         lambda _: alignment(*adam_pair(), remap=True)),
+    Case(API, "alignment of two nets, neither a to_ste twin, without `remap`", ValueError,
+         r"`remap` is known only for a Q̂-net and its stequiv.to_ste twin.*give `remap=True`",
+         lambda _: alignment(quantize_(nn.Linear(8, 8), QuantConfig()),
+                             quantize_(nn.Linear(8, 8), QuantConfig()))),
     Case(API, "load into a model with one more layer", ValueError,
          r"does not fit the model: missing keys \['1\.bias', '1\.weight'\].*Nothing was loaded",
          lambda f: load(f / "c.pt", nn.Sequential(quantize_(nn.Linear(8, 8), QuantConfig()),

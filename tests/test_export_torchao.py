@@ -59,3 +59,36 @@ def test_a_head_tied_to_a_float_embedding_keeps_the_embedding_float():
     assert type(model.embed.weight) is nn.Parameter  # the embedding still reads w itself
     with torch.no_grad():
         assert torch.equal(model(tokens), expected)
+
+
+TORCHAO_QAT = pytest.importorskip("torchao.quantization.qat")
+INT4 = torchao.Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4)
+TORCHAO_CONVERTS = {  # the ways torchao's docs convert a model that its QAT flow prepared
+    "QATConfig(base_config, step='convert')":
+        lambda m: torchao.quantize_(m, TORCHAO_QAT.QATConfig(INT4, step="convert")),
+    "QATConfig(step='convert')": lambda m: torchao.quantize_(m, TORCHAO_QAT.QATConfig(step="convert")),
+    "Int8DynActInt4WeightQATQuantizer.convert":
+        lambda m: TORCHAO_QAT.Int8DynActInt4WeightQATQuantizer().convert(m),
+}
+
+
+@pytest.mark.parametrize("how", list(TORCHAO_CONVERTS))
+def test_torchao_qat_convert_does_not_see_stequiv_layers_and_to_torchao_does(how):
+    """torchao's QAT convert swaps only its own fake-quant modules (FakeQuantizedLinear, ...): on a
+    stequiv model it returns without a word and the layers stay fake-quantized (docs/deploy.md says
+    so and points to to_torchao_). This pins that behaviour: if torchao starts converting stequiv's
+    layers, the docs must change. ``sq.quantized_layers(model)`` is the check that a model is
+    converted (empty) or still fake-quantized."""
+    torch.manual_seed(0)
+    model = sq.quantize_(nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8)),
+                         sq.QuantConfig(bits=4, group_size=32))
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        expected = model(x)
+    TORCHAO_CONVERTS[how](model)
+    assert list(sq.quantized_layers(model)) == ["0", "2"]  # still stequiv's fake-quant layers
+    to_torchao_(model)
+    assert not sq.quantized_layers(model)
+    assert isinstance(model[0].weight, torchao.IntxUnpackedToInt8Tensor)
+    with torch.no_grad():
+        assert torch.equal(model(x), expected)

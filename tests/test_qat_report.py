@@ -38,13 +38,14 @@ def test_weights_left_float_are_reported_with_the_reason(caplog):
     assert set(report.quantized) == {"embed", "moe.router", "head"}
     assert set(report.left_float) == {"moe.gate_up", "moe.down", "lstm.weight_ih_l0",
                                       "lstm.weight_hh_l0"}
-    assert report.left_float["moe.gate_up"] == ("3-D expert weights (E, out, in) weights are "
-                                                "quantized only when filter_fn selects them")
+    assert report.left_float["moe.gate_up"] == (
+        "Experts.gate_up: matches layer kind '3-D expert weights (E, out, in)', which is "
+        "quantized only when filter_fn selects it")
     router = nn.Sequential(nn.Linear(4, 4))
     router.register_parameter("table", nn.Parameter(torch.randn(64, 32)))
     sq.quantize_(router, sq.QuantConfig())
     assert "Sequential.table: not a registered layer kind" in sq.quantization_report(router).left_float["table"]
-    assert "only when filter_fn selects them" in report.left_float["lstm.weight_hh_l0"]
+    assert "only when filter_fn selects it" in report.left_float["lstm.weight_hh_l0"]
     assert "left float: moe.down" in caplog.text
 
 

@@ -2,8 +2,9 @@ r"""Alignment metrics of Section 6.2: weight alignment error Ē and quantized-we
 
 Eq. 5: :math:`E = |M(w_{\hat Q}) - w_{STE}|` (SGD form, ``remap=True``) or
 :math:`E = |w_{\hat Q} - w_{STE}|` (Adam form, ``remap=False``); the paper uses, for each pair, the
-form that gives :math:`E^{(0)} = 0`. Each E is divided by the length of its layer's representable
-range Δ(u − l) and averaged over all quantized weights: Ē (a fraction; the paper prints percent).
+form that gives :math:`E^{(0)} = 0` (here: the form :func:`~stequiv.to_ste` recorded on the
+twin). Each E is divided by the length of its layer's representable range Δ(u − l) and averaged
+over all quantized weights: Ē (a fraction; the paper prints percent).
 Agreement is the fraction of quantized weights with the same level in both models.
 """
 
@@ -109,13 +110,50 @@ def _check_same_grids(layers_a: dict[str, Any], layers_b: dict[str, Any]) -> Non
                     "twin (stequiv.to_ste), which keeps every layer's grid")
 
 
+def _recorded_remap(layers_a: dict[str, Any], layers_b: dict[str, Any]) -> bool | None:
+    """Whether ``to_ste`` made model_b's weights through M (the layers' ``weights_remapped``), when
+    model_b is a twin and model_a is not (the Q̂-net it mirrors); None otherwise: no record, two
+    twins (e.g. a twin and a copy of it), or a twin passed first."""
+    recorded_a = {fq.weights_remapped for fq in layers_a.values()} - {None}
+    recorded_b = {fq.weights_remapped for fq in layers_b.values()} - {None}
+    return recorded_b.pop() if not recorded_a and len(recorded_b) == 1 else None
+
+
+def _form(flag: bool) -> str:
+    return "M(w) (SGD-like)" if flag else "w unchanged (Adam-like, or remap_weights=False)"
+
+
+def _resolve_remap(remap: bool | None, recorded: bool | None) -> bool:
+    """The explicit ``remap`` if given (it must agree with the record), else the record."""
+    if remap is None:
+        if recorded is None:
+            raise ValueError(
+                "alignment: `remap` is known only for a Q̂-net and its stequiv.to_ste twin, in that "
+                "order (the twin records whether its weights started at M(w) or w; a checkpoint "
+                "does not keep the record); give `remap=True` (the second model started at M(w) of "
+                "the first: SGD-like) or `remap=False` (at w: Adam-like, or remap_weights=False)")
+        return recorded
+    if recorded is not None and remap != recorded:
+        raise ValueError(
+            f"alignment: `remap={remap}` compares with {_form(remap)}, but to_ste made the twin "
+            f"with weights {_form(recorded)}; Ē would not be 0 for an exact twin. Drop `remap` "
+            f"(the twin's record is used) or pass `remap={recorded}`")
+    return remap
+
+
 @torch.no_grad()
-def alignment(model_a: nn.Module, model_b: nn.Module, *, remap: bool = True,
+def alignment(model_a: nn.Module, model_b: nn.Module, *, remap: bool | None = None,
               probe: Any = None) -> Alignment:
     """Ē and quantized-weight agreement between two models with the same quantized layers.
 
     ``remap=True`` compares :math:`M_a(w_a)` with :math:`w_b` (SGD form: ``model_a`` is the Q̂-net,
     ``model_b`` its STE twin); ``remap=False`` compares latent weights directly (Adam form).
+    ``remap=None`` (the default) takes the form the conversion used: :func:`~stequiv.to_ste`
+    records on the twin whether its weights are M(w) (SGD-like) or w (Adam-like, or
+    ``remap_weights=False``), so that Ē of an exact twin is 0. The record is read when
+    ``model_b`` is a twin and ``model_a`` is not; otherwise (no twin, two twins, a twin loaded
+    from a checkpoint, which does not keep the record) ``remap`` must be given. An explicit
+    ``remap`` that contradicts the record is refused.
     ``probe``: an input batch (a tensor, a tuple of positional or a dict of keyword arguments);
     both models are run on it in eval mode and the largest output difference is reported too.
     Accepts DistributedDataParallel-wrapped models. A tied weight is counted once.
@@ -129,6 +167,7 @@ def alignment(model_a: nn.Module, model_b: nn.Module, *, remap: bool = True,
         raise ValueError(f"alignment: the models' quantized layers differ: {list(layers_a)} vs "
                          f"{list(layers_b)}")
     _check_same_grids(layers_a, layers_b)
+    remap = _resolve_remap(remap, _recorded_remap(layers_a, layers_b))
     latents = {name: latent_weight(a, name) for name in layers_a}
     if remap:
         _check_readers(a, latents)
@@ -153,7 +192,8 @@ def alignment(model_a: nn.Module, model_b: nn.Module, *, remap: bool = True,
 class AlignmentTracker:
     """Records :func:`alignment` every ``every`` steps while two models train side by side."""
 
-    def __init__(self, model_a: nn.Module, model_b: nn.Module, *, remap: bool = True, every: int = 1):
+    def __init__(self, model_a: nn.Module, model_b: nn.Module, *, remap: bool | None = None,
+                 every: int = 1):
         if every < 1:
             raise ValueError(f"`every` must be >= 1, got {every}")
         self.model_a, self.model_b, self.remap, self.every = model_a, model_b, remap, every

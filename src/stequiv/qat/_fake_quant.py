@@ -35,10 +35,16 @@ class WeightFakeQuant(nn.Module):
             ``layout.view(w)``. They stay float64 under ``.half()``/``.bfloat16()``/``.to(dtype)``
             (only their device follows), and are rounded to the weight's dtype at use, exactly as
             the core does.
+        weights_remapped: on a twin made by :func:`~stequiv.qat.to_ste`, whether its latent
+            weight started at M(w) of the Q̂-net's (SGD-like) or at w (Adam-like, or
+            ``remap_weights=False``); None on any other model. :func:`~stequiv.qat.alignment`
+            reads it to choose Eq. 5's form. A property of the pair, not of the quantization:
+            not part of ``state_dict``.
     """
 
     delta: torch.Tensor  # a registered buffer (a Parameter in LearnedStepFakeQuant)
     inv_delta: torch.Tensor
+    weights_remapped: bool | None = None  # set on the twin by to_ste
 
     def __init__(self, estimator: Estimator, quantizer: UniformQuantizer, weight_shape: torch.Size,
                  *, layout: Layout | None = None):

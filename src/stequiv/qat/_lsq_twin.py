@@ -101,7 +101,7 @@ class LearnedStepTwin:
                 raise ValueError(f"LearnedStepTwin: layer {p.name!r} of the twin is on another Δ "
                                  "than the Q̂-net's; pass the Q̂-net that the twin was converted "
                                  "from (stequiv.to_ste(qnet, ...))")
-        agreement = alignment(qnet, twin, remap=False).agreement
+        agreement = alignment(qnet, twin, remap=self.kind == "sgd").agreement
         if agreement < MIN_AGREEMENT:
             raise ValueError(f"LearnedStepTwin: only {agreement:.1%} of the twin's quantized "
                              f"weights agree with the Q̂-net's (a twin agrees on all of them at "

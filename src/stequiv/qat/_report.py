@@ -57,7 +57,8 @@ def _why_float(module: nn.Module, param: str) -> str:
         return (f"{type(module).__name__}.{param}: not a registered layer kind; quantize it by "
                 "hand or use a supported layer")
     if not kind.default:
-        return f"{kind.name} weights are quantized only when filter_fn selects them"
+        return (f"{type(module).__name__}.{param}: matches layer kind {kind.name!r}, which is "
+                "quantized only when filter_fn selects it")
     return "not selected by filter_fn or config"
 
 

@@ -199,6 +199,9 @@ def _convert(model: nn.Module, optimizer: torch.optim.Optimizer | None,
     with torch.no_grad():
         for name, plan in plans.items():
             twin_layers[name].estimator = plan.target
+            # the record alignment reads (a Q̂-net made back by from_ste is not a twin)
+            twin_layers[name].weights_remapped = (
+                None if reverse else remap_weights and plan.weights is not _identity)
             p = latents[name]
             if remap_weights and plan.weights is not _identity and id(p) not in done:
                 done.add(id(p))
