@@ -170,3 +170,15 @@ def test_an_unknown_marker_fails_the_build():
     with pytest.raises(ValueError, match="unknown marker stequiv:nope"):
         hook.on_page_markdown("a\n<!-- stequiv:nope -->\n", Page, None, None)
     assert hook.on_page_markdown("no marker\n", Page, None, None) == "no marker\n"
+
+
+def test_result_file_marker_renders_a_committed_result_table():
+    class Page:
+        class file:
+            src_path = "x.md"
+
+    hook = _hook()
+    text = hook.on_page_markdown("<!-- stequiv:result-file study-optimizers -->\n", Page, None, None)
+    assert text.startswith("| optimizer | twin rule | order | slope | verdict |")
+    with pytest.raises(ValueError, match="needs the result file's name"):
+        hook.on_page_markdown("<!-- stequiv:result-file -->\n", Page, None, None)

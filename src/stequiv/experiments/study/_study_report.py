@@ -199,15 +199,17 @@ def _optimizer_figure(plt: Any, path: Path, series: dict[tuple, list[dict[str, A
     slopes = {(t["model"], t["dataset"], t["estimator"], t["bits"], t["optimizer"]): t["slope"]
               for t in optimizers}
     panels = sorted({k[:4] for k in series}, key=str)
-    cols = min(3, len(panels))
+    cols = min(2, len(panels))
     nrows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(5 * cols, 3.8 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(8 * cols, 5 * nrows), squeeze=False)
+    colors = plt.get_cmap("tab20").colors
     for ax, panel in zip(axes.flat, panels, strict=False):
         for n, (key, s) in enumerate((k, v) for k, v in series.items() if k[:4] == panel):
             below = {id(r) for r in _below_breakdown(s)}
-            color = f"C{n % 10}"
+            color = colors[n % len(colors)]
+            slope = f"{slopes[key]:.2f}" if math.isfinite(slopes[key]) else "— (Point A fails at every η)"
             ax.loglog([r["lr"] for r in s], [r["ebar_twin"] for r in s], "-", color=color,
-                      label=f"{key[4]} (slope {slopes[key]:.2f})")
+                      label=f"{key[4]} (slope {slope})")
             out = [r for r in s if id(r) not in below]
             ax.loglog([r["lr"] for r in s if id(r) in below],
                       [r["ebar_twin"] for r in s if id(r) in below], "o", color=color)
@@ -215,7 +217,7 @@ def _optimizer_figure(plt: Any, path: Path, series: dict[tuple, list[dict[str, A
                       mfc="none")
         model, dataset, est, bits = panel
         ax.set(title=f"{est} {bits}-bit, {model}, {dataset}", xlabel="η", ylabel="Ē (Q̂-net, twin)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.tight_layout()
