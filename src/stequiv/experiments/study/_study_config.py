@@ -79,7 +79,9 @@ class Cell:
         return f"{self.model}-{self.dataset}-{safe}-b{self.bits}-{self.optimizer}-lr{self.lr:.6g}"
 
     def experiment_config(self, study: StudyConfig) -> ExperimentConfig:
-        """The one-pair config of this cell (what ``reproduce`` would train)."""
+        """The one-pair config of this cell (what ``reproduce`` would train). Its ``optimizers``
+        names the twin's kind ("sgd" or "adam", :func:`~._optimizers.study_rule`); the cell
+        builds its own optimizer (:func:`~._study.build_cell`), which may be another of the kind."""
         params = {k: v for k, v in self.estimator.items() if k not in _ENTRY_KEYS}
         extra = {"sharpness": self.estimator["sharpness"]} if "sharpness" in self.estimator else {}
         return ExperimentConfig.from_dict({
