@@ -33,6 +33,7 @@ from stequiv.core.internal import unregister_estimator
 from stequiv.data import ArrayData, DataError, ImageFolderDataset, download, load_split, read_idx
 from stequiv.experiments import ConfigError, ExperimentConfig
 from stequiv.experiments.config import parse_assignment, read_config_file
+from stequiv.experiments.study import StudyConfig
 from stequiv.models import build_model
 from stequiv.qat import QuantConfig, alignment, load, quantize_, save, to_ste
 
@@ -462,6 +463,15 @@ CASES: list[Case] = [
          lambda _: ExperimentConfig(schedule_t=[10.0, 1.0])),
     Case(CONFIG, "lr_tweak=1.0", ConfigError, r"`lr_tweak` 1\.0 makes the lr-tweak partner",
          config(lr_tweak=1.0)),
+    Case(CONFIG, "clip_grad_norm=0", ConfigError, "clip_grad_norm", config(clip_grad_norm=0.0)),
+    Case(CONFIG, "ema_decay=1.0", ConfigError, "ema_decay", config(ema_decay=1.0)),
+    Case(CONFIG, "ema_decay with parallel=fsdp", ConfigError,
+         "`ema_decay` is not supported with `parallel` 'fsdp'", config(ema_decay=0.9, parallel="fsdp")),
+    Case(API, "StudyConfig(optimizers=['sgdm'])", ValueError,
+         r"`optimizers`: unknown optimizer 'sgdm'; choose from \['sgd', 'adam', 'nesterov'",
+         lambda _: StudyConfig(optimizers=("sgdm",))),
+    Case(API, "StudyConfig(clip_grad_norm=0)", ValueError, "`clip_grad_norm` must be > 0, got 0",
+         lambda _: StudyConfig(clip_grad_norm=0.0)),
     Case(FILE, "epochs: 1_0 (YAML 1.1's ten, YAML 1.2's string)", ConfigError, "epochs",
          lambda f: ExperimentConfig.load(f / "c.yaml"), files(**{"c.yaml": "epochs: 1_0\n"})),
     Case(CLI, "stequiv alpha ede --bits 2 (a binary estimator)", UsageError,

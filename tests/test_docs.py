@@ -186,3 +186,15 @@ def test_benchmark_tables_reach_the_docs_without_the_run_story():
                                         for p in (ROOT / "benchmarks" / "results").glob("*.md")]
     for page in [*shown, *(p.read_text("utf-8") for p in PAGES)]:
         assert not RUN_STORY.search(page), RUN_STORY.search(page)
+
+
+def test_result_file_marker_renders_a_committed_result_table():
+    class Page:
+        class file:
+            src_path = "x.md"
+
+    hook = _hook()
+    text = hook.on_page_markdown("<!-- stequiv:result-file study-optimizers -->\n", Page, None, None)
+    assert text.startswith("| optimizer | twin rule | order | slope | verdict |")
+    with pytest.raises(ValueError, match="needs the result file's name"):
+        hook.on_page_markdown("<!-- stequiv:result-file -->\n", Page, None, None)

@@ -260,5 +260,5 @@ def test_a_non_finite_gradient_stops_before_the_step(tmp_path):
     before = model.weight.detach().clone()
     model.bias.register_hook(lambda g: g * math.inf)
     with pytest.raises(NonFiniteError, match=r"the gradient of net b of test is not finite in `bias`"):
-        net.train_step(torch.ones(4, 3), torch.zeros(4, dtype=torch.long))
+        net.backward(torch.ones(4, 3), torch.zeros(4, dtype=torch.long))
     assert torch.equal(model.weight, before)  # the bad step was not taken

@@ -9,7 +9,10 @@ A page asks for a generated block with a marker on a line of its own, ``<!-- ste
 * ``public-names``: the names ``import stequiv`` offers and the page documenting each;
 * ``benchmarks``: the table of the committed ``benchmarks/RESULTS.md`` (without the run's date);
 * ``results``: the tables of every committed ``stequiv reproduce`` folder under ``docs/results/``;
-* ``bound-check``: the exact check of the theorems, ``docs/results/theory/bound_check.json``.
+* ``bound-check``: the exact check of the theorems, ``docs/results/theory/bound_check.json``;
+* ``benchmark-file NAME``: the table a benchmark script wrote to ``benchmarks/results/NAME.md``;
+* ``result-file NAME``: a committed result table, ``docs/results/NAME.md`` (the page states the
+  command that made it).
 
 An unknown marker is an error, so a misspelt one fails ``mkdocs build``.
 """
@@ -40,7 +43,7 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 def _block(name: str, argument: str | None, page: Any) -> str:
     makers = {"cli": _cli, "config": _config, "public-names": _public_names,
               "benchmarks": _benchmarks, "results": _results, "bound-check": _bound_check,
-              "benchmark-file": _benchmark_file}
+              "benchmark-file": _benchmark_file, "result-file": _result_file}
     if name not in makers:
         raise ValueError(f"{page.file.src_path}: unknown marker stequiv:{name}; "
                          f"known: {', '.join(sorted(makers))}")
@@ -189,6 +192,14 @@ def _benchmark_file(name: str | None) -> str:
     text = (ROOT / "benchmarks" / "results" / f"{name}.md").read_text(encoding="utf-8")
     body = [line for line in text.splitlines() if not line.startswith("# ")]
     return _for_users("\n".join(body))
+
+
+def _result_file(name: str | None) -> str:
+    """A committed result table, ``docs/results/NAME.md``, without a title line."""
+    if not name:
+        raise ValueError("stequiv:result-file needs the result file's name, e.g. study-optimizers")
+    text = (ROOT / "docs" / "results" / f"{name}.md").read_text(encoding="utf-8")
+    return _for_users("\n".join(line for line in text.splitlines() if not line.startswith("# ")))
 
 
 def _results(_: str | None) -> str:

@@ -48,7 +48,8 @@ _LATER_KEYS = ("scale", "group_size", "weight_decay", "max_val_samples",  # the 
                "schedule", "schedule_stages", "schedule_t", "activation_bits", "activation_estimator",
                "activation_swap_to",  # evolving estimators and activations (issue 13)
                "parallel", "compile",  # FSDP2 and torch.compile (issue 12)
-               "threads", "processes")  # threads per pair group, groups at once
+               "threads", "processes",  # threads per pair group, groups at once
+               "clip_grad_norm", "ema_decay")  # training-loop habits (sq.Pair's)
 IMAGE_FOLDER = "imagefolder"
 MAX_BITS = 16
 """Networks train in float32, where M is exact to 16 bits (2^16 bins per 2^24 float32 steps)."""
@@ -118,6 +119,13 @@ class ExperimentConfig:
     :mod:`~stequiv.experiments.parallel`). In one process both train the same unsharded nets. ``compile`` wraps the training
     forward of every net in ``torch.compile`` (inductor); evaluation stays eager.
 
+    ``clip_grad_norm`` (None: off) clips the Q̂-net's gradients to that global norm and scales every
+    STE partner's by the *Q̂-net's* coefficient (:func:`stequiv.qat.clip_grad_norm_pair_`, as
+    :class:`stequiv.qat.Pair` does); partners that are Q̂-nets (lr-tweak, activation-swap) clip by
+    their own norm. ``ema_decay`` (None: off) keeps a weight EMA w̄ ← d·w̄ + (1 − d)·w of every
+    net from the switch on; Ē and agreement between the EMA copies are reported
+    beside the nets' own (``ebar_ema``, ``agreement_ema``).
+
     ``threads`` is the number of torch intra-op threads of every pair group, and ``processes`` how
     many groups train at once, each in its own worker process (one process: the groups run one
     after another in this one). A run's numbers depend on neither the machine's thread count nor
@@ -175,6 +183,8 @@ class ExperimentConfig:
     compile: bool = False
     threads: PositiveInt = 1
     processes: PositiveInt = 1
+    clip_grad_norm: PositiveFloat | None = None
+    ema_decay: Fraction | None = None
 
     def __post_init__(self) -> None:
         """Checks across keys, once each key is valid on its own."""
@@ -206,6 +216,11 @@ class ExperimentConfig:
         if "activation-swap" in self.experiments and self.activation_swap_to == self.activation_estimator:
             raise ValueError(f"`activation_swap_to` must differ from `activation_estimator` (both "
                              f"{self.activation_estimator!r}): the swap would change nothing")
+        habits = [k for k in ("clip_grad_norm", "ema_decay") if getattr(self, k) is not None]
+        if self.parallel == "fsdp" and habits:
+            raise ValueError(f"{', '.join(f'`{k}`' for k in habits)} is not supported with "
+                             "`parallel` 'fsdp' (the clip coefficient and the EMA copies need whole "
+                             "weights); use `parallel` 'ddp', or drop it")
         if self.parallel == "fsdp" and self.schedule is not None:
             raise ValueError(f"`schedule` {self.schedule!r} is not supported with `parallel` 'fsdp' "
                              "(the STE twin's schedule remaps sharded weights); use `parallel` 'ddp'")

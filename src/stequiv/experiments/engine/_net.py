@@ -36,10 +36,11 @@ class Net:
     follower: Any = None
     replica: torch.nn.Module | None = None
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """One SGD/Adam step on the batch's mean cross-entropy; returns the loss.
+    def backward(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """The gradients of the batch's mean cross-entropy; returns the loss. The group may clip
+        them before :meth:`step`.
 
-        A non-finite loss or gradient raises :class:`NonFiniteError` before the step is taken
+        A non-finite loss or gradient raises :class:`NonFiniteError` before any step is taken
         (the gradients are all-reduced under DDP, so every rank sees the same verdict).
         """
         self.optimizer.zero_grad(set_to_none=True)
@@ -49,11 +50,14 @@ class Net:
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         if not (all_finite(grads) and math.isfinite(value)):
             raise NonFiniteError(self._culprit(value))
+        return value
+
+    def step(self) -> None:
+        """The optimizer, schedule and estimator-schedule step, on the gradients of :meth:`backward`."""
         self.optimizer.step()
         self.scheduler.step()
         if self.follower is not None:
             self.follower.step()
-        return value
 
     def _culprit(self, loss: float) -> str:
         """What was not finite: the loss, else the first parameter with a non-finite gradient."""

@@ -18,6 +18,13 @@ to ``dist.device`` here, so the same code runs on CPU and CUDA.
 With ``switch_fraction = p > 0`` (the paper's ImageNet protocol) only the Q̂-net trains for the
 first p of the steps; then the partners are built from its weights *and optimizer state* and
 all continue. Alignment is reported from the switch on.
+
+Training-loop habits (``clip_grad_norm``, ``ema_decay``, as :class:`stequiv.qat.Pair` has them):
+every net computes its gradients, then the Q̂-net clips by its own norm and every STE partner is
+scaled by the Q̂-net's coefficient (:func:`stequiv.qat.clip_grad_norm_pair_`; a Q̂-net partner
+clips by its own norm), then every net steps. A weight EMA of every net starts at the switch;
+final.json gives Ē and agreement between the EMA copies (``ebar_ema``, ``agreement_ema``) beside
+the nets' own.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from tqdm.auto import tqdm
 
 from ... import qat
 from ...qat.internal import slope_spread
-from ..config import IMAGE_FOLDER, ExperimentConfig, PairSpec
+from ..config import IMAGE_FOLDER, STE, ExperimentConfig, PairSpec
 from ..parallel import Dist, plain_copy, shard_
 from ..results import (
     config_diff,
@@ -90,6 +97,7 @@ class _Group:
                         opt, sched, model, follower(self.schedule, None, model, opt, sched, 0))
         self.saved_step: int | None = None  # of the last checkpoint written or resumed from
         self.partners: list[Net] = []
+        self.ema: list[torch.nn.Module] = []  # the EMA copies of [Q̂-net, *partners], from the switch
         self.step = 0
         self.histories: list[list[dict[str, float]]] = [[] for _ in self.specs]
         # mean-loss accumulators since the last row: the Q̂-net first, then each partner
@@ -122,6 +130,9 @@ class _Group:
                       follower(self.schedule, spec, model, opt, sched, self.step))
             self._parallelize(net)
             self.partners.append(net)
+        if self.config.ema_decay is not None:
+            self.ema = [copy.deepcopy(n.view()).eval().requires_grad_(False)
+                        for n in (self.qnet, *self.partners)]
 
     def state(self) -> dict[str, Any]:
         q = self.qnet.state_dict()
@@ -129,7 +140,8 @@ class _Group:
                 "world_size": self.dist.world_size, "config": self.config.to_dict(),
                 "run_id": self.run_id, "a": q["net"], "opt_a": q["opt"], "sched_a": q["sched"],
                 "loss_sum": self.loss_sum, "loss_steps": self.loss_steps,
-                "partners": [net.state_dict() for net in self.partners]}
+                "partners": [net.state_dict() for net in self.partners],
+                "ema": [m.state_dict() for m in self.ema]}
 
     def load(self, s: dict[str, Any], path: Path) -> None:
         if s.get("format") != CHECKPOINT_FORMAT:
@@ -150,6 +162,8 @@ class _Group:
         for net, saved in zip(self.partners, s["partners"], strict=True):
             net.follow_to(s["step"])
             net.load_state_dict(saved)
+        for ema, saved in zip(self.ema, s["ema"], strict=True):
+            ema.load_state_dict(saved)
 
     def _check_origin(self, s: dict[str, Any], path: Path) -> None:
         """Refuse a checkpoint of another run or config (its tensors would not fit, or mislead)."""
@@ -162,15 +176,40 @@ class _Group:
 
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         x, y = (t.to(self.dist.device) for t in batch)
-        for i, net in enumerate([self.qnet, *self.partners]):
+        nets = [self.qnet, *self.partners]
+        for i, net in enumerate(nets):
             try:
-                self.loss_sum[i] += net.train_step(x, y)
+                self.loss_sum[i] += net.backward(x, y)
             except NonFiniteError as err:
                 raise NonFiniteError(self._stopped(f"step {self.step + 1}: {err}", net)) from None
             self.loss_steps[i] += 1
+        if self.config.clip_grad_norm is not None:
+            self._clip(self.config.clip_grad_norm)
+        for net in nets:
+            net.step()
+        self._update_ema()
         self.step += 1
         if self.step == self.switch_step:
             self._switch()
+
+    def _clip(self, max_norm: float) -> None:
+        """The Q̂-net clipped by its norm, every STE partner by the Q̂-net's coefficient (Pair's
+        rule, which keeps the twin), every Q̂-net partner by its own norm."""
+        twins = [n.model for n, s in zip(self.partners, self.specs, strict=False) if s.partner == STE]
+        qat.clip_grad_norm_pair_(self.qnet.model, twins, max_norm)
+        for net, spec in zip(self.partners, self.specs, strict=False):
+            if spec.partner != STE:
+                torch.nn.utils.clip_grad_norm_(net.model.parameters(), max_norm)
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """w̄ ← d·w̄ + (1 − d)·w for every net's EMA copy (none before the switch or without EMA)."""
+        decay = self.config.ema_decay
+        if decay is None:
+            return
+        for net, ema in zip((self.qnet, *self.partners), self.ema, strict=False):
+            for p, e in zip(net.view().parameters(), ema.parameters(), strict=True):
+                e.lerp_(p.detach(), 1.0 - decay)
 
     def _stopped(self, what: str, net: Net) -> str:
         """The error of a non-finite value: where, what is kept, and the likely causes."""
@@ -323,9 +362,10 @@ def _finish(group: _Group, seconds: float, views: list[torch.nn.Module]) -> list
     a = group.qnet.model
     qnet = scores(a, f"Q̂ ({config.estimator})")
     finals = []
-    for spec, partner, view in zip(group.specs, group.partners, views[1:], strict=True):
+    for k, (spec, partner, view) in enumerate(zip(group.specs, group.partners, views[1:], strict=True)):
         b = partner.model
         al = qat.alignment(views[0], view, remap=spec.remap)
+        ema = qat.alignment(group.ema[0], group.ema[1 + k], remap=spec.remap) if group.ema else None
         lr = config.lr_sgd if spec.optimizer == "sgd" else config.lr_adam
         finals.append({
             "run_id": spec.run_id, "optimizer": spec.optimizer, "experiment": spec.experiment,
@@ -337,6 +377,8 @@ def _finish(group: _Group, seconds: float, views: list[torch.nn.Module]) -> list
             "seconds": seconds, "trained_with": [s.run_id for s in group.specs],
             "slope_spread": group.slope_spread,
             "world_size": group.dist.world_size,
+            "clip_grad_norm": config.clip_grad_norm, "ema_decay": config.ema_decay,
+            "ebar_ema": ema and ema.ebar, "agreement_ema": ema and ema.agreement,
         })
     return finals
 

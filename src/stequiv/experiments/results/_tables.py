@@ -77,6 +77,8 @@ def build_tables(runs: Sequence[dict[str, Any]]) -> list[Table]:
         tables.append(_ablation(runs))
     if any(r["experiment"] == "lr-sweep" for r in runs):
         tables.append(_lr_sweep(runs))
+    if any(r.get("clip_grad_norm") is not None or r.get("ema_decay") is not None for r in runs):
+        tables.append(_habits(runs))
     return tables
 
 
@@ -181,6 +183,25 @@ def _ablation(runs: Sequence[dict[str, Any]]) -> Table:
             Column("ebar_over_baseline", "Ē / baseline Ē", "ratio"),
             Column("val_acc_qhat", "val acc Q̂", "pct"), Column("val_acc_ste", "val acc STE", "pct"))
     return Table("ablation", "Ablation: which half of Theorem 5.1 carries the alignment", cols, tuple(rows))
+
+
+def _habits(runs: Sequence[dict[str, Any]]) -> Table:
+    """Ē of every run with the config's clipping and EMA, and Ē between the two EMA copies."""
+    rows = []
+    for run in runs:
+        ebar, ema = run["ebar"], run.get("ebar_ema")
+        rows.append((f"{run['run_id']}", run.get("clip_grad_norm"), run.get("ema_decay"), ebar,
+                     run["agreement"], ema, run.get("agreement_ema"),
+                     ema / ebar if ema is not None and ebar else None))
+    cols = (Column("run", "Run"), Column("clip_grad_norm", "clip τ", "num"),
+            Column("ema_decay", "EMA d", "num"), Column("ebar", "Ē", "ebar"),
+            Column("agreement", "Agreement", "pct"), Column("ebar_ema", "Ē (EMA)", "ebar"),
+            Column("agreement_ema", "Agreement (EMA)", "pct"),
+            Column("ema_over_ebar", "Ē (EMA) / Ē", "ratio"))
+    return Table("habits", "Clipping and weight EMA: Ē of the nets and of their EMA copies", cols,
+                 tuple(rows), "Clipped runs scale every STE partner's gradients by the Q̂-net's clip "
+                 "coefficient (`sq.qat.clip_grad_norm_pair_`); lr-tweak partners clip by their own "
+                 "norm. The EMA copies start at the switch.")
 
 
 def _lr_sweep(runs: Sequence[dict[str, Any]]) -> Table:

@@ -5,7 +5,7 @@ learning rates allowed) see the same batch. Their latent weights are stacked
 (``torch.stack``, so the gradient flows back to each net's own parameters), fake-quantized under
 ``torch.func.vmap``, and evaluated with the architecture's stacked forward (:mod:`._stacked`, the
 ConvNet) or else with ``vmap`` over ``functional_call`` of one float copy of the architecture. Each net then
-takes its own optimizer and schedule step (torch's SGD/Adam, with the state and per-layer learning
+takes its own optimizer and schedule step (any torch optimizer, with the state and per-layer learning
 rates ``to_ste`` gave it), so optimizer numbers are those of the one-net path.
 
 Fake quantization in functional form, per quantized layer of net i (forward Q, backward Q̂′):
@@ -34,7 +34,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,14 +188,18 @@ class BatchedNets:
                         b[name].copy_(new)
         return out
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One step of every net on (x, y); returns each net's mean cross-entropy (N,)."""
+    def train_step(self, x: torch.Tensor, y: torch.Tensor,
+                   before_step: Sequence[Callable[[], None]] = ()) -> torch.Tensor:
+        """One step of every net on (x, y); returns each net's mean cross-entropy (N,).
+        ``before_step``: called after the backward, before the optimizers step (clipping)."""
         for s in self.states:
             s.optimizer.zero_grad(set_to_none=True)
         out = self.forward(x)
         losses = F.cross_entropy(out.flatten(0, 1), y.repeat(len(self.states)),
                                  reduction="none").view(len(self.states), -1).mean(1)
         losses.sum().backward()
+        for call in before_step:
+            call()
         for s in self.states:
             s.optimizer.step()
             s.schedule.step()

@@ -19,29 +19,32 @@ finishes, so a stopped study is still a valid, resumable folder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import multiprocessing
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from ... import qat
 from ...core import BinaryQuantizer, NoRemapError, UniformQuantizer, constants, get_estimator
 from ...data import Split, load_split
 from ..config import PairSpec
-from ..engine import build_partner, build_qnet, make_optimizer
+from ..engine import build_partner, build_qnet, warmup_cosine
 from ..results import atomic_write
 from ._batched import BatchedNets, NetState
+from ._optimizers import STUDY_OPTIMIZERS, study_rule
 from ._study_config import Cell, StudyConfig
 
-__all__ = ["StudyData", "build_cell", "cell_batches", "index_stream", "load_study_data",
+__all__ = ["StudyData", "build_cell", "cell_batches", "clipper", "index_stream", "load_study_data",
            "report_study", "run_study", "train_lockstep", "train_sequential", "worker_pool"]
 
 NETS_PER_CELL = 3  # Q̂-net, STE twin, lr-tweak partner
@@ -78,13 +81,15 @@ def index_stream(n: int, batch_size: int, seed: int, steps: int) -> Iterator[lis
 
 
 def build_cell(cell: Cell, config: StudyConfig, data: StudyData) -> list[NetState]:
-    """The Q̂-net (seeded), its STE twin and its lr-tweak partner, each with optimizer and schedule."""
+    """The Q̂-net (seeded), its STE twin (``to_ste``'s rule for the cell's optimizer) and its
+    lr-tweak partner, each with optimizer and the warm-up + cosine schedule."""
     cfg = cell.experiment_config(config)
     a = build_qnet(cfg, data.train.in_channels, data.train.num_classes, torch.device("cpu"))
-    opt, sched = make_optimizer(cfg, cell.optimizer, a, 1.0, config.steps)
-    twin = build_partner(cfg, PairSpec("twin", cell.optimizer, "baseline"), a, opt, sched)
-    tweak = build_partner(cfg, PairSpec("tweak", cell.optimizer, "lr-tweak", partner="lr-tweak"),
-                          a, opt, sched)
+    opt = STUDY_OPTIMIZERS[cell.optimizer].make(a.parameters(), cell.lr, config.hyper)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(config.steps, config.warmup_fraction))
+    kind = cfg.optimizers[0]  # the twin's kind: study_rule's
+    twin = build_partner(cfg, PairSpec("twin", kind, "baseline"), a, opt, sched)
+    tweak = build_partner(cfg, PairSpec("tweak", kind, "lr-tweak", partner="lr-tweak"), a, opt, sched)
     return [NetState(a, opt, sched), NetState(*twin), NetState(*tweak)]
 
 
@@ -121,12 +126,14 @@ def cell_row(cell: Cell, config: StudyConfig, states: Sequence[NetState],
              scores: Sequence[dict[str, float]], train_loss: Sequence[float]) -> dict[str, Any]:
     """One row of study.csv from a trained cell."""
     a, twin, tweak = (s.net for s in states)
-    e_twin, g_twin = _pair_metrics(a, twin, remap=cell.optimizer == "sgd")
+    rule = study_rule(cell.optimizer, config.hyper)
+    e_twin, g_twin = _pair_metrics(a, twin, remap=rule.kind == "sgd")
     e_tweak, g_tweak = _pair_metrics(a, tweak, remap=False)
     params = {k: v for k, v in cell.experiment_config(config).estimator_spec().items() if k != "name"}
     row: dict[str, Any] = {
         "estimator": cell.label, "params": json.dumps(params, sort_keys=True), "bits": cell.bits,
-        "optimizer": cell.optimizer, "lr": cell.lr, "model": cell.model, "dataset": cell.dataset,
+        "optimizer": cell.optimizer, "twin_rule": rule.rule, "order": rule.order, "lr": cell.lr,
+        "model": cell.model, "dataset": cell.dataset,
         "ebar_twin": e_twin, "ebar_tweak": e_tweak, "agreement_twin": g_twin,
         "agreement_tweak": g_tweak, "coefficient": _coefficient(cell, config), "steps": config.steps}
     for tag, score, loss in zip(("q", "twin", "tweak"), scores, train_loss, strict=True):
@@ -147,11 +154,13 @@ def _coefficient(cell: Cell, config: StudyConfig) -> float:
 def _train_batch(cells: Sequence[Cell], config: StudyConfig, data: StudyData) -> list[dict[str, Any]]:
     states = [s for cell in cells for s in build_cell(cell, config, data)]
     nets = BatchedNets(states)
+    clips = [c for k, cell in enumerate(cells)
+             if (c := clipper(cell, config, *(s.net for s in states[3 * k:3 * k + 3])))]
     tail = max(1, config.steps // 10)
     loss_sum = torch.zeros(len(states), dtype=torch.float64)
     for step, idx in enumerate(index_stream(len(data.train), config.batch_size, config.seed, config.steps)):
         x, y = data.train.batch(idx)
-        losses = nets.train_step(x, y)
+        losses = nets.train_step(x, y, before_step=clips)
         if step >= config.steps - tail:
             loss_sum += losses.double()
     scores = nets.evaluate(zip(data.val_x.split(250), data.val_y.split(250), strict=True))
@@ -160,16 +169,44 @@ def _train_batch(cells: Sequence[Cell], config: StudyConfig, data: StudyData) ->
                      train_loss[3 * k:3 * k + 3]) for k, cell in enumerate(cells)]
 
 
+def clipper(cell: Cell, config: StudyConfig, qnet: nn.Module, twin: nn.Module | None = None,
+            tweak: nn.Module | None = None) -> Callable[[], None] | None:
+    """The gradient clipping of the cell's optimizer (``clip`` of :mod:`._optimizers`), to call
+    between backward and step; None where it does not clip. ``"pair"``: the twin is scaled by the
+    Q̂-net's coefficient (:func:`stequiv.qat.clip_grad_norm_pair_`); ``"own"``: by its own norm.
+    The lr-tweak partner, a Q̂-net, clips by its own norm."""
+    habit, tau = STUDY_OPTIMIZERS[cell.optimizer].clip, config.clip_grad_norm
+    if not habit:
+        return None
 
-def train_lockstep(states: Sequence[NetState], config: StudyConfig, data: StudyData) -> None:
-    """Train ``states`` side by side, each net one step on every batch of the study's stream."""
+    def clip() -> None:
+        if twin is not None and habit == "pair":
+            qat.clip_grad_norm_pair_(qnet, twin, tau)
+        else:
+            nn.utils.clip_grad_norm_(qnet.parameters(), tau)
+            if twin is not None:
+                nn.utils.clip_grad_norm_(twin.parameters(), tau)
+        if tweak is not None:
+            nn.utils.clip_grad_norm_(tweak.parameters(), tau)
+
+    return clip
+
+
+def train_lockstep(states: Sequence[NetState], config: StudyConfig, data: StudyData,
+                   clip: Callable[[], None] | None = None) -> None:
+    """Train ``states`` side by side, each net one step on every batch of the study's stream
+    (``clip``, if given, between the backwards and the steps)."""
     for idx in index_stream(len(data.train), config.batch_size, config.seed, config.steps):
         x, y = data.train.batch(idx)
         for s in states:
             s.optimizer.zero_grad(set_to_none=True)
             F.cross_entropy(s.net(x), y).backward()
+        if clip is not None:
+            clip()
+        for s in states:
             s.optimizer.step()
             s.schedule.step()
+
 
 def train_sequential(cells: Sequence[Cell], config: StudyConfig, data: StudyData) -> list[list[NetState]]:
     """The same cells as pairs one after another, the one-net way (module forward, autograd
@@ -179,8 +216,9 @@ def train_sequential(cells: Sequence[Cell], config: StudyConfig, data: StudyData
     for cell in cells:
         first = build_cell(cell, config, data)
         second = build_cell(cell, config, data)
-        for pair in ((first[0], first[1]), (second[0], second[2])):
-            train_lockstep(pair, config, data)
+        train_lockstep(first[:2], config, data, clipper(cell, config, first[0].net, twin=first[1].net))
+        train_lockstep([second[0], second[2]], config, data,
+                       clipper(cell, config, second[0].net, tweak=second[2].net))
         out.append([first[0], first[1], second[2]])
     return out
 
@@ -200,8 +238,10 @@ def calibrate(config: StudyConfig, data: StudyData, steps: int = 2) -> float:
 def _claim(out: Path, config: StudyConfig) -> None:
     path = out / "config.json"
     ours = config.to_dict()
-    if path.exists():
-        saved = json.loads(path.read_text())
+    if path.exists():  # a key added to StudyConfig since the folder was made reads as its default
+        defaults = {f.name: f.default for f in dataclasses.fields(StudyConfig)
+                    if f.default is not dataclasses.MISSING}
+        saved = {**{k: v for k, v in defaults.items() if k in ours}, **json.loads(path.read_text())}
         if saved != ours:
             keys = sorted(k for k in set(saved) | set(ours) if saved.get(k) != ours.get(k))
             raise ValueError(f"{out} holds a study of another config (keys differ: {keys}); "

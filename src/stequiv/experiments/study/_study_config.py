@@ -1,7 +1,7 @@
 """The configuration and grid of ``stequiv study``: alignment against learning rate.
 
 A *cell* of the grid is (model, dataset, estimator, bits, optimizer, η). Each cell trains three
-nets: the Q̂-net, its STE twin (Tables 1/2) and its lr-tweak partner (η × ``lr_tweak``, the
+nets: the Q̂-net, its STE twin (``to_ste``'s rule for the optimizer) and its lr-tweak partner (η × ``lr_tweak``, the
 noise floor), and gives one row of ``study.csv``: the pairs (Q̂, twin) and (Q̂, tweak) share the
 Q̂-net's training.
 
@@ -33,6 +33,7 @@ from ...core import UniformQuantizer as _Grid
 from ...data import list_datasets
 from ..config import OPTIMIZERS as _OPTIMIZERS
 from ..config import ExperimentConfig, default_of
+from ._optimizers import STUDY_OPTIMIZERS, study_rule
 
 __all__ = ["STUDY_PRESETS", "Cell", "StudyConfig", "study_cosine"]
 
@@ -78,7 +79,9 @@ class Cell:
         return f"{self.model}-{self.dataset}-{safe}-b{self.bits}-{self.optimizer}-lr{self.lr:.6g}"
 
     def experiment_config(self, study: StudyConfig) -> ExperimentConfig:
-        """The one-pair config of this cell (what ``reproduce`` would train)."""
+        """The one-pair config of this cell (what ``reproduce`` would train). Its ``optimizers``
+        names the twin's kind ("sgd" or "adam", :func:`~._optimizers.study_rule`); the cell
+        builds its own optimizer (:func:`~._study.build_cell`), which may be another of the kind."""
         params = {k: v for k, v in self.estimator.items() if k not in _ENTRY_KEYS}
         extra = {"sharpness": self.estimator["sharpness"]} if "sharpness" in self.estimator else {}
         return ExperimentConfig.from_dict({
@@ -87,7 +90,8 @@ class Cell:
             "lr_sgd": self.lr, "lr_adam": self.lr, "momentum": study.momentum,
             "betas": tuple(study.betas), "lr_tweak": study.lr_tweak,
             "warmup_fraction": study.warmup_fraction, "batch_size": study.batch_size,
-            "seed": study.seed, "epochs": 1, "optimizers": (self.optimizer,)})
+            "seed": study.seed, "epochs": 1,
+            "optimizers": (study_rule(self.optimizer, study.hyper).kind,)})
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,12 @@ class StudyConfig:
     ``{"name": "htge", "sharpness": 5.5, "models": ["resnet20"]}``); otherwise it runs on all.
     The grid's order is (model, estimator, bits, optimizer, dataset, η): a study stopped early
     has whole η series of the first entries on every dataset.
+
+    ``optimizers``: names of :data:`~._optimizers.STUDY_OPTIMIZERS` (SGD + momentum, Adam,
+    Nesterov, AdamW, RMSprop, Adagrad, Lion, and SGD/Adam clipped to global norm
+    ``clip_grad_norm`` with the twin scaled by the Q̂-net's coefficient or by its own); each
+    cell's twin is ``to_ste``'s for that optimizer. ``lrs`` maps an optimizer to its η grid; an
+    optimizer it does not name takes its default grid.
 
     ``threads``: torch's intra-op threads while the study trains (1 by default: on this 2-core
     machine shared with other work, one thread per process ran the batched step 2.4× faster than
@@ -114,14 +124,14 @@ class StudyConfig:
     bits: tuple[int, ...] = (1, 2, 4, 8)
     optimizers: tuple[str, ...] = _OPTIMIZERS
     lrs: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=lambda: {
-        "sgd": tuple(float(f"{x:.3g}") for x in np.geomspace(1e-3, 1.0, 8)),
-        "adam": tuple(float(f"{x:.3g}") for x in np.geomspace(1e-5, 1e-1, 8))})
+        name: STUDY_OPTIMIZERS[name].lrs for name in _OPTIMIZERS})
     # The training hyper-parameters a cell shares with `stequiv reproduce`: their defaults are
     # ExperimentConfig's (one place each), so a cell trains as its one-pair reproduction would.
     lr_tweak: float = default_of("lr_tweak")
     momentum: float = default_of("momentum")
     betas: tuple[float, float] = default_of("betas")
     warmup_fraction: float = default_of("warmup_fraction")
+    clip_grad_norm: float = 1.0
     steps: int = 400
     batch_size: int = 32
     eval_samples: int = 1000
@@ -144,14 +154,18 @@ class StudyConfig:
                for d in self.datasets if d not in list_datasets()]
         out += [f"`models`: unknown model {m!r}; choose from {_STUDY_MODELS}"
                 for m in self.models if m not in _STUDY_MODELS]
-        out += [f"`optimizers`: unknown optimizer {o!r}; choose from {list(_OPTIMIZERS)}"
-                for o in self.optimizers if o not in _OPTIMIZERS]
+        out += [f"`optimizers`: unknown optimizer {o!r}; choose from {list(STUDY_OPTIMIZERS)}"
+                for o in self.optimizers if o not in STUDY_OPTIMIZERS]
+        out += [f"`optimizers`: {o!r} needs the package {STUDY_OPTIMIZERS[o].package} (pip install "
+                f"{STUDY_OPTIMIZERS[o].package}); install it or remove {o!r}"
+                for o in self.optimizers if o in STUDY_OPTIMIZERS and not STUDY_OPTIMIZERS[o].available]
         for opt in self.optimizers:
             bad = [x for x in self.lrs.get(opt, ()) if not (isinstance(x, int | float) and x > 0)]
             if bad:
                 out.append(f"`lrs.{opt}`: learning rates must be > 0, got {bad}; remove them")
         out += [f"`{k}` must be > 0, got {getattr(self, k)}" for k in
-                ("steps", "batch_size", "eval_samples", "nets_per_batch", "lr_tweak", "threads")
+                ("steps", "batch_size", "eval_samples", "nets_per_batch", "lr_tweak", "threads",
+                 "clip_grad_norm")
                 if not getattr(self, k) > 0]
         if self.lr_tweak == 1:
             out.append("`lr_tweak` 1.0 makes the lr-tweak partner the Q̂-net itself (its Ē would "
@@ -193,7 +207,12 @@ class StudyConfig:
                 for m in self.models for spec in self.estimators
                 if m in spec.get("models", self.models)
                 for b in spec.get("bits", self.bits) for opt in self.optimizers
-                for d in self.datasets for lr in self.lrs.get(opt, ())]
+                for d in self.datasets for lr in self.lrs.get(opt, STUDY_OPTIMIZERS[opt].lrs)]
+
+    @property
+    def hyper(self) -> dict[str, Any]:
+        """The hyper-parameters every optimizer of the study shares (``momentum``, ``betas``)."""
+        return {"momentum": self.momentum, "betas": self.betas}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (round-trips through :meth:`from_dict`)."""
@@ -230,6 +249,16 @@ STUDY_PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"datasets": ("mnist-5k",), "steps": 40, "batch_size": 16, "eval_samples": 500,
               "estimators": ({"name": "htge", "sharpness": 5.5, "bits": [2, 8]},
                              {"name": "ede", "bits": [1]}, {"name": "study_cosine", "bits": [4]})},
+    # Every optimizer of the study (lion if lion-pytorch is installed) on one series: the slope of
+    # Ē against η per optimizer and its verdict (docs/study.md). 6 η each, a factor √10 apart from
+    # a tenth of the lowest η of the optimizer's grid (most cells below η*, where the slope is
+    # read); 40 steps: 66 cells.
+    "optimizers": {"datasets": ("mnist-5k",), "steps": 40, "batch_size": 16, "eval_samples": 200,
+                   "estimators": ({"name": "htge", "sharpness": 5.5, "bits": [2]},),
+                   "optimizers": tuple(o.name for o in STUDY_OPTIMIZERS.values() if o.available),
+                   "lrs": {o.name: tuple(float(f"{x:.3g}") for x in
+                                         np.geomspace(o.lrs[0] / 10, o.lrs[0] * 10**1.5, 6))
+                           for o in STUDY_OPTIMIZERS.values()}},
     # The ConvNet on the whole grid of the class defaults: 2 datasets × 23 (estimator, bits) × 2 × 8
     # = 736 cells; ResNet-20 (BatchNorm, ~10× the ConvNet's cost per step) with HTGE at 2 and 8
     # bits on both datasets: 64 cells more, 800 in all.

@@ -14,6 +14,13 @@ Definitions used in the report:
   0.01·η per step (slope 1). Their ratio then grows like η, and crosses 1 near
   η ≈ 0.01/(coefficient·L₊·|∇f|) (per-step terms compared): Appendix H's coefficient predicts
   η* ∝ 1/coefficient.
+* **The optimizer table**: per series, the twin rule and its order as ``to_ste`` states them
+  (:func:`~._optimizers.study_rule`), the slope of log Ē_twin against log η over the cells below
+  η* (all cells of a censored series), and a verdict from that slope: the rule's order when the
+  slope is at least 1.5 (an exact or second-order twin drifts by O(η²) per step: slope 2), *first
+  order* for slopes in [0.5, 1.5) (Ē ∝ η: a relative error that does not fall with η), *fails*
+  below 0.5 (Ē does not fall with η) or when Point A fails at every η tried (no cell below η*),
+  "—" with one cell below η*. ``slope_all``: the slope over every cell of the series.
 """
 
 from __future__ import annotations
@@ -29,11 +36,14 @@ from typing import Any
 import numpy as np
 
 from ..results import atomic_write
+from ._optimizers import study_rule
 from ._study_config import StudyConfig
 
-__all__ = ["breakdowns", "read_rows", "write_study_csv", "write_study_outputs"]
+__all__ = ["breakdowns", "optimizer_table", "read_rows", "slope_verdict", "write_study_csv",
+           "write_study_outputs"]
 
-COLUMNS = ("estimator", "params", "bits", "optimizer", "lr", "model", "dataset", "ebar_twin",
+COLUMNS = ("estimator", "params", "bits", "optimizer", "twin_rule", "order", "lr", "model",
+           "dataset", "ebar_twin",
            "ebar_tweak", "agreement_twin", "agreement_tweak", "coefficient", "steps",
            "train_loss_q", "train_loss_twin", "train_loss_tweak", "val_loss_q", "val_loss_twin",
            "val_loss_tweak", "val_acc_q", "val_acc_twin", "val_acc_tweak", "seconds")
@@ -80,6 +90,38 @@ def _slope(rows: list[dict[str, Any]], key: str) -> float:
     return float(np.polyfit(x, y, 1)[0])
 
 
+def _below_breakdown(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cells of a series (sorted by η) below its η* (all of them when it is censored)."""
+    failing = [r["lr"] for r in series if not _holds(r)]
+    return [r for r in series if not failing or r["lr"] < failing[0]]
+
+
+def slope_verdict(slope: float, order: str, cells: int = 2) -> str:
+    """The order a measured slope of log Ē against log η over ``cells`` cells below η* shows
+    (module docstring)."""
+    if cells == 0:
+        return "fails"
+    if not math.isfinite(slope):
+        return "—"
+    if slope >= 1.5:
+        return order if order in ("exact", "second order") else "second order"
+    return "first order" if slope >= 0.5 else "fails"
+
+
+def optimizer_table(rows: list[dict[str, Any]], config: StudyConfig) -> list[dict[str, Any]]:
+    """One entry per series: optimizer → twin rule → order → measured slope → verdict."""
+    out = []
+    for (model, dataset, est, bits, opt), series in _series(rows).items():
+        rule = study_rule(opt, config.hyper)
+        below = _below_breakdown(series)
+        slope = _slope(below, "ebar_twin")
+        out.append({"optimizer": opt, "twin_rule": rule.rule, "order": rule.order, "slope": slope,
+                    "verdict": slope_verdict(slope, rule.order, len(below)), "cells": len(below),
+                    "slope_all": _slope(series, "ebar_twin"),
+                    "model": model, "dataset": dataset, "estimator": est, "bits": bits})
+    return out
+
+
 def breakdowns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One entry per series: η*, whether censored, the coefficient, slopes (module docstring)."""
     out = []
@@ -99,7 +141,8 @@ def breakdowns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _figures(out: Path, rows: list[dict[str, Any]], table: list[dict[str, Any]]) -> list[str]:
+def _figures(out: Path, rows: list[dict[str, Any]], table: list[dict[str, Any]],
+             optimizers: list[dict[str, Any]]) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,7 +170,8 @@ def _figures(out: Path, rows: list[dict[str, Any]], table: list[dict[str, Any]])
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 4))
-    for opt, marker in (("sgd", "o"), ("adam", "s")):
+    for n, opt in enumerate(dict.fromkeys(t["optimizer"] for t in table)):
+        marker = "osDvph*<>X"[n % 10]
         pts = [(t["coefficient"], t["eta_star"] or t["max_lr"], t["eta_star"] is None)
                for t in table if t["optimizer"] == opt and math.isfinite(t["coefficient"])
                and t["coefficient"] > 0]
@@ -135,15 +179,50 @@ def _figures(out: Path, rows: list[dict[str, Any]], table: list[dict[str, Any]])
             sel = [(c, e) for c, e, cen in pts if cen == censored]
             if sel:
                 c, e = zip(*sel, strict=True)
-                ax.scatter(c, e, marker="^" if censored else marker, facecolors="none" if censored else None,
-                           label=f"{opt}{' (η* > max η)' if censored else ''}")
+                ax.scatter(c, e, marker="^" if censored else marker, color=f"C{n % 10}",
+                           facecolors="none" if censored else None, label=f"{opt}{' (η* > max η)' if censored else ''}")
     ax.set(xscale="log", yscale="log", xlabel="Appendix H coefficient L′L₊/(2L₋²) (Δ = 1)",
            ylabel="breakdown η*")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(fig_dir / "eta_star_vs_coefficient.png", dpi=110)
     plt.close(fig)
-    return ["figures/ebar_ratio_vs_lr.png", "figures/eta_star_vs_coefficient.png"]
+    _optimizer_figure(plt, fig_dir / "ebar_vs_lr_by_optimizer.png", series, optimizers)
+    return ["figures/ebar_ratio_vs_lr.png", "figures/eta_star_vs_coefficient.png",
+            "figures/ebar_vs_lr_by_optimizer.png"]
+
+
+def _optimizer_figure(plt: Any, path: Path, series: dict[tuple, list[dict[str, Any]]],
+                      optimizers: list[dict[str, Any]]) -> None:
+    """Ē_twin against η, one panel per (model, dataset, estimator, bits), one line per optimizer
+    with its slope below η* in the legend (hollow markers: cells at or above η*)."""
+    slopes = {(t["model"], t["dataset"], t["estimator"], t["bits"], t["optimizer"]): t["slope"]
+              for t in optimizers}
+    panels = sorted({k[:4] for k in series}, key=str)
+    cols = min(2, len(panels))
+    nrows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(8 * cols, 5 * nrows), squeeze=False)
+    colors = plt.get_cmap("tab20").colors
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        for n, (key, s) in enumerate((k, v) for k, v in series.items() if k[:4] == panel):
+            below = {id(r) for r in _below_breakdown(s)}
+            color = colors[n % len(colors)]
+            slope = f"{slopes[key]:.2f}" if math.isfinite(slopes[key]) else "— (Point A fails at every η)"
+            ax.loglog([r["lr"] for r in s], [r["ebar_twin"] for r in s], "-", color=color,
+                      label=f"{key[4]} (slope {slope})")
+            out = [r for r in s if id(r) not in below]
+            ax.loglog([r["lr"] for r in s if id(r) in below],
+                      [r["ebar_twin"] for r in s if id(r) in below], "o", color=color)
+            ax.loglog([r["lr"] for r in out], [r["ebar_twin"] for r in out], "o", color=color,
+                      mfc="none")
+        model, dataset, est, bits = panel
+        ax.set(title=f"{est} {bits}-bit, {model}, {dataset}", xlabel="η", ylabel="Ē (Q̂-net, twin)")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _fmt(x: Any) -> str:
@@ -154,8 +233,18 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
+def optimizers_markdown(optimizers: list[dict[str, Any]]) -> str:
+    """The optimizer table as Markdown (``optimizers.md`` of the study folder)."""
+    cols = ("optimizer", "twin_rule", "order", "slope", "verdict", "cells", "slope_all", "estimator",
+            "bits", "model", "dataset")
+    lines = ["| " + " | ".join(c.replace("_", " ") for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(t[c]).replace("|", "\\|") for c in cols) + " |"
+              for t in optimizers]
+    return "\n".join(lines) + "\n"
+
+
 def _report(config: StudyConfig, rows: list[dict[str, Any]], table: list[dict[str, Any]],
-            bound: dict[str, Any], figures: list[str]) -> str:
+            optimizers: list[dict[str, Any]], bound: dict[str, Any], figures: list[str]) -> str:
     cols = ("model", "dataset", "estimator", "bits", "optimizer", "coefficient", "eta_star", "max_lr",
             "slope_twin", "slope_tweak", "slope_twin_where_A_holds", "agreement_twin_at_min_lr")
     lines = [f"# stequiv study: {len(rows)} of {len(config.cells())} cells", "",
@@ -165,6 +254,9 @@ def _report(config: StudyConfig, rows: list[dict[str, Any]], table: list[dict[st
              "(— : it held at every η tried).", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_fmt(t[c]) for c in cols) + " |" for t in table]
+    lines += ["", "Per optimizer: the twin rule of `to_ste`, its order, the slope of log Ē_twin "
+              "against log η below η*, and the order that slope shows (optimizers.md).", "",
+              optimizers_markdown(optimizers).rstrip("\n")]
     lines += ["", f"Theorem check (bound_check.json): {bound['checks']} checks, "
               f"{bound['violations']} violations, smallest tightness {bound['tightness_min']:.3g}.",
               ""]
@@ -182,9 +274,12 @@ def write_study_outputs(out: Path, config: StudyConfig, rows: list[dict[str, Any
         atomic_write(bound_path, json.dumps(bound_check(), indent=2))
     bound = json.loads(bound_path.read_text())
     table = breakdowns(rows)
-    figures = _figures(out, rows, table) if rows else []
-    atomic_write(out / "report.md", _report(config, rows, table, bound, figures))
+    optimizers = optimizer_table(rows, config)
+    figures = _figures(out, rows, table, optimizers) if rows else []
+    atomic_write(out / "optimizers.md", optimizers_markdown(optimizers))
+    atomic_write(out / "report.md", _report(config, rows, table, optimizers, bound, figures))
     summary = {"cells": len(rows), "of": len(config.cells()), "breakdowns": table,
+               "optimizers": optimizers,
                "bound_check": {k: bound[k] for k in ("checks", "violations", "tightness_min")}}
     atomic_write(out / "summary.json", json.dumps(summary, indent=2))
     return summary
