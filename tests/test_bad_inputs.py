@@ -479,6 +479,36 @@ CASES: list[Case] = [
                                                   nn.Linear(8, 2))),
          lambda f: (save(nn.Sequential(quantize_(nn.Linear(8, 8), QuantConfig())), f / "c.pt"),
                     f)[1]),
+    # -- issue 24: tracebacks and vague errors found by hostile input
+    Case(CONFIG, "epochs=99999999999999999999999", ConfigError,
+         "`epochs` must be <= 100000, got 99999999999999999999999",
+         config(epochs=99999999999999999999999)),
+    Case(CONFIG, "optimizers='sgd' (a name, not a list)", ConfigError,
+         r"`optimizers` must be a list, got 'sgd'; a list of one name is written \[sgd\]",
+         config(optimizers="sgd")),
+    Case(FILE, "YAML merge key <<:", ConfigError,
+         r"cfg\.yaml, line 3, column 1: the merge key `<<` is YAML 1\.1, not YAML 1\.2 .*write the "
+         r"merged keys out in this mapping",
+         read("cfg.yaml"), files(**{"cfg.yaml": "base: &b {epochs: 2}\nbits: 2\n<<: *b\n"})),
+    Case(CLI, "study --set steps=1.5", CommandError,
+         r"`steps` must be an integer, got 1\.5 \(from --set steps=1\.5\)",
+         cli("study", "--quick", "--out", "{tmp}/s", "--set", "steps=1.5")),
+    Case(CLI, "study --set steps=99999999999999999999999", CommandError,
+         "`steps` must be <= 10000000, got 99999999999999999999999",
+         cli("study", "--quick", "--out", "{tmp}/s", "--set", "steps=99999999999999999999999")),
+    Case(CLI, "study --set momentum=abc", CommandError, "`momentum` must be a number, got 'abc'",
+         cli("study", "--quick", "--out", "{tmp}/s", "--set", "momentum=abc")),
+    Case(CLI, "study --set datasets=mnist-5k (a name, not a list)", CommandError,
+         r"^Error: `datasets` must be a list, got 'mnist-5k'; a list of one name is written "
+         r"\[mnist-5k\] \(from --set datasets=mnist-5k\)\n$",
+         cli("study", "--quick", "--out", "{tmp}/s", "--set", "datasets=mnist-5k")),
+    Case(CLI, "study --set 'lrs={sgdd: [0.1], adam: [0.001]}' (misspelt)", CommandError,
+         r"`lrs` has the key 'sgdd', which is not an optimizer \(did you mean 'sgd'\?\); its keys "
+         r"are optimizer names: \['sgd', 'adam'\]",
+         cli("study", "--quick", "--out", "{tmp}/s", "--set", "lrs={{sgdd: [0.1], adam: [0.001]}}")),
+    Case(CLI, "study --set 'lrs={sgd: [0.1]}' (adam left without)", CommandError,
+         "`optimizers` lists 'adam' but `lrs` has no learning rates for it; add `lrs.adam`",
+         cli("study", "--quick", "--out", "{tmp}/s", "--set", "lrs={{sgd: [0.1]}}")),
 ]
 
 
