@@ -33,6 +33,8 @@ from stequiv.core.internal import unregister_estimator
 from stequiv.data import ArrayData, DataError, ImageFolderDataset, download, load_split, read_idx
 from stequiv.experiments import ConfigError, ExperimentConfig
 from stequiv.experiments.config import parse_assignment, read_config_file
+from stequiv.experiments.engine import Net, NonFiniteError
+from stequiv.experiments.study import STUDY_PRESETS, StudyConfig
 from stequiv.models import build_model
 from stequiv.qat import QuantConfig, alignment, load, quantize_, save
 
@@ -148,6 +150,31 @@ def read_only_folder(folder: Path) -> Path:
     ro.mkdir()
     ro.chmod(0o555)
     return ro
+
+
+def study_with_cell(text: str) -> Callable[[Path], Path]:
+    """A ``--quick`` study folder ``s`` whose first cell file holds ``text``."""
+
+    def make(folder: Path) -> Path:
+        config = StudyConfig.from_dict(STUDY_PRESETS["quick"])
+        (folder / "s" / "cells").mkdir(parents=True)
+        (folder / "s" / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        (folder / "s" / "cells" / f"{config.cells()[0].cell_id}.json").write_text(text)
+        return folder
+
+    return make
+
+
+def sgd_step(lr: float) -> Callable[[Any], object]:
+    """One training step of a small net under SGD with learning rate ``lr``."""
+
+    def call(_: Any) -> object:
+        model = nn.Linear(3, 2)
+        opt = torch.optim.SGD(model.parameters(), lr=lr)
+        net = Net("net a", model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), model)
+        return net.train_step(torch.ones(4, 3), torch.zeros(4, dtype=torch.long))
+
+    return call
 
 
 # ---------------------------------------------------------------- the catalogue
@@ -509,6 +536,16 @@ CASES: list[Case] = [
     Case(CLI, "study --set 'lrs={sgd: [0.1]}' (adam left without)", CommandError,
          "`optimizers` lists 'adam' but `lrs` has no learning rates for it; add `lrs.adam`",
          cli("study", "--quick", "--out", "{tmp}/s", "--set", "lrs={{sgd: [0.1]}}")),
+    Case(CLI, "study --set 'lrs={sgd: [1e308], adam: [0.001]}'", CommandError,
+         r"`lrs.sgd` holds 1e\+308, beyond what float32 .* holds as a step size",
+         cli("study", "--quick", "--out", "{tmp}/s", "--set", "lrs={{sgd: [1e308], adam: [0.001]}}")),
+    Case(CLI, "study --report-only with a cell file cut short", CommandError,
+         r"the cell file .*s/cells/.*\.json is not readable JSON .*delete it and run the study "
+         "again", cli("study", "--quick", "--report-only", "--out", "{tmp}/s"),
+         study_with_cell('{"estimator": "htge(sharp')),
+    Case(API, "a training step with lr 1e308 (beyond float32)", NonFiniteError,
+         r"the learning rate of net a is 1e\+308, beyond torch.float32's largest number 3.4e\+38",
+         sgd_step(1e308)),
 ]
 
 

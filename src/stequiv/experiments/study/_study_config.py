@@ -181,6 +181,11 @@ class StudyConfig:
         out = [f"`lrs` has the key {k!r}, which is not an optimizer{close_match(k, _OPTIMIZERS)}; "
                f"its keys are optimizer names: {list(_OPTIMIZERS)}"
                for k in self.lrs if k not in _OPTIMIZERS]
+        # the nets train in float32, and torch's step stops on a step size float32 cannot hold
+        factor, largest = max(1.0, self.lr_tweak), float(np.finfo(np.float32).max)
+        out += [f"`lrs.{k}` holds {x:g}, beyond what float32 (in which the nets train) holds as a "
+                f"step size: keep η × max(1, `lr_tweak`) below {largest:.3g}; remove it"
+                for k, xs in self.lrs.items() for x in xs if x * factor > largest]
         if not out:  # a misspelt key explains the optimizer it left without learning rates
             out += [f"`optimizers` lists {o!r} but `lrs` has no learning rates for it; add "
                     f"`lrs.{o}` (e.g. lrs: {{{o}: [0.01]}}) or remove {o!r} from `optimizers`"
