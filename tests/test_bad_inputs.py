@@ -8,7 +8,9 @@ docs/bad-inputs.md is generated from ``CASES``; after changing them, rewrite it 
 
 from __future__ import annotations
 
+import errno
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -150,6 +153,34 @@ def read_only_folder(folder: Path) -> Path:
     ro.mkdir()
     ro.chmod(0o555)
     return ro
+
+
+def disk_full(run: Callable[[Path], object]) -> Callable[[Path], object]:
+    """``run(folder)`` on a disk that is full: every ``fsync`` fails with ENOSPC, as a write whose
+    blocks the file system cannot allocate does."""
+
+    def fsync(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def call(folder: Path) -> object:
+        with mock.patch("os.fsync", fsync):
+            return run(folder)
+
+    return call
+
+
+def raw_checkpoint(payload: object) -> Callable[[Path], Path]:
+    """``c.pt`` holding ``payload`` under a valid stequiv-checkpoint header (the hash matches)."""
+
+    def make(folder: Path) -> Path:
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        data = buffer.getvalue()
+        header = b"stequiv-checkpoint 1 " + hashlib.sha256(data).hexdigest().encode() + b"\n"
+        (folder / "c.pt").write_bytes(header + data)
+        return folder
+
+    return make
 
 
 def study_with_cell(text: str) -> Callable[[Path], Path]:
@@ -546,6 +577,18 @@ CASES: list[Case] = [
     Case(API, "a training step with lr 1e308 (beyond float32)", NonFiniteError,
          r"the learning rate of net a is 1e\+308, beyond torch.float32's largest number 3.4e\+38",
          sgd_step(1e308)),
+    Case(API, "load of a valid-hash checkpoint without 'quantization'", ValueError,
+         r"c\.pt: the checkpoint's payload must be a dict with 'quantization' and 'state_dict'",
+         lambda f: load(f / "c.pt", nn.Linear(8, 8)),
+         raw_checkpoint({"state_dict": nn.Linear(8, 8).state_dict()})),
+    Case(API, "load of a checkpoint whose layer record lacks its fields", ValueError,
+         r"c\.pt: the quantization record of layer '' lacks \['estimator', 'lower'",
+         lambda f: load(f / "c.pt", nn.Linear(8, 8)),
+         raw_checkpoint({"quantization": {"": {"bits": 2}}, "state_dict": {}})),
+    Case(API, "save on a full disk (ENOSPC)", OSError,
+         r"the disk is full \(No space left on device\): .* free there, the file needs .*; free "
+         r"some space or write to another disk.*: '.*c\.pt'",
+         disk_full(lambda f: save(quantize_(nn.Linear(8, 8), QuantConfig()), f / "c.pt"))),
 ]
 
 
