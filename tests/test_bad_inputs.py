@@ -8,7 +8,9 @@ docs/bad-inputs.md is generated from ``CASES``; after changing them, rewrite it 
 
 from __future__ import annotations
 
+import errno
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -33,7 +36,8 @@ from stequiv.core.internal import unregister_estimator
 from stequiv.data import ArrayData, DataError, ImageFolderDataset, download, load_split, read_idx
 from stequiv.experiments import ConfigError, ExperimentConfig
 from stequiv.experiments.config import parse_assignment, read_config_file
-from stequiv.experiments.study import StudyConfig
+from stequiv.experiments.engine import Net, NonFiniteError
+from stequiv.experiments.study import STUDY_PRESETS, StudyConfig
 from stequiv.models import build_model
 from stequiv.qat import QuantConfig, alignment, load, quantize_, save, to_ste
 
@@ -155,6 +159,60 @@ def read_only_folder(folder: Path) -> Path:
     ro.mkdir()
     ro.chmod(0o555)
     return ro
+
+
+def disk_full(run: Callable[[Path], object]) -> Callable[[Path], object]:
+    """``run(folder)`` on a disk that is full: every ``fsync`` fails with ENOSPC, as a write whose
+    blocks the file system cannot allocate does."""
+
+    def fsync(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def call(folder: Path) -> object:
+        with mock.patch("os.fsync", fsync):
+            return run(folder)
+
+    return call
+
+
+def raw_checkpoint(payload: object) -> Callable[[Path], Path]:
+    """``c.pt`` holding ``payload`` under a valid stequiv-checkpoint header (the hash matches)."""
+
+    def make(folder: Path) -> Path:
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        data = buffer.getvalue()
+        header = b"stequiv-checkpoint 1 " + hashlib.sha256(data).hexdigest().encode() + b"\n"
+        (folder / "c.pt").write_bytes(header + data)
+        return folder
+
+    return make
+
+
+def study_with_cell(text: str) -> Callable[[Path], Path]:
+    """A ``--quick`` study folder ``s`` whose first cell file holds ``text``."""
+
+    def make(folder: Path) -> Path:
+        config = StudyConfig.from_dict(STUDY_PRESETS["quick"])
+        (folder / "s" / "cells").mkdir(parents=True)
+        (folder / "s" / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        (folder / "s" / "cells" / f"{config.cells()[0].cell_id}.json").write_text(text)
+        return folder
+
+    return make
+
+
+def sgd_step(lr: float) -> Callable[[Any], object]:
+    """One training step of a small net under SGD with learning rate ``lr``."""
+
+    def call(_: Any) -> object:
+        model = nn.Linear(3, 2)
+        opt = torch.optim.SGD(model.parameters(), lr=lr)
+        net = Net("net a", model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), model)
+        net.backward(torch.ones(4, 3), torch.zeros(4, dtype=torch.long))
+        return net.step()
+
+    return call
 
 
 # ---------------------------------------------------------------- the catalogue
@@ -502,6 +560,55 @@ CASES: list[Case] = [
                                                   nn.Linear(8, 2))),
          lambda f: (save(nn.Sequential(quantize_(nn.Linear(8, 8), QuantConfig())), f / "c.pt"),
                     f)[1]),
+    # -- issue 24: tracebacks and vague errors found by hostile input
+    Case(CONFIG, "epochs=99999999999999999999999", ConfigError,
+         "`epochs` must be <= 100000, got 99999999999999999999999",
+         config(epochs=99999999999999999999999)),
+    Case(CONFIG, "optimizers='sgd' (a name, not a list)", ConfigError,
+         r"`optimizers` must be a list, got 'sgd'; a list of one name is written \[sgd\]",
+         config(optimizers="sgd")),
+    Case(FILE, "YAML merge key <<:", ConfigError,
+         r"cfg\.yaml, line 3, column 1: the merge key `<<` is YAML 1\.1, not YAML 1\.2 .*write the "
+         r"merged keys out in this mapping",
+         read("cfg.yaml"), files(**{"cfg.yaml": "base: &b {epochs: 2}\nbits: 2\n<<: *b\n"})),
+    Case(CLI, "study --set steps=1.5", CommandError,
+         r"`steps` must be an integer, got 1\.5 \(from --set steps=1\.5\)",
+         cli("study", "--quick", "--out", "{tmp}/s", "--set", "steps=1.5")),
+    Case(CLI, "study --set steps=99999999999999999999999", CommandError,
+         "`steps` must be <= 10000000, got 99999999999999999999999",
+         cli("study", "--quick", "--out", "{tmp}/s", "--set", "steps=99999999999999999999999")),
+    Case(CLI, "study --set momentum=abc", CommandError, "`momentum` must be a number, got 'abc'",
+         cli("study", "--quick", "--out", "{tmp}/s", "--set", "momentum=abc")),
+    Case(CLI, "study --set datasets=mnist-5k (a name, not a list)", CommandError,
+         r"^Error: `datasets` must be a list, got 'mnist-5k'; a list of one name is written "
+         r"\[mnist-5k\] \(from --set datasets=mnist-5k\)\n$",
+         cli("study", "--quick", "--out", "{tmp}/s", "--set", "datasets=mnist-5k")),
+    Case(CLI, "study --set 'lrs={sgdd: [0.1], adam: [0.001]}' (misspelt)", CommandError,
+         r"`lrs` has the key 'sgdd', which is not an optimizer \(did you mean 'sgd'\?\); its keys "
+         r"are optimizer names: \['sgd', 'adam', 'nesterov', .*\]",
+         cli("study", "--quick", "--out", "{tmp}/s", "--set", "lrs={{sgdd: [0.1], adam: [0.001]}}")),
+    Case(CLI, "study --set 'lrs={sgd: [1e308], adam: [0.001]}'", CommandError,
+         r"`lrs.sgd` holds 1e\+308, beyond what float32 .* holds as a step size",
+         cli("study", "--quick", "--out", "{tmp}/s", "--set", "lrs={{sgd: [1e308], adam: [0.001]}}")),
+    Case(CLI, "study --report-only with a cell file cut short", CommandError,
+         r"the cell file .*s/cells/.*\.json is not readable JSON .*delete it and run the study "
+         "again", cli("study", "--quick", "--report-only", "--out", "{tmp}/s"),
+         study_with_cell('{"estimator": "htge(sharp')),
+    Case(API, "a training step with lr 1e308 (beyond float32)", NonFiniteError,
+         r"the learning rate of net a is 1e\+308, beyond torch.float32's largest number 3.4e\+38",
+         sgd_step(1e308)),
+    Case(API, "load of a valid-hash checkpoint without 'quantization'", ValueError,
+         r"c\.pt: the checkpoint's payload must be a dict with 'quantization' and 'state_dict'",
+         lambda f: load(f / "c.pt", nn.Linear(8, 8)),
+         raw_checkpoint({"state_dict": nn.Linear(8, 8).state_dict()})),
+    Case(API, "load of a checkpoint whose layer record lacks its fields", ValueError,
+         r"c\.pt: the quantization record of layer '' lacks \['estimator', 'lower'",
+         lambda f: load(f / "c.pt", nn.Linear(8, 8)),
+         raw_checkpoint({"quantization": {"": {"bits": 2}}, "state_dict": {}})),
+    Case(API, "save on a full disk (ENOSPC)", OSError,
+         r"the disk is full \(No space left on device\): .* free there, the file needs .*; free "
+         r"some space or write to another disk.*: '.*c\.pt'",
+         disk_full(lambda f: save(quantize_(nn.Linear(8, 8), QuantConfig()), f / "c.pt"))),
 ]
 
 

@@ -154,3 +154,18 @@ def test_a_nan_loss_of_the_partner_names_that_partner(experiment, partner, role)
     with pytest.raises(NonFiniteError, match=rf"sgd-{experiment}, step 1: the training loss of net b "
                                              rf"of sgd-{experiment} \({role}\) is nan"):
         group.train_step(batch)
+
+
+def test_a_learning_rate_beyond_float32_stops_at_the_first_step_naming_it():
+    """lr 1e308 cannot be a float32 step size: torch's SGD raised "value cannot be converted to
+    type float without overflow" (a RuntimeError with a traceback) inside the first step."""
+    config = _config(batch_size=4, lr_sgd=1e308)
+    data = TrainData(_Digits(), _Digits())  # type: ignore[arg-type]
+    group = Group(config, [PairSpec("sgd-baseline", "sgd", "baseline")], data,
+                  Dist(0, 1, torch.device("cpu")))
+    before = [p.detach().clone() for p in group.qnet.model.parameters()]
+    with pytest.raises(NonFiniteError, match=r"sgd-baseline, step 1: the learning rate of net a .* "
+                                             r"is 1e\+308, beyond torch.float32's largest number "
+                                             r"3.4e\+38.* try a smaller `lr_sgd`"):
+        group.train_step((data.train.x[:4], data.train.y[:4]))
+    assert all(torch.equal(p, b) for p, b in zip(group.qnet.model.parameters(), before, strict=True))

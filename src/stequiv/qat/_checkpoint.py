@@ -111,7 +111,7 @@ def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
     recorded = payload["quantization"]
     fresh = recorded and not quantized_layers(model)
     if fresh:
-        quantize_(model, {name: config_of(r) for name, r in recorded.items()},
+        quantize_(model, {name: _recorded_config(path, name, r) for name, r in recorded.items()},
                   filter_fn=lambda module, name: kind_of(module) is not None)
     try:
         _check(recorded, _records(model))
@@ -128,6 +128,17 @@ def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
             dequantize_(model)
         raise
     return model
+
+
+def _recorded_config(path: Path, name: str, record: Any) -> QuantConfig:
+    """:func:`config_of` a layer's record, refusing a record that lacks a field by name."""
+    fields = ("estimator", "lower", "upper", "offset", "axis", "group_size")
+    missing = [f for f in fields if f not in record] if isinstance(record, dict) else list(fields)
+    if missing:
+        raise ValueError(f"{path}: the quantization record of layer {name!r} lacks {missing} "
+                         f"(found {record!r}); the file was not written by stequiv.save: save it "
+                         "again with stequiv.save")
+    return config_of(record)
 
 
 def config_of(record: dict[str, Any]) -> QuantConfig:

@@ -51,6 +51,8 @@ _LATER_KEYS = ("scale", "group_size", "weight_decay", "max_val_samples",  # the 
                "threads", "processes",  # threads per pair group, groups at once
                "clip_grad_norm", "ema_decay")  # training-loop habits (sq.Pair's)
 IMAGE_FOLDER = "imagefolder"
+MAX_EPOCHS = 100_000
+"""1,000 times the paper's longest schedule (ImageNet, 100 epochs): more is a typo, not a plan."""
 MAX_BITS = 16
 """Networks train in float32, where M is exact to 16 bits (2^16 bins per 2^24 float32 steps)."""
 
@@ -161,7 +163,7 @@ class ExperimentConfig:
     lr_tweak: PositiveFloat = 1.01
     lr_sweep: ListOf(PositiveFloat) = (0.25, 4.0)  # type: ignore[valid-type]
     warmup_fraction: Fraction = 0.02
-    epochs: PositiveInt = 15
+    epochs: Annotated[int, Field(gt=0, le=MAX_EPOCHS)] = 15
     batch_size: PositiveInt = 64
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     eval_every: PositiveInt = 50

@@ -2,9 +2,10 @@
 
 YAML is read with YAML 1.2's core schema, which the docs promise: ``1e-3`` is a float, ``010`` is
 ten and ``1_0`` is a string, ``yes``/``on`` are strings and only ``true``/``false`` are booleans
-(PyYAML's YAML 1.1 rules make ``1e-3`` a string, ``010`` eight, ``1_0`` ten and ``on`` true). A key given twice in one mapping is an error (YAML and JSON would silently
-keep the last one). Malformed text is an error naming the file (or the ``--set`` item), the line
-and the column.
+(PyYAML's YAML 1.1 rules make ``1e-3`` a string, ``010`` eight, ``1_0`` ten and ``on`` true). A
+key given twice in one mapping is an error (YAML and JSON would silently keep the last one), and so
+is YAML 1.1's merge key ``<<``, which YAML 1.2 dropped (anchors and aliases of whole values work).
+Malformed text is an error naming the file (or the ``--set`` item), the line and the column.
 """
 
 from __future__ import annotations
@@ -34,12 +35,25 @@ _FIRST = {"tag:yaml.org,2002:null": ["~", "n", "N", ""],
           "tag:yaml.org,2002:float": list("-+0123456789.")}
 
 
+class _Unsupported(yaml.constructor.ConstructorError):
+    """Well-formed YAML that stequiv does not read (reported as such, not as malformed)."""
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading exponent floats as floats and refusing repeated keys."""
+    """PyYAML's safe loader, reading exponent floats as floats and refusing repeated keys and
+    YAML 1.1's merge key."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                raise _Unsupported(
+                    None, None, "the merge key `<<` is YAML 1.1, not YAML 1.2 (which stequiv "
+                    "reads); write the merged keys out in this mapping, or give a whole value "
+                    "by alias (`key: *anchor`)", key_node.start_mark)
             key = self.construct_object(key_node, deep=True)
             if not isinstance(key, str):
                 continue
@@ -78,6 +92,8 @@ def _at(mark: yaml.Mark | None, lead: str = ",") -> str:
 def _yaml(text: str, where: str) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+    except _Unsupported as err:
+        raise ConfigError([("", f"{where}{_at(err.problem_mark)}: {err.problem}")]) from None
     except yaml.MarkedYAMLError as err:
         raise ConfigError([("", f"{where}{_at(err.problem_mark)}: malformed YAML: {err.problem}"
                                 + (f" ({err.context}{_at(err.context_mark, ' at')})"

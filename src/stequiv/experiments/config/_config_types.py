@@ -132,6 +132,8 @@ def _sentence(error: Mapping[str, Any]) -> str:
         bound = next(iter(ctx.values()))
         shown = bound if isinstance(bound, int) else f"{bound:g}"
         return f"`{where}` must be {_BOUNDS[kind]} {shown}{got}"
+    if kind == "tuple_type" and isinstance(value, str):  # a name where a list of names belongs
+        got += f"; a list of one name is written [{value}]"
     return f"`{where}` {_KINDS.get(kind, error['msg'])}{got}"
 
 

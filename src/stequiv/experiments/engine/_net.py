@@ -54,6 +54,7 @@ class Net:
 
     def step(self) -> None:
         """The optimizer, schedule and estimator-schedule step, on the gradients of :meth:`backward`."""
+        self.check_step_size()
         self.optimizer.step()
         self.scheduler.step()
         if self.follower is not None:
@@ -66,6 +67,17 @@ class Net:
         name = next(n for n, p in self.model.named_parameters()
                     if p.grad is not None and not full(p.grad).isfinite().all())
         return f"the gradient of {self.name} is not finite in `{name}`"
+
+    def check_step_size(self) -> None:
+        """Refuse a learning rate that the weights' dtype cannot hold: torch would stop with
+        "value cannot be converted to type float without overflow" inside the step."""
+        for group in self.optimizer.param_groups:
+            lr, dtypes = float(group["lr"]), {p.dtype for p in group["params"]}
+            dtype = min(dtypes, key=lambda d: torch.finfo(d).max, default=torch.float64)
+            if abs(lr) > torch.finfo(dtype).max:
+                raise NonFiniteError(f"the learning rate of {self.name} is {lr:.3g}, beyond "
+                                     f"{dtype}'s largest number {torch.finfo(dtype).max:.3g}, so "
+                                     "its step overflows")
 
     def bad_weight(self) -> str | None:
         """The first parameter holding a NaN or infinity, if any."""

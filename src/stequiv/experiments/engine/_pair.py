@@ -185,6 +185,11 @@ class _Group:
             self.loss_steps[i] += 1
         if self.config.clip_grad_norm is not None:
             self._clip(self.config.clip_grad_norm)
+        for net in nets:  # every net's step size checked before any net steps
+            try:
+                net.check_step_size()
+            except NonFiniteError as err:
+                raise NonFiniteError(self._stopped(f"step {self.step + 1}: {err}", net)) from None
         for net in nets:
             net.step()
         self._update_ema()

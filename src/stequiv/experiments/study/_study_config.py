@@ -6,7 +6,8 @@ noise floor), and gives one row of ``study.csv``: the pairs (Q̂, twin) and (Q̂
 Q̂-net's training.
 
 Every mistake is found before any training, with the offending entries named: an estimator without
-an M at a bit width, a learning rate ≤ 0, an empty grid, unknown keys.
+an M at a bit width, a learning rate ≤ 0, an empty grid, unknown keys, a value of the wrong type
+(``steps: 1.5``, ``datasets: mnist-5k`` for ``[mnist-5k]``).
 Precedence: defaults < preset < YAML/JSON file < ``--set``.
 """
 
@@ -15,11 +16,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass as plain_dataclass
+from typing import Annotated, Any
 
 import numpy as np
 from array_api_compat import array_namespace
+from pydantic import Field
+from pydantic.dataclasses import dataclass
 
 from ...core import (
     NoRemapError,
@@ -32,7 +35,18 @@ from ...core import (
 from ...core import UniformQuantizer as _Grid
 from ...data import list_datasets
 from ..config import OPTIMIZERS as _OPTIMIZERS
-from ..config import ExperimentConfig, default_of
+from ..config import (
+    STRICT,
+    ConfigError,
+    ExperimentConfig,
+    Fraction,
+    ListOf,
+    PositiveFloat,
+    PositiveInt,
+    checked,
+    close_match,
+    default_of,
+)
 from ._optimizers import STUDY_OPTIMIZERS, study_rule
 
 __all__ = ["STUDY_PRESETS", "Cell", "StudyConfig", "study_cosine"]
@@ -41,6 +55,8 @@ __all__ = ["STUDY_PRESETS", "Cell", "StudyConfig", "study_cosine"]
 _STUDY_MODELS = ("convnet", "resnet20")
 # Keys of an `estimators` entry that are not the estimator's own parameters.
 _ENTRY_KEYS = ("name", "sharpness", "bits", "models")
+MAX_STEPS = 10_000_000
+"""25,000 times the full preset's 400 steps per net: more is a typo, not a plan."""
 
 
 def _cosine(x: Any) -> Any:
@@ -54,7 +70,7 @@ study_cosine = ("study_cosine" in list_estimators() and get_estimator("study_cos
     custom_estimator("study_cosine", _cosine, reference="stequiv study: a smooth custom estimator")
 
 
-@dataclass(frozen=True)
+@plain_dataclass(frozen=True)
 class Cell:
     """One grid point; ``estimator`` is ``{"name": ..., params}`` plus optional ``sharpness``."""
 
@@ -94,7 +110,8 @@ class Cell:
             "optimizers": (study_rule(self.optimizer, study.hyper).kind,)})
 
 
-@dataclass(frozen=True)
+@checked
+@dataclass(frozen=True, config=STRICT)
 class StudyConfig:
     """A study grid and its training budget (``steps`` per net, batches of ``batch_size``).
 
@@ -112,38 +129,40 @@ class StudyConfig:
     ``threads``: torch's intra-op threads while the study trains (1 by default: on this 2-core
     machine shared with other work, one thread per process ran the batched step 2.4× faster than
     two, 0.22 s against 0.53 s per net-step at batch 32, measured with ``calibrate``).
+
+    Every value is type-checked strictly on construction, as :class:`ExperimentConfig`'s are
+    (integers are integers, lists are lists, numbers are finite and in range); a mistake raises
+    :class:`~stequiv.experiments.config.ConfigError` naming the key and the value.
     """
 
-    datasets: tuple[str, ...] = ("mnist-5k", "fashion-mnist")
-    models: tuple[str, ...] = ("convnet",)
-    estimators: tuple[Mapping[str, Any], ...] = (
+    datasets: ListOf(str) = ("mnist-5k", "fashion-mnist")  # type: ignore[valid-type]
+    models: ListOf(str) = ("convnet",)  # type: ignore[valid-type]
+    estimators: ListOf(Mapping[str, Any]) = (  # type: ignore[valid-type]
         {"name": "htge", "sharpness": 5.5}, {"name": "htge", "sharpness": 11.0},
         {"name": "dsq", "alpha": 0.2}, {"name": "qn", "bits": [2, 4, 8]},
         {"name": "mad", "bits": [2, 4, 8]}, {"name": "study_cosine"},
         {"name": "ede", "bits": [1]})
-    bits: tuple[int, ...] = (1, 2, 4, 8)
-    optimizers: tuple[str, ...] = _OPTIMIZERS
-    lrs: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=lambda: {
-        name: STUDY_OPTIMIZERS[name].lrs for name in _OPTIMIZERS})
+    bits: ListOf(int) = (1, 2, 4, 8)  # type: ignore[valid-type]
+    optimizers: ListOf(str) = _OPTIMIZERS  # type: ignore[valid-type]
+    lrs: Mapping[str, ListOf(PositiveFloat)] = dataclasses.field(  # type: ignore[valid-type]
+        default_factory=lambda: {name: STUDY_OPTIMIZERS[name].lrs for name in _OPTIMIZERS})
     # The training hyper-parameters a cell shares with `stequiv reproduce`: their defaults are
     # ExperimentConfig's (one place each), so a cell trains as its one-pair reproduction would.
-    lr_tweak: float = default_of("lr_tweak")
-    momentum: float = default_of("momentum")
-    betas: tuple[float, float] = default_of("betas")
-    warmup_fraction: float = default_of("warmup_fraction")
-    clip_grad_norm: float = 1.0
-    steps: int = 400
-    batch_size: int = 32
-    eval_samples: int = 1000
-    nets_per_batch: int = 24
-    threads: int = 1
-    seed: int = default_of("seed")
-    data_dir: str | None = None
+    lr_tweak: PositiveFloat = default_of("lr_tweak")
+    momentum: Fraction = default_of("momentum")
+    betas: ListOf(Fraction, length=2, distinct=False) = default_of("betas")  # type: ignore[valid-type]
+    warmup_fraction: Fraction = default_of("warmup_fraction")
+    clip_grad_norm: PositiveFloat = 1.0
+    steps: Annotated[int, Field(gt=0, le=MAX_STEPS)] = 400
+    batch_size: PositiveInt = 32
+    eval_samples: PositiveInt = 1000
+    nets_per_batch: PositiveInt = 24
+    threads: PositiveInt = 1
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = default_of("seed")
+    data_dir: Annotated[str, Field(min_length=1)] | None = None
 
     def __post_init__(self) -> None:
-        for key in ("datasets", "models", "estimators", "bits", "optimizers", "betas"):
-            object.__setattr__(self, key, tuple(getattr(self, key)))
-        object.__setattr__(self, "lrs", {k: tuple(v) for k, v in dict(self.lrs).items()})
+        """Checks of the names and across keys, once each key is valid on its own."""
         problems = self._problems()
         if problems:
             head = "" if len(problems) == 1 else f"{len(problems)} study config errors:\n  "
@@ -159,23 +178,26 @@ class StudyConfig:
         out += [f"`optimizers`: {o!r} needs the package {STUDY_OPTIMIZERS[o].package} (pip install "
                 f"{STUDY_OPTIMIZERS[o].package}); install it or remove {o!r}"
                 for o in self.optimizers if o in STUDY_OPTIMIZERS and not STUDY_OPTIMIZERS[o].available]
-        for opt in self.optimizers:
-            bad = [x for x in self.lrs.get(opt, ()) if not (isinstance(x, int | float) and x > 0)]
-            if bad:
-                out.append(f"`lrs.{opt}`: learning rates must be > 0, got {bad}; remove them")
-        out += [f"`{k}` must be > 0, got {getattr(self, k)}" for k in
-                ("steps", "batch_size", "eval_samples", "nets_per_batch", "lr_tweak", "threads",
-                 "clip_grad_norm")
-                if not getattr(self, k) > 0]
+        out += self._lr_problems()
         if self.lr_tweak == 1:
             out.append("`lr_tweak` 1.0 makes the lr-tweak partner the Q̂-net itself (its Ē would "
                        "be 0); give a factor near 1 such as the default 1.01")
-        if not (0 <= self.momentum < 1 and all(0 <= b < 1 for b in self.betas) and len(self.betas) == 2):
-            out.append(f"`momentum` and `betas` must lie in [0, 1), got {self.momentum}, {list(self.betas)}")
         out += self._estimator_problems()
         if not out and not self.cells():
             out.append("the grid is empty: `datasets`, `estimators`, `bits`, `optimizers` and "
                        "`lrs` (for each optimizer) must each hold at least one value")
+        return out
+
+    def _lr_problems(self) -> list[str]:
+        """``lrs``: keyed by optimizer names, one list for every optimizer of the grid."""
+        out = [f"`lrs` has the key {k!r}, which is not an optimizer{close_match(k, STUDY_OPTIMIZERS)}; "
+               f"its keys are optimizer names: {list(STUDY_OPTIMIZERS)}"
+               for k in self.lrs if k not in STUDY_OPTIMIZERS]
+        # the nets train in float32, and torch's step stops on a step size float32 cannot hold
+        factor, largest = max(1.0, self.lr_tweak), float(np.finfo(np.float32).max)
+        out += [f"`lrs.{k}` holds {x:g}, beyond what float32 (in which the nets train) holds as a "
+                f"step size: keep η × max(1, `lr_tweak`) below {largest:.3g}; remove it"
+                for k, xs in self.lrs.items() for x in xs if x * factor > largest]
         return out
 
     def _estimator_problems(self) -> list[str]:
@@ -186,6 +208,11 @@ class StudyConfig:
                 get_estimator(name, **{k: v for k, v in spec.items() if k not in _ENTRY_KEYS})
             except (KeyError, TypeError, ValueError) as err:
                 out.append(f"`estimators`: entry {dict(spec)} is invalid: {err}")
+                continue
+            scalars = [k for k in ("bits", "models") if not isinstance(spec.get(k, ()), list | tuple)]
+            if scalars:
+                out += [f"`estimators`: entry {dict(spec)} gives `{k}` {spec[k]!r}, which must be a "
+                        f"list; write [{spec[k]}]" for k in scalars]
                 continue
             stray = [m for m in spec.get("models", ()) if m not in self.models]
             if stray:
@@ -221,10 +248,11 @@ class StudyConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StudyConfig:
         """Build from a mapping; unknown keys are an error naming the valid ones."""
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - valid)
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(map(str, set(data) - set(valid)))
         if unknown:
-            raise ValueError(f"unknown study config key(s) {unknown}; valid keys: {sorted(valid)}")
+            raise ConfigError([("", f"unknown study config key(s) {unknown}"
+                                    f"{close_match(unknown[0], valid)}; valid keys: {sorted(valid)}")])
         return cls(**data)
 
 

@@ -55,8 +55,24 @@ def read_rows(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
     for cell in config.cells():
         path = out / "cells" / f"{cell.cell_id}.json"
         if path.exists():
-            rows.append(json.loads(path.read_text()))
+            rows.append(_read_cell(path))
     return rows
+
+
+def _read_cell(path: Path) -> dict[str, Any]:
+    """One finished cell's row; a damaged file (cut short, edited, foreign) is refused by name."""
+    try:
+        row = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        problem = f"is not readable JSON ({err})"
+    else:
+        missing = [c for c in COLUMNS if c != "seconds" and c not in row] if isinstance(
+            row, dict) else list(COLUMNS)
+        if not missing:
+            return row
+        problem = f"lacks the column(s) {missing[:5]}{' …' if len(missing) > 5 else ''}"
+    raise ValueError(f"the cell file {path} {problem}: it was damaged after stequiv wrote it; "
+                     "delete it and run the study again to retrain that cell")
 
 
 def write_study_csv(out: Path, config: StudyConfig) -> Path:
