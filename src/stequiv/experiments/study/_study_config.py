@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -147,12 +148,17 @@ class StudyConfig:
         out += [f"`optimizers`: unknown optimizer {o!r}; choose from {list(_OPTIMIZERS)}"
                 for o in self.optimizers if o not in _OPTIMIZERS]
         for opt in self.optimizers:
-            bad = [x for x in self.lrs.get(opt, ()) if not (isinstance(x, int | float) and x > 0)]
+            bad = [x for x in self.lrs.get(opt, ()) if not (isinstance(x, int | float)
+                                                             and not isinstance(x, bool)
+                                                             and 0 < x < math.inf)]
             if bad:
-                out.append(f"`lrs.{opt}`: learning rates must be > 0, got {bad}; remove them")
-        out += [f"`{k}` must be > 0, got {getattr(self, k)}" for k in
-                ("steps", "batch_size", "eval_samples", "nets_per_batch", "lr_tweak", "threads")
-                if not getattr(self, k) > 0]
+                out.append(f"`lrs.{opt}`: learning rates must be finite numbers > 0, got {bad}; "
+                           "remove them")
+        out += [f"`{k}` must be an integer ≥ 1, got {getattr(self, k)!r}" for k in
+                ("steps", "batch_size", "eval_samples", "nets_per_batch", "threads")
+                if not (_is_int(getattr(self, k)) and getattr(self, k) >= 1)]
+        if not (isinstance(self.lr_tweak, int | float) and 0 < self.lr_tweak < math.inf):
+            out.append(f"`lr_tweak` must be a finite number > 0, got {self.lr_tweak!r}")
         if self.lr_tweak == 1:
             out.append("`lr_tweak` 1.0 makes the lr-tweak partner the Q̂-net itself (its Ē would "
                        "be 0); give a factor near 1 such as the default 1.01")
@@ -162,7 +168,18 @@ class StudyConfig:
         if not out and not self.cells():
             out.append("the grid is empty: `datasets`, `estimators`, `bits`, `optimizers` and "
                        "`lrs` (for each optimizer) must each hold at least one value")
-        return out
+        return out or self._cell_problems()
+
+    def _cell_problems(self) -> list[str]:
+        """What each cell's one-pair config refuses (``seed``, ``batch_size``, ...: the values a
+        cell shares with ``reproduce``), once each: found here, not when the cell trains."""
+        out: dict[str, None] = {}
+        for cell in self.cells():
+            try:
+                cell.experiment_config(self)
+            except ValueError as err:
+                out.setdefault(str(err))
+        return list(out)
 
     def _estimator_problems(self) -> list[str]:
         out = []
@@ -207,6 +224,10 @@ class StudyConfig:
         if unknown:
             raise ValueError(f"unknown study config key(s) {unknown}; valid keys: {sorted(valid)}")
         return cls(**data)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
 
 
 def _no_m_reason(spec: Mapping[str, Any], bits: int) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..results import atomic_write
+from ..results import atomic_write, read_verified
 from ._study_config import StudyConfig
 
 __all__ = ["breakdowns", "read_rows", "write_study_csv", "write_study_outputs"]
@@ -40,12 +40,16 @@ COLUMNS = ("estimator", "params", "bits", "optimizer", "lr", "model", "dataset",
 
 
 def read_rows(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
-    """The finished cells' rows, in grid order."""
+    """The finished cells' rows, in grid order, each verified against ``cells/manifest.json``
+    (a changed or unlisted cell is an :class:`~stequiv.experiments.results.IntegrityError`
+    naming it; it is never used)."""
     rows = []
     for cell in config.cells():
         path = out / "cells" / f"{cell.cell_id}.json"
         if path.exists():
-            rows.append(json.loads(path.read_text()))
+            remedy = (f"delete {path} and run `stequiv study` with this config into {out} to "
+                      "train that cell again")
+            rows.append(json.loads(read_verified(path, remedy, required=True)))
     return rows
 
 
