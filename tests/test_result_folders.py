@@ -143,6 +143,16 @@ def test_a_killed_finish_resumes_from_the_checkpoint(tiny, tmp_path, interrupt_a
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*listed, MANIFEST])
     assert json.loads(read_verified(tmp_path / "final.json", "", required=True)) == final
 
+def test_a_killed_first_checkpoint_write_is_removed_on_resume(tiny, tmp_path, interrupt_at):
+    """Killed inside the first checkpoint's write: a temporary file, and no manifest yet."""
+    config, data = tiny
+    spec = PairSpec("sgd-baseline", "sgd", "baseline")
+    interrupt_at(3, run_pair, config, spec, data, tmp_path, CPU, progress=False)
+    stale = tmp_path / ".checkpoint.pt.k4.tmp"
+    stale.write_bytes(b"PK\x03")
+    run_pair(config, spec, data, tmp_path, CPU, progress=False)
+    assert not stale.exists() and (tmp_path / "final.json").exists()
+
 # ------------------------------------------------------------------------ all of a run, or none
 
 

@@ -43,6 +43,7 @@ from ..results import (
     json_text,
     metrics_csv,
     read_verified,
+    remove_partial_writes,
     remove_unlisted,
     results_remedy,
     weights_npz,
@@ -258,9 +259,10 @@ def run_group(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainDa
     """
     out_dirs = [Path(d) for d in out_dirs]
     final_paths = [d / "final.json" for d in out_dirs]
-    if dist.is_main:  # files a killed finish wrote before its manifest: never read, dropped
+    if dist.is_main:  # what killed writes left (before their manifest): never read, dropped
         for out_dir in (d for d in out_dirs if d.is_dir()):
-            for path in remove_unlisted(out_dir, results_remedy(out_dir)):
+            stale = remove_partial_writes(out_dir) + remove_unlisted(out_dir, results_remedy(out_dir))
+            for path in stale:
                 print(f"note: removed {path} (written by a stopped run, not in its manifest)",
                       file=sys.stderr)
     dist.barrier()
