@@ -37,7 +37,15 @@ from stequiv.data import ArrayData, DataError, ImageFolderDataset, download, loa
 from stequiv.experiments import ConfigError, ExperimentConfig
 from stequiv.experiments.config import parse_assignment, read_config_file
 from stequiv.experiments.engine import Net, NonFiniteError
-from stequiv.experiments.study import STUDY_PRESETS, StudyConfig
+from stequiv.experiments.results import (
+    IntegrityError,
+    add_to_manifest,
+    metrics_csv,
+    weights_npz,
+    write_config,
+    write_with_manifest,
+)
+from stequiv.experiments.study import STUDY_PRESETS, StudyConfig, report_study
 from stequiv.models import build_model
 from stequiv.qat import QuantConfig, alignment, load, quantize_, save, to_ste
 
@@ -189,14 +197,37 @@ def raw_checkpoint(payload: object) -> Callable[[Path], Path]:
     return make
 
 
-def study_with_cell(text: str) -> Callable[[Path], Path]:
-    """A ``--quick`` study folder ``s`` whose first cell file holds ``text``."""
+def results(change: Callable[[Path], object]) -> Callable[[Path], Path]:
+    """A results folder ``r`` as stequiv writes it (config.json and one run, under manifests),
+    then ``change(r)`` (an edit or a deletion made by hand)."""
+
+    def make(folder: Path) -> Path:
+        root = folder / "r"
+        net = {"train_acc": 0.9, "train_loss": 0.2, "val_acc": 0.9, "val_loss": 0.2}
+        final = {"run_id": "sgd-baseline", "optimizer": "sgd", "experiment": "baseline",
+                 "lr": 1e-3, "remap": True, "ebar": 0.004, "agreement": 0.98,
+                 "nets": {"a": net, "b": net}}
+        weights = weights_npz([np.zeros(4)], [np.zeros(4)], ["fc"], [np.zeros(3)])
+        write_with_manifest(root / "runs" / "sgd-baseline", {
+            "metrics.csv": metrics_csv([{"step": 1, "ebar": 0.004}]), "weights.npz": weights,
+            "final.json": json.dumps(final)})
+        write_config(root, {"optimizers": ["sgd"], "lr_sgd": 1e-3})
+        change(root)
+        return folder
+
+    return make
+
+
+def study_with_cut_cell() -> Callable[[Path], Path]:
+    """A ``--quick`` study folder ``s`` (config and one cell under their manifests) whose cell
+    file was then cut short."""
 
     def make(folder: Path) -> Path:
         config = StudyConfig.from_dict(STUDY_PRESETS["quick"])
-        (folder / "s" / "cells").mkdir(parents=True)
-        (folder / "s" / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-        (folder / "s" / "cells" / f"{config.cells()[0].cell_id}.json").write_text(text)
+        write_config(folder / "s", config.to_dict())
+        name = f"{config.cells()[0].cell_id}.json"
+        add_to_manifest(folder / "s" / "cells", {name: '{"estimator": "htge(sharpness=5.5)"}'}, "")
+        (folder / "s" / "cells" / name).write_text('{"estimator": "htge(sharp')
         return folder
 
     return make
@@ -215,9 +246,33 @@ def sgd_step(lr: float) -> Callable[[Any], object]:
     return call
 
 
+def edit_json(path: str, **values: Any) -> Callable[[Path], object]:
+    """Set ``values`` in the JSON object at ``root/path``, as an editor would."""
+
+    def edit(root: Path) -> object:
+        target = root / path
+        return target.write_text(json.dumps({**json.loads(target.read_text()), **values}))
+
+    return edit
+
+
+def study_cell(folder: Path) -> Path:
+    """A one-cell study folder in ``s`` as stequiv writes it, whose cell's Ē was then edited."""
+    config = StudyConfig.from_dict(ONE_CELL)
+    write_config(folder / "s", config.to_dict())
+    name = f"{config.cells()[0].cell_id}.json"
+    add_to_manifest(folder / "s" / "cells", {name: json.dumps({"ebar_twin": 0.2})}, "")
+    (folder / "s" / "cells" / name).write_text(json.dumps({"ebar_twin": 0.02}))
+    return folder
+
+
 # ---------------------------------------------------------------- the catalogue
 
 API, CONFIG, FILE, CLI, DATA = "Python API", "config value", "config file", "command line", "data"
+FOLDER = "results folder"
+ONE_CELL = {"datasets": ["mnist-5k"], "steps": 1, "batch_size": 8, "eval_samples": 20,
+            "estimators": [{"name": "htge", "sharpness": 5.5, "bits": [2]}],
+            "optimizers": ["sgd"], "lrs": {"sgd": [0.05]}, "nets_per_batch": 3}
 CASES: list[Case] = [
     # -- typed experiment config: ExperimentConfig(...), the same checks for files and --set
     Case(CONFIG, "epochs=0.37", ConfigError, r"`epochs` must be an integer, got 0\.37",
@@ -591,9 +646,9 @@ CASES: list[Case] = [
          r"`lrs.sgd` holds 1e\+308, beyond what float32 .* holds as a step size",
          cli("study", "--quick", "--out", "{tmp}/s", "--set", "lrs={{sgd: [1e308], adam: [0.001]}}")),
     Case(CLI, "study --report-only with a cell file cut short", CommandError,
-         r"the cell file .*s/cells/.*\.json is not readable JSON .*delete it and run the study "
-         "again", cli("study", "--quick", "--report-only", "--out", "{tmp}/s"),
-         study_with_cell('{"estimator": "htge(sharp')),
+         r"s/cells/.*\.json does not match its SHA-256 digest in .*cells/manifest\.json.* delete "
+         r".*\.json and run `stequiv study`", cli("study", "--quick", "--report-only", "--out", "{tmp}/s"),
+         study_with_cut_cell()),
     Case(API, "a training step with lr 1e308 (beyond float32)", NonFiniteError,
          r"the learning rate of net a is 1e\+308, beyond torch.float32's largest number 3.4e\+38",
          sgd_step(1e308)),
@@ -609,6 +664,49 @@ CASES: list[Case] = [
          r"the disk is full \(No space left on device\): .* free there, the file needs .*; free "
          r"some space or write to another disk.*: '.*c\.pt'",
          disk_full(lambda f: save(quantize_(nn.Linear(8, 8), QuantConfig()), f / "c.pt"))),
+
+
+    # -- results folders: claimed only after every check; every file read under its manifest
+    Case(CLI, "reproduce --set sharpness=1e-300", CommandError,
+         "out of the range it can be evaluated in",
+         cli("reproduce", "--out", "{tmp}/o", "--set", "sharpness=1e-300")),
+    Case(CLI, "reproduce --set group_size=7 (conv1 has 9 inputs)", CommandError,
+         "`group_size`=7 does not divide the 9 input elements",
+         cli("reproduce", "--out", "{tmp}/o", "--set", "group_size=7")),
+    Case(CLI, "reproduce --set estimator=ede (2 bits)", CommandError, "ede.* is a binary estimator",
+         cli("reproduce", "--out", "{tmp}/o", "--set", "estimator=ede")),
+    Case(CLI, "reproduce, ede schedule_t=[1, 1e6] (no M at its last stage)", CommandError,
+         "schedule stage from step .* M does not exist",
+         cli("reproduce", "--out", "{tmp}/o", "--set", "estimator=ede", "--set", "bits=1",
+             "--set", "schedule=ir-net", "--set", "schedule_t=[1, 1e6]")),
+    Case(CLI, "study --set seed=-1", CommandError, "`seed` must be >= 0, got -1",
+         cli("study", "--quick", "--out", "{tmp}/o", "--set", "seed=-1")),
+    Case(CLI, "study --set batch_size=7.5", CommandError, r"`batch_size` must be an integer, got 7\.5",
+         cli("study", "--quick", "--out", "{tmp}/o", "--set", "batch_size=7.5")),
+    Case(CLI, "study --set 'lrs={sgd: [.inf]}'", CommandError,
+         r"`lrs\.sgd\[0\]` must be finite, got inf",
+         cli("study", "--quick", "--out", "{tmp}/o", "--set", "lrs={{sgd: [.inf]}}")),
+    Case(CLI, "study --max-minutes 0.0001", CommandError, "--max-minutes 0.0001 is too small",
+         cli("study", "--quick", "--out", "{tmp}/o", "--workers", "1", "--max-minutes", "0.0001")),
+    Case(FOLDER, "report: config.json edited (lr_sgd 0.5)", CommandError,
+         r"config\.json does not match its SHA-256 digest",
+         cli("report", "{tmp}/r"), results(edit_json("config.json", lr_sgd=0.5))),
+    Case(FOLDER, "report: config.json deleted", CommandError,
+         r"config\.json is missing, but .* holds runs/ and manifest\.json",
+         cli("report", "{tmp}/r"), results(lambda r: (r / "config.json").unlink())),
+    Case(FOLDER, "reproduce into a folder whose config.json was deleted", CommandError,
+         r"config\.json is missing, but .* holds runs/",
+         cli("reproduce", "--quick", "--out", "{tmp}/r"), results(lambda r: (r / "config.json").unlink())),
+    Case(FOLDER, "report: final.json edited (ebar)", CommandError,
+         r"final\.json does not match its SHA-256 digest",
+         cli("report", "{tmp}/r"), results(edit_json("runs/sgd-baseline/final.json", ebar=0.4))),
+    Case(FOLDER, "report: weights.npz deleted (Figure 3's data)", CommandError,
+         r"weights\.npz listed in manifest\.json is missing",
+         cli("report", "{tmp}/r"),
+         results(lambda r: (r / "runs" / "sgd-baseline" / "weights.npz").unlink())),
+    Case(FOLDER, "study --report-only: a cell's ebar_twin edited", IntegrityError,
+         r"\.json does not match its SHA-256 digest.* to train that cell again",
+         lambda f: report_study(StudyConfig.from_dict(ONE_CELL), f / "s"), study_cell),
 ]
 
 

@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from stequiv import experiments
 from stequiv.cli import main
+from stequiv.experiments.results import write_config, write_with_manifest
 
 
 def test_quick_and_another_preset_conflict(tmp_path):
@@ -25,7 +26,8 @@ def test_bad_value_is_named(tmp_path):
 
 
 def test_folder_with_a_different_config_is_refused(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"dataset": "mnist", "epochs": 99}))
+    write_config(tmp_path, {"dataset": "mnist", "epochs": 99})  # and results of that config:
+    write_with_manifest(tmp_path / "runs" / "sgd-baseline", {"final.json": "{}"})
     result = CliRunner().invoke(main, ["reproduce", "--quick", "--out", str(tmp_path), "--no-progress"])
     assert result.exit_code != 0 and "already holds results of a different config" in result.output
 

@@ -2,14 +2,13 @@
 `ema_decay`): the twin is clipped with the Q̂-net's coefficient, the EMA copies are compared,
 the keys are recorded and a resumed run is bit-identical."""
 
-import json
 
 import pytest
 import torch
 
 from stequiv.experiments import ExperimentConfig, PairSpec, load_data, run_group
 from stequiv.experiments.parallel import Dist
-from stequiv.experiments.results import write_report
+from stequiv.experiments.results import write_config, write_report
 from stequiv.experiments.testing import Group
 
 CPU = Dist(0, 1, torch.device("cpu"))
@@ -59,7 +58,7 @@ def test_clip_and_ema_are_recorded_reported_and_resume_bit_identically(habits, t
     for one, two in zip(finals, again, strict=True):
         for key in ("ebar", "ebar_ema", "agreement_ema", "nets"):
             assert one[key] == two[key]
-    (tmp_path / "a" / "config.json").write_text(json.dumps(config.to_dict()))
+    write_config(tmp_path / "a", config.to_dict())
     assert {"clip_grad_norm": 0.5, "ema_decay": 0.9}.items() <= config.to_dict().items()
     assert "clip_grad_norm" not in ExperimentConfig(**TINY).to_dict()  # off: config.json as before
     report = write_report(tmp_path / "a").read_text()

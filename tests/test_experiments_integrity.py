@@ -22,6 +22,7 @@ from stequiv.experiments.results import (
     json_text,
     metrics_csv,
     rebuild,
+    write_config,
     write_json,
     write_report,
     write_with_manifest,
@@ -148,6 +149,7 @@ def _results(root: Path, ebar: float = 0.004) -> Path:
                 "loss_b": 0.5, "lr": 1e-3} for s in (4, 8)]
     write_with_manifest(root / "runs" / "sgd-baseline", {
         "metrics.csv": metrics_csv(history), "final.json": json.dumps(final)})
+    write_config(root, {"optimizers": ["sgd"], "lr_sgd": 1e-3})
     return root
 
 
@@ -180,7 +182,8 @@ def test_a_truncated_metrics_row_is_refused(tmp_path, cut, match):
     root = _results(tmp_path / "out")
     path = root / "runs" / "sgd-baseline" / "metrics.csv"
     path.write_text(cut(path.read_text()))
-    (path.parent / MANIFEST).unlink()  # a hand-made folder: read unverified, but strictly
+    for manifest in (path.parent / MANIFEST, root / MANIFEST):
+        manifest.unlink()  # a hand-made folder: read unverified, but strictly
     with pytest.raises(ValueError, match=rf"metrics\.csv is malformed: {match}"):
         write_report(root)
 
@@ -191,6 +194,7 @@ def test_nan_is_written_as_null_and_read_back_as_nan(tmp_path):
     final = root / "runs" / "sgd-baseline" / "final.json"
     final.write_text(final.read_text().replace('"ebar": 0.004', '"ebar": NaN'))
     (final.parent / MANIFEST).unlink()
+    (root / MANIFEST).unlink()
     assert rebuild(root).summary["sgd"]["baseline"]["ebar"] is None  # what reproduce returns
     text = (root / "summary.json").read_text()
     summary = json.loads(text, parse_constant=lambda c: pytest.fail(f"invalid JSON constant {c}"))

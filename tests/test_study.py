@@ -178,7 +178,7 @@ def test_study_resumes_after_a_stop_and_is_deterministic(tmp_path, small_bound_c
     assert bound["checks"] > 0 and bound["violations"] == 0
     assert (tmp_path / "a" / "report.md").exists()
     assert (tmp_path / "a" / "figures" / "ebar_ratio_vs_lr.png").exists()
-    with pytest.raises(ValueError, match="another config"):
+    with pytest.raises(ValueError, match="different config"):
         run_study(StudyConfig.from_dict({**TINY, "steps": 3}), tmp_path / "a", progress=False)
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -20,14 +22,16 @@ from ..data import (
 from ..models import LM_SIZES
 from ._groups import train_groups
 from .config import ADAM_IS_BASELINE, IMAGE_FOLDER, PROTOCOL, ExperimentConfig, PairSpec, pair_specs
-from .engine import TrainData, check_compiles, check_estimator_dtype
+from .engine import TrainData, check_builds, check_compiles, check_estimator_dtype
 from .parallel import Dist, setup_distributed
 from .results import (
+    check_claim,
     config_diff,
     json_text,
     read_verified,
+    remove_partial_writes,
     results_remedy,
-    write_json,
+    write_config,
     write_with_manifest,
 )
 
@@ -68,27 +72,33 @@ def load_data(config: ExperimentConfig) -> TrainData:
 
 
 def checked_data(config: ExperimentConfig, dist: Dist) -> TrainData:
-    """The data of ``config``, once the batch size, the estimators' float32 evaluation and (with
-    ``compile``) their tracing are checked: every refusal before anything is trained or written."""
+    """The data of ``config``, once the batch size, the estimators' float32 evaluation, (with
+    ``compile``) their tracing, and every group's nets and partners are checked: every refusal
+    before anything is trained or written."""
     data = load_data(config)
     config.check_data(len(data.train), dist.world_size)
     check_estimator_dtype(config, dist.device)
     check_compiles(config)
+    check_builds(config, group_specs(pair_specs(config)), data)
     return data
 
 
+def _differs(saved: Mapping[str, Any], ours: Mapping[str, Any]) -> list[str]:
+    # how many groups train at once changes no number: a resume may use another count
+    return [k for k in config_diff(saved, ours) if k != "processes"]
+
+
 def _claim_folder(out: Path, config: ExperimentConfig, dist: Dist) -> None:
-    """Write ``config.json``, or check that the folder holds this very config (resume)."""
-    path = out / "config.json"
-    resolved = config.to_dict()
-    if path.exists():
-        # how many groups train at once changes no number: a resume may use another count
-        diff = [k for k in config_diff(json.loads(path.read_text()), resolved) if k != "processes"]
-        if diff:
-            raise ValueError(f"{out} already holds results of a different config (keys differ: "
-                             f"{diff}); choose another --out folder or delete it")
-    elif dist.is_main:
-        write_json(path, resolved)
+    """Write ``config.json`` and its manifest, or check that the folder holds this very config
+    (resume); then remove the temporary files of writes a kill cut short."""
+    claim = check_claim(out, config.to_dict(), "runs", _differs)  # every rank: all refuse alike
+    dist.barrier()
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        for path in remove_partial_writes(out):
+            print(f"note: removed {path} (a write cut short by a kill)", file=sys.stderr)
+        if claim:
+            write_config(out, config.to_dict())
     dist.barrier()
 
 
@@ -140,7 +150,6 @@ def reproduce(config: ExperimentConfig, out_dir: str | Path, *, progress: bool =
               "(start with `torchrun --nproc-per-node N` to shard the nets over N processes)",
               file=sys.stderr)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     _claim_folder(out, config, dist)
     train_groups(config, group_specs(pair_specs(config)), data, out / "runs", dist,
                  progress=progress)

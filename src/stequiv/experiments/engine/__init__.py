@@ -15,6 +15,7 @@ from ._checkpoint import load_checkpoint as load_checkpoint
 from ._checkpoint import save_checkpoint as save_checkpoint
 from ._net import Net as Net
 from ._net import NonFiniteError as NonFiniteError
+from ._pair import check_builds as check_builds
 from ._pair import run_group as run_group
 from ._pair import run_pair as run_pair
 from ._pair import seconds_per_net_step as seconds_per_net_step

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
 from collections.abc import Sequence
 from math import nan
@@ -49,6 +50,8 @@ from ..results import (
     json_text,
     metrics_csv,
     read_verified,
+    remove_partial_writes,
+    remove_unlisted,
     results_remedy,
     weights_npz,
     write_with_manifest,
@@ -59,7 +62,7 @@ from ._net import Net, NonFiniteError
 from ._partners import build_partner, describe_partner, follower, partner_role
 from ._setup import build_qnet, estimator_schedule, make_optimizer
 
-__all__ = ["run_group", "run_pair", "seconds_per_net_step"]
+__all__ = ["check_builds", "run_group", "run_pair", "seconds_per_net_step"]
 
 CHECKPOINT_FORMAT = 2  # one Q̂-net and a list of partners (format 1, unnumbered: one partner)
 
@@ -300,6 +303,13 @@ def run_group(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainDa
     """
     out_dirs = [Path(d) for d in out_dirs]
     final_paths = [d / "final.json" for d in out_dirs]
+    if dist.is_main:  # what killed writes left (before their manifest): never read, dropped
+        for out_dir in (d for d in out_dirs if d.is_dir()):
+            stale = remove_partial_writes(out_dir) + remove_unlisted(out_dir, results_remedy(out_dir))
+            for path in stale:
+                print(f"note: removed {path} (written by a stopped run, not in its manifest)",
+                      file=sys.stderr)
+    dist.barrier()
     if all(p.exists() for p in final_paths):
         return [json.loads(read_verified(p, results_remedy(p.parent), required=False))
                 for p in final_paths]
@@ -331,14 +341,29 @@ def run_group(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainDa
     views = [net.view() for net in (group.qnet, *group.partners)]  # whole weights
     finals = _finish(group, time.perf_counter() - started, views)
     if dist.is_main:
-        for k, (spec, out_dir) in enumerate(zip(group.specs, out_dirs, strict=True)):
-            write_with_manifest(out_dir, {
+        # the checkpoint's folder last: until its manifest lists the results instead of the
+        # checkpoint, a killed finish resumes from the checkpoint (and writes them all again)
+        for k in reversed(range(len(out_dirs))):
+            write_with_manifest(out_dirs[k], {
                 "metrics.csv": metrics_csv(group.histories[k]),
-                "weights.npz": _weights_npz(views[0], views[1 + k], spec),
+                "weights.npz": _weights_npz(views[0], views[1 + k], group.specs[k]),
                 "final.json": json_text(finals[k])})
         ckpt.unlink(missing_ok=True)
     dist.barrier()
     return finals
+
+
+def check_builds(config: ExperimentConfig, groups: Sequence[Sequence[PairSpec]],
+                 data: TrainData) -> None:
+    """Build every group's Q̂-net and partners (as at the switch step) on the CPU in this
+    process, and drop them: a layer the quantizer refuses (e.g. its ``group_size``), an estimator
+    that does not fit ``bits``, a schedule stage or a map M that does not exist is refused here,
+    before a results folder is claimed, not after."""
+    cpu = Dist(0, 1, torch.device("cpu"))
+    for specs in groups:
+        group = _Group(config, specs, data, cpu)
+        if not group.partners:
+            group._switch()
 
 
 def run_pair(config: ExperimentConfig, spec: PairSpec, data: TrainData, out_dir: Path,

@@ -5,31 +5,39 @@ and ``report.md``. Everything here reads the saved files, never live training ob
 drawn by :func:`rebuild` and :func:`write_report`; nothing here imports matplotlib at import time.)
 """
 
+from ._manifest import CONFIG as CONFIG
+from ._manifest import MANIFEST as MANIFEST
+from ._manifest import IntegrityError as IntegrityError
+from ._manifest import add_to_manifest as add_to_manifest
+from ._manifest import check_claim as check_claim
+from ._manifest import finite_json as finite_json
+from ._manifest import json_text as json_text
+from ._manifest import listed_files as listed_files
+from ._manifest import read_claimed_config as read_claimed_config
+from ._manifest import read_verified as read_verified
+from ._manifest import remove_partial_writes as remove_partial_writes
+from ._manifest import remove_unlisted as remove_unlisted
+from ._manifest import write_config as write_config
+from ._manifest import write_with_manifest as write_with_manifest
 from ._paper import PAPER as PAPER
 from ._report import Report as Report
 from ._report import rebuild as rebuild
 from ._report import write_report as write_report
-from ._runs import MANIFEST as MANIFEST
 from ._runs import METRICS_COLUMNS as METRICS_COLUMNS
 from ._runs import NET_KEYS as NET_KEYS
 from ._runs import RESULT_FILES as RESULT_FILES
-from ._runs import IntegrityError as IntegrityError
 from ._runs import atomic_write as atomic_write
 from ._runs import config_diff as config_diff
 from ._runs import find_run as find_run
-from ._runs import finite_json as finite_json
-from ._runs import json_text as json_text
 from ._runs import load_runs as load_runs
 from ._runs import metrics_csv as metrics_csv
 from ._runs import read_config as read_config
 from ._runs import read_final as read_final
 from ._runs import read_metrics as read_metrics
-from ._runs import read_verified as read_verified
 from ._runs import read_weights as read_weights
 from ._runs import results_remedy as results_remedy
 from ._runs import weights_npz as weights_npz
 from ._runs import write_json as write_json
-from ._runs import write_with_manifest as write_with_manifest
 from ._summary import POINT_A_MAX as POINT_A_MAX
 from ._summary import POINT_B_MIN as POINT_B_MIN
 from ._summary import SUMMARY_EXPERIMENTS as SUMMARY_EXPERIMENTS

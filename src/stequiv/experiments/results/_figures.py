@@ -22,10 +22,20 @@ from ..config import LR_TWEAK, OPTIMIZERS, PROTOCOL, STE
 from ._runs import find_run, read_metrics, read_weights
 from ._summary import ebar_percent
 
-__all__ = ["RenderedFigure", "render_figures"]
+__all__ = ["NOT_DRAWN", "RenderedFigure", "render_figures"]
 
 MAX_POINTS = 20_000  # Figure 3 scatter: enough to show the shape, small enough to stay a light PNG
 _DPI = 100
+
+
+# Every figure render_figures can draw (file name under figures/) and why it is absent when it is
+# not: the report says so, and a rebuild removes an older PNG of it (never a stale figure).
+NOT_DRAWN = {
+    "figure3_weights.png": "Figure 3: no SGD `baseline` or `unadjusted` run saved a weights.npz",
+    "ebar_curves.png": "Ē(t): no run saved a metrics.csv with measurements",
+    "agreement_curves.png": "agreement(t): no run saved a metrics.csv with measurements",
+    "lr_sweep.png": "the lr sweep: the config ran no `lr_sweep` factors",
+}
 
 
 @dataclass(frozen=True)

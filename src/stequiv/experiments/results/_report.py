@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ._runs import atomic_write, finite_json, load_runs, read_config, write_json
+from ._manifest import finite_json
+from ._runs import atomic_write, load_runs, read_config, write_json
 from ._summary import point_checks, runs_slope_spread, summary
 from ._tables import FORMATS, Table, build_tables
 
@@ -39,7 +40,7 @@ def write_report(result_dir: str | Path) -> Path:
 
 def rebuild(result_dir: str | Path) -> Report:
     """:func:`write_report`, also returning the summary (so a caller need not read it back)."""
-    from ._figures import render_figures  # matplotlib is imported only when a report is drawn
+    from ._figures import NOT_DRAWN, render_figures  # matplotlib only when a report is drawn
 
     root = Path(result_dir)
     runs, config = load_runs(root), read_config(root)
@@ -52,15 +53,20 @@ def rebuild(result_dir: str | Path) -> Report:
     figures = render_figures(runs, config)
     for fig in figures:
         atomic_write(root / "figures" / fig.name, fig.png)
+    drawn = {fig.name for fig in figures}
+    not_drawn = [why for name, why in NOT_DRAWN.items() if name not in drawn]
+    for name in NOT_DRAWN.keys() - drawn:
+        (root / "figures" / name).unlink(missing_ok=True)  # an older rebuild's, now stale
     images = [(fig.caption, f"figures/{fig.name}") for fig in figures]
     if (root / "figures" / "figure1_estimators.png").exists():
         images.insert(0, ("Figure 1: the estimators' surrogates Q̂ and gradients Q̂′", "figures/figure1_estimators.png"))
-    text = _report_markdown(root, config, runs, summ, tables, images)
+    text = _report_markdown(root, config, runs, summ, tables, images, not_drawn)
     return Report(atomic_write(root / "report.md", text), finite_json(summ))
 
 
 def _report_markdown(root: Path, config: dict[str, Any], runs: list[dict[str, Any]],
-                     summ: dict[str, Any], tables: list[Table], images: list[tuple[str, str]]) -> str:
+                     summ: dict[str, Any], tables: list[Table], images: list[tuple[str, str]],
+                     not_drawn: list[str]) -> str:
     """``report.md``: config, Points A and B, every table, the figures and the runs' notes."""
     parts = [f"# stequiv reproduction report: `{root.name}`\n",
              f"{len(runs)} pair runs. Paper numbers are the MNIST model's (ImageNet in Table 4 for "
@@ -70,6 +76,7 @@ def _report_markdown(root: Path, config: dict[str, Any], runs: list[dict[str, An
     for table in tables:
         parts += [f"## {table.title}\n", table.markdown(), f"CSV: [`tables/{table.name}.csv`](tables/{table.name}.csv)\n"]
     parts += ["## Figures\n", *(f"![{caption}]({path})\n\n*{caption}*\n" for caption, path in images)]
+    parts += [f"Not drawn: {why}.\n" for why in not_drawn]
     notes = [f"- `{r['run_id']}`: {r['note']}" for r in runs if r.get("note")]
     parts += ["## Notes\n", "\n".join(notes) + "\n" if notes else "No run left a note.\n"]
     return "\n".join(parts)

@@ -3,6 +3,7 @@
 ::
 
     DIR/config.json                 the resolved ExperimentConfig (claims the folder)
+    DIR/manifest.json               the SHA-256 digest and size of config.json
     DIR/runs/<run_id>/final.json    one pair's final numbers (Ē, agreement, both nets' scores)
     DIR/runs/<run_id>/metrics.csv   Ē, agreement and losses every ``eval_every`` steps
     DIR/runs/<run_id>/weights.npz   the final latent weights of both nets, for Figure 3
@@ -10,19 +11,19 @@
     DIR/runs/<run_id>/manifest.json the SHA-256 digest and size of each file above it
     DIR/summary.json, tables/, figures/, report.md   rebuilt from the files above
 
-Every file is written by :func:`atomic_write` (never half-written). A run folder's files are
-written with :func:`write_with_manifest`: the files first, then ``manifest.json`` listing exactly
-them. Reading goes through :func:`read_verified`: a listed file whose bytes no longer match is
-refused with an :class:`IntegrityError` naming it and the remedy, and never used. (A results
-folder without any manifest, written by hand or by an older stequiv, is read unverified; a
-checkpoint always needs one.) JSON is written strictly: a non-finite number becomes ``null``, and
+Every file is written by :func:`atomic_write` (never half-written). A folder's files are written
+with :func:`write_with_manifest` (:mod:`._manifest`): the files first, then ``manifest.json``
+listing exactly them. Reading goes through :func:`read_verified`: a listed file whose bytes no
+longer match, or that is missing, is refused with an :class:`IntegrityError` naming it and the
+remedy, and nothing of its folder is used. (A results folder without any manifest, written by hand
+or by an older stequiv, is read unverified; a checkpoint always needs one.) The rebuilt files
+(summary, tables, figures, report) are outputs only: nothing reads them back. JSON is written strictly: a non-finite number becomes ``null``, and
 reads back as NaN. Net ``a`` is always the Q̂-net, net ``b`` its partner.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -35,29 +36,31 @@ import numpy as np
 
 from ..._atomic import write_atomic as atomic_write
 from ..config import OPTIMIZERS, PARTNERS, PROTOCOL
+from ._manifest import (
+    CONFIG,
+    MANIFEST,
+    json_text,
+    listed_files,
+    read_claimed_config,
+    read_verified,
+)
 
 __all__ = [
-    "MANIFEST",
     "METRICS_COLUMNS",
     "NET_KEYS",
     "RESULT_FILES",
-    "IntegrityError",
     "atomic_write",
     "config_diff",
     "find_run",
-    "finite_json",
-    "json_text",
     "load_runs",
     "metrics_csv",
     "read_config",
     "read_final",
     "read_metrics",
-    "read_verified",
     "read_weights",
     "results_remedy",
     "weights_npz",
     "write_json",
-    "write_with_manifest",
 ]
 
 METRICS_COLUMNS = ("step", "epoch", "ebar", "agreement", "loss_a", "loss_b", "lr")
@@ -65,47 +68,15 @@ WEIGHT_KEYS = ("x", "y", "layer", "layer_names")  # + boundaries_<i> for layer i
 _RUN_KEYS = ("run_id", "optimizer", "experiment", "lr", "remap", "ebar", "agreement", "nets")
 NET_KEYS = ("train_acc", "train_loss", "val_acc", "val_loss")
 _SWEEP_KEYS = ("lr_factor", "partner")
-MANIFEST = "manifest.json"
 RESULT_FILES = ("metrics.csv", "weights.npz", "final.json")
-_MANIFEST_FORMAT = 1
 
-
-class IntegrityError(ValueError):
-    """A saved file differs from what stequiv wrote (its digest), or is not the file it claims to be."""
 
 # ------------------------------------------------------------------------------------------ writing
 
 
-def json_text(obj: Any, *, newline: bool = False) -> str:
-    """``obj`` as indented, valid JSON: a NaN or ±inf becomes ``null`` (never a bare ``NaN``)."""
-    return json.dumps(finite_json(obj), indent=2, allow_nan=False) + ("\n" if newline else "")
-
-
-def finite_json(obj: Any) -> Any:
-    """``obj`` with every non-finite float replaced by ``None`` (tuples become lists)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {k: finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [finite_json(v) for v in obj]
-    return obj
-
-
 def write_json(path: Path, obj: Any, *, newline: bool = False) -> Path:
-    """``obj`` as indented, valid JSON (``config.json``, ``summary.json``; see :func:`json_text`)."""
+    """``obj`` as indented, valid JSON (``summary.json``; see :func:`json_text`)."""
     return atomic_write(path, json_text(obj, newline=newline))
-
-
-def write_with_manifest(folder: Path, files: Mapping[str, str | bytes]) -> None:
-    """Write ``files`` (name → content) into ``folder``, each atomically, then ``manifest.json``
-    listing exactly these files with their SHA-256 digest and size (written last)."""
-    entries = {}
-    for name, data in files.items():
-        raw = data.encode() if isinstance(data, str) else data
-        atomic_write(folder / name, raw)
-        entries[name] = {"sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw)}
-    write_json(folder / MANIFEST, {"format": _MANIFEST_FORMAT, "files": entries}, newline=True)
 
 
 def metrics_csv(history: Sequence[Mapping[str, float]]) -> str:
@@ -133,45 +104,6 @@ def weights_npz(x: Sequence[np.ndarray], y: Sequence[np.ndarray], names: Sequenc
 # ------------------------------------------------------------------------------------- verifying
 
 
-def read_verified(path: Path, remedy: str, *, required: bool) -> bytes:
-    """The bytes of ``path``, if they have the digest its folder's ``manifest.json`` lists.
-
-    Raises :class:`IntegrityError` naming the file and ``remedy`` if they do not, if the file is
-    not listed, or if the manifest is unreadable. Without a manifest: an error if ``required``,
-    else the bytes unverified (a folder written by hand or by an older stequiv).
-    """
-    manifest = path.parent / MANIFEST
-    raw = path.read_bytes()
-    if not manifest.exists():
-        if required:
-            raise IntegrityError(f"{path} has no {MANIFEST} beside it to check it against (written "
-                                 f"by an older stequiv, or its writing was interrupted); {remedy}")
-        return raw
-    entry = _manifest_entries(manifest, remedy).get(path.name)
-    if entry is None:
-        raise IntegrityError(f"{path} is not listed in {manifest} (it was not written by this run, "
-                             f"or its writing was interrupted); it was not used; {remedy}")
-    if len(raw) != entry["bytes"] or hashlib.sha256(raw).hexdigest() != entry["sha256"]:
-        raise IntegrityError(f"{path} does not match its SHA-256 digest in {manifest} ({len(raw)} "
-                             f"bytes, {entry['bytes']} written): it was changed or damaged after "
-                             f"stequiv wrote it and was not used; {remedy}")
-    return raw
-
-
-def _manifest_entries(manifest: Path, remedy: str) -> dict[str, dict[str, Any]]:
-    """``{file name: {"sha256", "bytes"}}`` of a manifest; malformed: an IntegrityError naming it."""
-    try:
-        data = json.loads(manifest.read_bytes())
-        files = data["files"]
-        if data["format"] != _MANIFEST_FORMAT or not all(
-                isinstance(e["sha256"], str) and isinstance(e["bytes"], int) for e in files.values()):
-            raise ValueError(f"format {data['format']!r} or entries {files!r}")
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
-        raise IntegrityError(f"{manifest} is not a stequiv manifest ({err}); nothing it lists was "
-                             f"used; {remedy}") from err
-    return files
-
-
 def results_remedy(run_dir: Path) -> str:
     return f"delete the folder {run_dir} to train its group again"
 
@@ -190,8 +122,15 @@ def config_diff(saved: Mapping[str, Any], ours: Mapping[str, Any]) -> list[str]:
 
 
 def read_config(root: Path) -> dict[str, Any]:
-    """``root/config.json`` (``{}`` if there is none); malformed: an error naming the file."""
-    path = root / "config.json"
+    """``root/config.json``, verified against ``root/manifest.json`` in a folder stequiv wrote (one
+    with a manifest, at the top or in a run): there a changed, unlisted or missing ``config.json``
+    is an :class:`IntegrityError` naming it. A hand-made folder (no manifest anywhere) is read
+    unverified, ``{}`` without a config; malformed: an error naming the file."""
+    if (root / MANIFEST).exists() or any(root.glob(f"runs/*/{MANIFEST}")):
+        remedy = (f"delete the folder {root} and run `stequiv reproduce` into it again (the runs "
+                  "cannot be matched to a config)")
+        return read_claimed_config(root, "runs", remedy) or {}
+    path = root / CONFIG
     if not path.exists():
         return {}
     try:
@@ -217,18 +156,23 @@ def load_runs(result_dir: str | Path) -> list[dict[str, Any]]:
     if not files:
         raise FileNotFoundError(f"load_runs: no runs/<run_id>/final.json under {root}: "
                                 "train first (the engine writes one per pair run)")
-    runs = [read_final(f) for f in files]
+    # a folder stequiv claimed (config.json under its manifest) has a manifest in every run
+    runs = [read_final(f, required=(root / MANIFEST).exists()) for f in files]
     _check_unique(runs)
     return runs
 
 
-def read_final(path: Path) -> dict[str, Any]:
+def read_final(path: Path, *, required: bool = False) -> dict[str, Any]:
     """One validated ``final.json``, plus ``dir`` (a ``null`` number reads as NaN), once every
-    result file of its folder is verified (so that a report uses all of them, or none)."""
+    result file of its folder is verified and none its manifest lists is missing (so that a report
+    uses all of them, or none: a deleted ``weights.npz`` never just drops Figure 3). With
+    ``required``, a run folder without a manifest is an :class:`IntegrityError`."""
+    remedy = results_remedy(path.parent)
+    listed_files(path.parent, remedy)
     for name in RESULT_FILES:
         if name != path.name and (path.parent / name).exists():
-            read_verified(path.parent / name, results_remedy(path.parent), required=False)
-    raw = read_verified(path, results_remedy(path.parent), required=False)
+            read_verified(path.parent / name, remedy, required=required)
+    raw = read_verified(path, remedy, required=required)
     try:
         run = json.loads(raw)
     except ValueError as err:

@@ -19,10 +19,10 @@ finishes, so a stopped study is still a valid, resumable folder.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import multiprocessing
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -38,8 +38,17 @@ from ... import qat
 from ...core import BinaryQuantizer, NoRemapError, UniformQuantizer, constants, get_estimator
 from ...data import Split, load_split
 from ..config import PairSpec
-from ..engine import build_partner, build_qnet, warmup_cosine
-from ..results import atomic_write
+from ..engine import build_partner, build_qnet, check_estimator_dtype, warmup_cosine
+from ..results import (
+    add_to_manifest,
+    check_claim,
+    config_diff,
+    listed_files,
+    read_claimed_config,
+    remove_partial_writes,
+    remove_unlisted,
+    write_config,
+)
 from ._batched import BatchedNets, NetState
 from ._optimizers import STUDY_OPTIMIZERS, study_rule
 from ._study_config import Cell, StudyConfig
@@ -48,6 +57,7 @@ __all__ = ["StudyData", "build_cell", "cell_batches", "clipper", "index_stream",
            "report_study", "run_study", "train_lockstep", "train_sequential", "worker_pool"]
 
 NETS_PER_CELL = 3  # Q̂-net, STE twin, lr-tweak partner
+CELLS = "cells"  # one <cell_id>.json per finished cell, and their manifest.json
 
 
 @dataclass(frozen=True)
@@ -235,30 +245,27 @@ def calibrate(config: StudyConfig, data: StudyData, steps: int = 2) -> float:
     return (time.perf_counter() - started) / (steps * len(nets.states))
 
 
-def _claim(out: Path, config: StudyConfig) -> None:
-    path = out / "config.json"
-    ours = config.to_dict()
-    if path.exists():  # a key added to StudyConfig since the folder was made reads as its default
-        defaults = {f.name: f.default for f in dataclasses.fields(StudyConfig)
-                    if f.default is not dataclasses.MISSING}
-        saved = {**{k: v for k, v in defaults.items() if k in ours}, **json.loads(path.read_text())}
-        if saved != ours:
-            keys = sorted(k for k in set(saved) | set(ours) if saved.get(k) != ours.get(k))
-            raise ValueError(f"{out} holds a study of another config (keys differ: {keys}); "
-                             "choose another --out folder or delete it")
-    else:
-        atomic_write(path, json.dumps(ours, indent=2))
+def _claim_remedy(out: Path) -> str:
+    return f"delete the folder {out} (or choose another --out folder) and run the study again"
 
 
 def report_study(config: StudyConfig, out_dir: str | Path) -> dict[str, Any]:
     """study.csv, figures and report.md of the cells finished so far in ``out_dir`` (no
-    training): a stopped study is reported as it stands, and can be resumed later."""
+    training): a stopped study is reported as it stands, and can be resumed later. Every cell is
+    verified against ``cells/manifest.json``; one listed there but deleted is an error (never
+    reported as not yet trained)."""
     from ._study_report import read_rows, write_study_outputs
 
     out = Path(out_dir)
-    if not (out / "config.json").exists():
+    saved = read_claimed_config(out, "cells", _claim_remedy(out))
+    if saved is None:
         raise ValueError(f"{out} holds no study (no config.json); run `stequiv study` into it first")
-    _claim(out, config)
+    diff = config_diff(saved, config.to_dict())
+    if diff:
+        raise ValueError(f"{out} holds a study of another config (keys differ: {diff}); give its "
+                         "config, or choose another folder")
+    listed_files(out / CELLS, "run `stequiv study` with this config into the folder to train "
+                              "the missing cells again")
     return write_study_outputs(out, config, read_rows(out, config))
 
 
@@ -298,26 +305,63 @@ def run_study(config: StudyConfig, out_dir: str | Path, *, max_minutes: float | 
 
 def _run(config: StudyConfig, out: Path, max_minutes: float | None, progress: bool,
          workers: int) -> dict[str, Any]:
+    """Check everything, then claim ``out``, then train the missing batches: a refused study
+    (its data, estimators in float32, ``--max-minutes``, a folder of another config) writes
+    nothing, so the corrected command can run into the same folder."""
     from ._study_report import read_rows, write_study_csv, write_study_outputs
 
     torch.use_deterministic_algorithms(True)
-    out.mkdir(parents=True, exist_ok=True)
-    _claim(out, config)
+    data = _checked_data(config)
+    claim = check_claim(out, config.to_dict(), CELLS, config_diff)
+    if out.is_dir():
+        _tidy(out)
+    read_rows(out, config)  # every saved cell verified before any is trusted as done
     todo = [(k, b) for k, b in enumerate(cell_batches(config))
-            if not all((out / "cells" / f"{c.cell_id}.json").exists() for c in b)]
+            if not all((out / CELLS / f"{c.cell_id}.json").exists() for c in b)]
     if max_minutes is not None and todo:
-        first = todo[0][1][0]
         _check_budget([b for _, b in todo], config, max_minutes,
-                      calibrate(config, load_study_data(config, first.dataset)), workers)
-    batches = _in_workers(todo, config, workers) if workers > 1 else _in_process(todo, config)
+                      calibrate(config, data[todo[0][1][0].dataset]), workers)
+    if claim:
+        write_config(out, config.to_dict())
+    batches = _in_workers(todo, config, workers) if workers > 1 else _in_process(todo, config, data)
     for n, (cells, rows, seconds) in enumerate(batches):
-        for cell, row in zip(cells, rows, strict=True):
+        for row in rows:
             row["seconds"] = seconds / len(cells)
-            atomic_write(out / "cells" / f"{cell.cell_id}.json", json.dumps(row, indent=2))
+        # a diverged cell's NaN stays NaN (Python's JSON reads it back; the report counts it)
+        add_to_manifest(out / CELLS, {f"{c.cell_id}.json": json.dumps(row, indent=2) for c, row
+                                      in zip(cells, rows, strict=True)}, _claim_remedy(out))
         write_study_csv(out, config)
         if progress:
             print(f"[study] batch {n + 1}/{len(todo)}: {len(cells)} cells in {seconds:.0f} s", flush=True)
     return write_study_outputs(out, config, read_rows(out, config))
+
+
+def _checked_data(config: StudyConfig) -> dict[str, StudyData]:
+    """Each dataset's data, once its size fits ``batch_size`` and every (estimator, bits) of the
+    grid evaluates in float32 as it trains."""
+    data = {d: load_study_data(config, d) for d in config.datasets}
+    for name, d in data.items():
+        if len(d.train) < config.batch_size:
+            raise ValueError(f"`batch_size` {config.batch_size} exceeds the {len(d.train)} training "
+                             f"images of {name!r}; give a smaller `batch_size`")
+    seen = set()
+    for cell in config.cells():
+        key = (json.dumps(dict(cell.estimator), sort_keys=True), cell.bits)
+        if key not in seen:
+            seen.add(key)
+            check_estimator_dtype(cell.experiment_config(config), torch.device("cpu"))
+    return data
+
+
+def _tidy(out: Path) -> None:
+    """Remove what killed writes left: temporary files, and cells the manifest does not list yet
+    (written just before a kill; they train again)."""
+    stale = remove_partial_writes(out)
+    if (out / CELLS).is_dir():
+        stale += remove_unlisted(out / CELLS, _claim_remedy(out))
+    for path in stale:
+        print(f"note: removed {path} (written by a stopped study, not in its manifest)",
+              file=sys.stderr)
 
 
 _Done = tuple[list[Cell], list[dict[str, Any]], float]
@@ -329,12 +373,10 @@ def _timed(cells: list[Cell], config: StudyConfig, data: StudyData) -> _Done:
     return cells, rows, time.perf_counter() - started
 
 
-def _in_process(todo: list[tuple[int, list[Cell]]], config: StudyConfig) -> Iterator[_Done]:
-    data: dict[str, StudyData] = {}
+def _in_process(todo: list[tuple[int, list[Cell]]], config: StudyConfig,
+                data: dict[str, StudyData]) -> Iterator[_Done]:
     for _, cells in todo:
-        dataset = cells[0].dataset
-        data[dataset] = data.get(dataset) or load_study_data(config, dataset)
-        yield _timed(cells, config, data[dataset])
+        yield _timed(cells, config, data[cells[0].dataset])
 
 
 # One worker process's data, loaded on its first batch of each dataset (the config is fixed).

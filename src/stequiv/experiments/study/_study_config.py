@@ -186,7 +186,18 @@ class StudyConfig:
         if not out and not self.cells():
             out.append("the grid is empty: `datasets`, `estimators`, `bits`, `optimizers` and "
                        "`lrs` (for each optimizer) must each hold at least one value")
-        return out
+        return out or self._cell_problems()
+
+    def _cell_problems(self) -> list[str]:
+        """What each cell's one-pair config refuses (``seed``, ``batch_size``, ...: the values a
+        cell shares with ``reproduce``), once each: found here, not when the cell trains."""
+        out: dict[str, None] = {}
+        for cell in self.cells():
+            try:
+                cell.experiment_config(self)
+            except ValueError as err:
+                out.setdefault(str(err))
+        return list(out)
 
     def _lr_problems(self) -> list[str]:
         """``lrs``: keyed by optimizer names, one list for every optimizer of the grid."""

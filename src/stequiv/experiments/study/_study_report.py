@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..results import atomic_write
+from ..results import atomic_write, read_verified
 from ._optimizers import study_rule
 from ._study_config import StudyConfig
 
@@ -50,19 +50,24 @@ COLUMNS = ("estimator", "params", "bits", "optimizer", "twin_rule", "order", "lr
 
 
 def read_rows(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
-    """The finished cells' rows, in grid order."""
+    """The finished cells' rows, in grid order, each verified against ``cells/manifest.json``
+    (a changed or unlisted cell is an :class:`~stequiv.experiments.results.IntegrityError`
+    naming it; it is never used)."""
     rows = []
     for cell in config.cells():
         path = out / "cells" / f"{cell.cell_id}.json"
         if path.exists():
-            rows.append(_read_cell(path))
+            remedy = (f"delete {path} and run `stequiv study` with this config into {out} to "
+                      "train that cell again")
+            rows.append(_read_cell(path, read_verified(path, remedy, required=True)))
     return rows
 
 
-def _read_cell(path: Path) -> dict[str, Any]:
-    """One finished cell's row; a damaged file (cut short, edited, foreign) is refused by name."""
+def _read_cell(path: Path, raw: bytes) -> dict[str, Any]:
+    """One finished cell's row from its (manifest-verified) bytes; a file that is not a row is
+    refused by name."""
     try:
-        row = json.loads(path.read_text(encoding="utf-8"))
+        row = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         problem = f"is not readable JSON ({err})"
     else:
