@@ -73,3 +73,30 @@ def test_cells_to_train_walks_every_series_at_once():
     assert rounds == 3 and len(rows) == 4 * 4  # ends, then two halvings; one cell per series implied
     implied = implied_cells(cells, lambda c: rows.get(c.cell_id), lambda r: r["holds"])
     assert len(implied) == 4 and all(truth[c.cell_id] == ok for c, ok in implied)
+
+
+def test_a_bisected_study_finds_the_dense_grids_breakdown_from_fewer_cells(tmp_path):
+    """Point A breaks once along this ladder (measured: holds to η = 0.01, fails from 0.03): the
+    bisection trains 5 of the 8 cells, finds the same η*, and its rows are the grid's rows."""
+    import csv
+    import io
+
+    from stequiv.experiments.study import StudyConfig, run_study
+
+    base = {"datasets": ["mnist-5k"], "steps": 6, "batch_size": 8, "eval_samples": 40,
+            "estimators": [{"name": "htge", "sharpness": 5.5, "bits": [2]}], "optimizers": ["sgd"],
+            "lrs": {"sgd": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]}, "nets_per_batch": 3}
+    grid = run_study(StudyConfig.from_dict(base), tmp_path / "grid", progress=False)
+    bisect = run_study(StudyConfig.from_dict({**base, "search": "bisect"}), tmp_path / "bisect",
+                       progress=False)
+    assert (grid["cells"], grid["implied"]) == (8, 0)
+    assert (bisect["cells"], bisect["of"], bisect["implied"]) == (5, 8, 3)
+    [g], [b] = grid["breakdowns"], bisect["breakdowns"]
+    assert g["eta_star"] == b["eta_star"] is not None and b["held_below_eta_star"]
+    rows = {s: {r["lr"]: r for r in csv.DictReader(io.StringIO((tmp_path / s / "study.csv").read_text()))}
+            for s in ("grid", "bisect")}
+    for lr, row in rows["bisect"].items():
+        assert {k: v for k, v in row.items() if k != "seconds"} == \
+               {k: v for k, v in rows["grid"][lr].items() if k != "seconds"}
+    report = (tmp_path / "bisect" / "report.md").read_text()
+    assert "Adaptive η search" in report and "3 cells of the grid were left out as implied" in report

@@ -51,6 +51,7 @@ from ..results import (
 )
 from ._batched import BatchedNets, NetState
 from ._optimizers import STUDY_OPTIMIZERS, study_rule
+from ._search import cells_to_train, series_of
 from ._study_config import Cell, StudyConfig
 
 __all__ = ["StudyData", "build_cell", "cell_batches", "clipper", "index_stream", "load_study_data",
@@ -103,11 +104,11 @@ def build_cell(cell: Cell, config: StudyConfig, data: StudyData) -> list[NetStat
     return [NetState(a, opt, sched), NetState(*twin), NetState(*tweak)]
 
 
-def cell_batches(config: StudyConfig) -> list[list[Cell]]:
-    """The cells grouped into training batches (same model and dataset, ≤ ``nets_per_batch``
-    nets), in the grid's order of their first cell."""
+def cell_batches(config: StudyConfig, cells: Sequence[Cell] | None = None) -> list[list[Cell]]:
+    """``cells`` (default: the whole grid) grouped into training batches (same model and dataset,
+    ≤ ``nets_per_batch`` nets), in the order of their first cell."""
     per = max(1, config.nets_per_batch // NETS_PER_CELL)
-    cells = config.cells()
+    cells = config.cells() if cells is None else list(cells)
     groups: dict[tuple[str, str], list[Cell]] = {}
     for cell in cells:
         groups.setdefault((cell.model, cell.dataset), []).append(cell)
@@ -269,14 +270,15 @@ def report_study(config: StudyConfig, out_dir: str | Path) -> dict[str, Any]:
     return write_study_outputs(out, config, read_rows(out, config))
 
 
-def _check_budget(todo: list[list[Cell]], config: StudyConfig, max_minutes: float,
+def _check_budget(cells: int, config: StudyConfig, max_minutes: float,
                   seconds_per_net_step: float, workers: int) -> None:
-    nets = sum(len(b) for b in todo) * NETS_PER_CELL
+    nets = cells * NETS_PER_CELL
     need = nets * config.steps * seconds_per_net_step / 60.0 / workers
     if need > max_minutes:
+        at_most = " at most" if config.search == "bisect" else ""
         raise ValueError(
-            f"--max-minutes {max_minutes:g} is too small for the grid: {sum(len(b) for b in todo)} "
-            f"cells left ({nets} nets × {config.steps} steps at {seconds_per_net_step * 1e3:.0f} ms "
+            f"--max-minutes {max_minutes:g} is too small for the grid: {cells} cells left{at_most} "
+            f"({nets} nets × {config.steps} steps at {seconds_per_net_step * 1e3:.0f} ms "
             f"per net-step, measured now, on {workers} worker(s)) need about {need:.1f} minutes; "
             "raise --max-minutes, or shrink the grid (fewer `lrs`, `estimators`, `bits`, "
             "`datasets`) or `steps`")
@@ -316,24 +318,62 @@ def _run(config: StudyConfig, out: Path, max_minutes: float | None, progress: bo
     if out.is_dir():
         _tidy(out)
     read_rows(out, config)  # every saved cell verified before any is trusted as done
-    todo = [(k, b) for k, b in enumerate(cell_batches(config))
-            if not all((out / CELLS / f"{c.cell_id}.json").exists() for c in b)]
-    if max_minutes is not None and todo:
-        _check_budget([b for _, b in todo], config, max_minutes,
-                      calibrate(config, data[todo[0][1][0].dataset]), workers)
+    if max_minutes is not None:
+        left = _cells_left(config, out)
+        if left:
+            first = config.cells()[0]
+            _check_budget(left, config, max_minutes, calibrate(config, data[first.dataset]), workers)
     if claim:
         write_config(out, config.to_dict())
-    batches = _in_workers(todo, config, workers) if workers > 1 else _in_process(todo, config, data)
-    for n, (cells, rows, seconds) in enumerate(batches):
-        for row in rows:
-            row["seconds"] = seconds / len(cells)
-        # a diverged cell's NaN stays NaN (Python's JSON reads it back; the report counts it)
-        add_to_manifest(out / CELLS, {f"{c.cell_id}.json": json.dumps(row, indent=2) for c, row
-                                      in zip(cells, rows, strict=True)}, _claim_remedy(out))
-        write_study_csv(out, config)
-        if progress:
-            print(f"[study] batch {n + 1}/{len(todo)}: {len(cells)} cells in {seconds:.0f} s", flush=True)
+    done = 0
+    while todo := cell_batches(config, _cells_to_train(config, out)):
+        batches = _in_workers(todo, config, workers) if workers > 1 else _in_process(todo, config, data)
+        for cells, rows, seconds in batches:
+            for row in rows:
+                row["seconds"] = seconds / len(cells)
+            # a diverged cell's NaN stays NaN (Python's JSON reads it back; the report counts it)
+            add_to_manifest(out / CELLS, {f"{c.cell_id}.json": json.dumps(row, indent=2) for c, row
+                                          in zip(cells, rows, strict=True)}, _claim_remedy(out))
+            write_study_csv(out, config)
+            done += 1
+            if progress:
+                print(f"[study] batch {done}{_of(config, len(todo))}: {len(cells)} cells in "
+                      f"{seconds:.0f} s", flush=True)
     return write_study_outputs(out, config, read_rows(out, config))
+
+
+def _trained(out: Path) -> Callable[[Cell], dict[str, Any] | None]:
+    """A cell's saved row (verified), or None while it is not trained."""
+    from ._study_report import read_cell
+
+    def row(cell: Cell) -> dict[str, Any] | None:
+        path = out / CELLS / f"{cell.cell_id}.json"
+        return read_cell(path) if path.exists() else None
+    return row
+
+
+def _cells_to_train(config: StudyConfig, out: Path) -> list[Cell]:
+    """The cells to train now: every untrained cell of the grid, or (``search: bisect``) the next
+    η of each unresolved series (:func:`._search.cells_to_train`)."""
+    from ._study_report import point_a_holds
+
+    if config.search == "bisect":
+        return cells_to_train(config.cells(), _trained(out), point_a_holds)
+    return [c for c in config.cells() if not (out / CELLS / f"{c.cell_id}.json").exists()]
+
+
+def _cells_left(config: StudyConfig, out: Path) -> int:
+    """How many cells the study still trains (bisect: at most, if every series bisects fully)."""
+    if config.search == "grid":
+        return len(_cells_to_train(config, out))
+    trained = _trained(out)
+    return sum(max(0, (math.ceil(math.log2(len(s) - 1)) if len(s) > 2 else 0) + min(len(s), 2)
+                   - sum(trained(c) is not None for c in s)) for s in series_of(config.cells()).values())
+
+
+def _of(config: StudyConfig, batches: int) -> str:
+    """" of N" for the grid; a bisection's later rounds are not known in advance."""
+    return f"/{batches}" if config.search == "grid" else f" (this round: {batches} batches)"
 
 
 def _checked_data(config: StudyConfig) -> dict[str, StudyData]:
@@ -373,9 +413,9 @@ def _timed(cells: list[Cell], config: StudyConfig, data: StudyData) -> _Done:
     return cells, rows, time.perf_counter() - started
 
 
-def _in_process(todo: list[tuple[int, list[Cell]]], config: StudyConfig,
+def _in_process(todo: list[list[Cell]], config: StudyConfig,
                 data: dict[str, StudyData]) -> Iterator[_Done]:
-    for _, cells in todo:
+    for cells in todo:
         yield _timed(cells, config, data[cells[0].dataset])
 
 
@@ -388,10 +428,9 @@ def _worker_init(threads: int) -> None:
     torch.use_deterministic_algorithms(True)
 
 
-def _worker_batch(config: dict[str, Any], index: int) -> _Done:
-    """Batch ``index`` of ``cell_batches`` trained in a worker process."""
+def _worker_batch(config: dict[str, Any], cells: list[Cell]) -> _Done:
+    """A batch of cells trained in a worker process."""
     study = StudyConfig.from_dict(config)
-    cells = cell_batches(study)[index]
     dataset = cells[0].dataset
     if dataset not in _WORKER_DATA:
         _WORKER_DATA[dataset] = load_study_data(study, dataset)
@@ -405,11 +444,10 @@ def worker_pool(config: StudyConfig, workers: int) -> ProcessPoolExecutor:
                                initializer=_worker_init, initargs=(config.threads,))
 
 
-def _in_workers(todo: list[tuple[int, list[Cell]]], config: StudyConfig,
-                workers: int) -> Iterator[_Done]:
+def _in_workers(todo: list[list[Cell]], config: StudyConfig, workers: int) -> Iterator[_Done]:
     pool = worker_pool(config, workers)
     try:
-        futures = [pool.submit(_worker_batch, config.to_dict(), k) for k, _ in todo]
+        futures = [pool.submit(_worker_batch, config.to_dict(), cells) for cells in todo]
         for future in as_completed(futures):
             yield future.result()
     finally:  # a stop or an error: drop the batches not started, leave the folder as it is

@@ -30,6 +30,7 @@ import io
 import json
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,11 @@ import numpy as np
 
 from ..results import atomic_write, read_verified
 from ._optimizers import study_rule
+from ._search import implied_cells
 from ._study_config import StudyConfig
 
-__all__ = ["breakdowns", "optimizer_table", "read_rows", "slope_verdict", "write_study_csv",
-           "write_study_outputs"]
+__all__ = ["breakdowns", "optimizer_table", "point_a_holds", "read_cell", "read_rows", "slope_verdict",
+           "write_study_csv", "write_study_outputs"]
 
 COLUMNS = ("estimator", "params", "bits", "optimizer", "twin_rule", "order", "lr", "model",
            "dataset", "ebar_twin",
@@ -57,15 +59,16 @@ def read_rows(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
     for cell in config.cells():
         path = out / "cells" / f"{cell.cell_id}.json"
         if path.exists():
-            remedy = (f"delete {path} and run `stequiv study` with this config into {out} to "
-                      "train that cell again")
-            rows.append(_read_cell(path, read_verified(path, remedy, required=True)))
+            rows.append(read_cell(path))
     return rows
 
 
-def _read_cell(path: Path, raw: bytes) -> dict[str, Any]:
-    """One finished cell's row from its (manifest-verified) bytes; a file that is not a row is
-    refused by name."""
+def read_cell(path: Path) -> dict[str, Any]:
+    """One finished cell's row, verified against ``cells/manifest.json``; a file that is not a
+    row is refused by name."""
+    remedy = (f"delete {path} and run `stequiv study` with this config into {path.parent.parent} "
+              "to train that cell again")
+    raw = read_verified(path, remedy, required=True)
     try:
         row = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -98,7 +101,8 @@ def _series(rows: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
     return {k: sorted(v, key=lambda r: r["lr"]) for k, v in groups.items()}
 
 
-def _holds(r: dict[str, Any]) -> bool:
+def point_a_holds(r: Mapping[str, Any]) -> bool:
+    """Ē_twin ≤ Ē_tweak in a cell's row (NaN: fails)."""
     return bool(r["ebar_twin"] <= r["ebar_tweak"])  # NaN compares False: fails
 
 
@@ -113,7 +117,7 @@ def _slope(rows: list[dict[str, Any]], key: str) -> float:
 
 def _below_breakdown(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The cells of a series (sorted by η) below its η* (all of them when it is censored)."""
-    failing = [r["lr"] for r in series if not _holds(r)]
+    failing = [r["lr"] for r in series if not point_a_holds(r)]
     return [r for r in series if not failing or r["lr"] < failing[0]]
 
 
@@ -147,12 +151,12 @@ def breakdowns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One entry per series: η*, whether censored, the coefficient, slopes (module docstring)."""
     out = []
     for (model, dataset, est, bits, opt), series in _series(rows).items():
-        failing = [r["lr"] for r in series if not _holds(r)]
-        held = [r for r in series if _holds(r)]
+        failing = [r["lr"] for r in series if not point_a_holds(r)]
+        held = [r for r in series if point_a_holds(r)]
         out.append({"model": model, "dataset": dataset, "estimator": est, "bits": bits, "optimizer": opt,
                     "eta_star": failing[0] if failing else None,
                     "max_lr": series[-1]["lr"], "coefficient": series[0]["coefficient"],
-                    "held_below_eta_star": all(_holds(r) for r in series
+                    "held_below_eta_star": all(point_a_holds(r) for r in series
                                                if not failing or r["lr"] < failing[0]),
                     "slope_twin": _slope(series, "ebar_twin"),
                     "slope_tweak": _slope(series, "ebar_tweak"),
@@ -264,15 +268,26 @@ def optimizers_markdown(optimizers: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _search_note(config: StudyConfig, implied: int) -> list[str]:
+    """What the adaptive η search left out, for report.md (nothing for a dense grid)."""
+    if config.search == "grid":
+        return []
+    return [f"Adaptive η search (`search: bisect`): each series trained the ends of its η ladder, "
+            f"then bisected it for η*; {implied} cells of the grid were left out as implied "
+            "(Point A assumed to hold below η* and to fail above it; a series whose trained cells "
+            "break that shows `held_below_eta_star` false in summary.json).", ""]
+
+
 def _report(config: StudyConfig, rows: list[dict[str, Any]], table: list[dict[str, Any]],
-            optimizers: list[dict[str, Any]], bound: dict[str, Any], figures: list[str]) -> str:
+            optimizers: list[dict[str, Any]], bound: dict[str, Any], figures: list[str],
+            implied: int = 0) -> str:
     cols = ("model", "dataset", "estimator", "bits", "optimizer", "coefficient", "eta_star", "max_lr",
             "slope_twin", "slope_tweak", "slope_twin_where_A_holds", "agreement_twin_at_min_lr")
     lines = [f"# stequiv study: {len(rows)} of {len(config.cells())} cells", "",
              f"{', '.join(config.models)}; {config.steps} steps of batch {config.batch_size}, "
              f"lr-tweak × {config.lr_tweak}; "
              "Point A holds at η when Ē_twin ≤ Ē_tweak; η* is the smallest η where it fails "
-             "(— : it held at every η tried).", "",
+             "(— : it held at every η tried).", "", *_search_note(config, implied),
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_fmt(t[c]) for c in cols) + " |" for t in table]
     lines += ["", "Per optimizer: the twin rule of `to_ste`, its order, the slope of log Ē_twin "
@@ -283,6 +298,17 @@ def _report(config: StudyConfig, rows: list[dict[str, Any]], table: list[dict[st
               ""]
     lines += [f"![{f}]({f})" for f in figures]
     return "\n".join(lines) + "\n"
+
+
+def _implied(out: Path, config: StudyConfig) -> list[tuple[Any, bool]]:
+    """The cells a finished bisection left out, with their implied answer (grid: none)."""
+    if config.search == "grid":
+        return []
+
+    def row(cell: Any) -> dict[str, Any] | None:
+        path = out / "cells" / f"{cell.cell_id}.json"
+        return read_cell(path) if path.exists() else None
+    return implied_cells(config.cells(), row, point_a_holds)
 
 
 def write_study_outputs(out: Path, config: StudyConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -298,8 +324,9 @@ def write_study_outputs(out: Path, config: StudyConfig, rows: list[dict[str, Any
     optimizers = optimizer_table(rows, config)
     figures = _figures(out, rows, table, optimizers) if rows else []
     atomic_write(out / "optimizers.md", optimizers_markdown(optimizers))
-    atomic_write(out / "report.md", _report(config, rows, table, optimizers, bound, figures))
-    summary = {"cells": len(rows), "of": len(config.cells()), "breakdowns": table,
+    implied = len(_implied(out, config))
+    atomic_write(out / "report.md", _report(config, rows, table, optimizers, bound, figures, implied))
+    summary = {"cells": len(rows), "of": len(config.cells()), "implied": implied, "breakdowns": table,
                "optimizers": optimizers,
                "bound_check": {k: bound[k] for k in ("checks", "violations", "tightness_min")}}
     atomic_write(out / "summary.json", json.dumps(summary, indent=2))
