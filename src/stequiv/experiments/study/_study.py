@@ -33,6 +33,7 @@ import torch
 from torch.nn import functional as F
 
 from ... import qat
+from ..._memory import keep_freed_memory
 from ...core import BinaryQuantizer, NoRemapError, UniformQuantizer, constants, get_estimator
 from ...data import Split, load_split
 from ..config import PairSpec
@@ -302,6 +303,7 @@ _WORKER_DATA: dict[str, StudyData] = {}
 
 
 def _worker_init(threads: int) -> None:
+    keep_freed_memory()
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
 
