@@ -289,3 +289,13 @@ def test_convnet_pools_are_max_pools_with_the_same_state() -> None:
     assert isinstance(net.pool1, ChannelsLastMaxPool2d) and isinstance(net.pool1, nn.MaxPool2d)
     assert net.pool1.kernel_size == 2 and net.pool1.stride == 2
     assert not list(net.pool1.state_dict())  # a checkpoint of the ConvNet is unchanged
+
+
+def test_channels_last_pool_under_vmap_is_max_pool2d() -> None:
+    """Inside ``torch.func.vmap`` (the study's batched nets) the pool falls back to
+    ``F.max_pool2d``, which vmap knows."""
+    from stequiv.models._pool import ChannelsLastMaxPool2d
+
+    x = torch.randn(3, 2, 4, 6, 6, generator=_seeded(5))
+    got = torch.func.vmap(ChannelsLastMaxPool2d(2))(x)
+    assert torch.equal(got, torch.stack([nn.MaxPool2d(2)(xi) for xi in x]))

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch._C._functorch import is_functorch_wrapped_tensor
 
 __all__ = ["ChannelsLastMaxPool2d"]
 
@@ -48,8 +49,8 @@ class ChannelsLastMaxPool2d(nn.MaxPool2d):
     """:class:`torch.nn.MaxPool2d` over non-overlapping ``k x k`` windows (stride ``k``, no
     padding), computed channels-last on the CPU: the same values and gradients, faster.
 
-    Elsewhere (CUDA, ``torch.compile``, tracing, ONNX export, other settings) it is
-    ``F.max_pool2d`` itself.
+    Elsewhere (CUDA, inside ``torch.func`` transforms such as ``vmap``, ``torch.compile``,
+    tracing, ONNX export) it is ``F.max_pool2d`` itself.
     """
 
     def __init__(self, kernel_size: int) -> None:
@@ -58,7 +59,7 @@ class ChannelsLastMaxPool2d(nn.MaxPool2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.kernel_size
         if (x.device.type != "cpu" or x.dim() != 4 or not isinstance(k, int)
-                or torch.compiler.is_compiling() or torch.jit.is_tracing()
+                or is_functorch_wrapped_tensor(x) or torch.compiler.is_compiling() or torch.jit.is_tracing()
                 or torch.onnx.is_in_onnx_export()):
             return F.max_pool2d(x, k)
         if torch.is_grad_enabled() and x.requires_grad:
