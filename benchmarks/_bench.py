@@ -7,10 +7,45 @@ ratio is taken between medians, and the ratio of minima is shown beside it as a 
 
 from __future__ import annotations
 
+import datetime
+import os
+import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.abspath(__file__)))
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            return next((line.split(":", 1)[1].strip() for line in info
+                         if line.startswith("model name")), platform.processor())
+    except OSError:
+        return platform.processor()
+
+
+def environment(threads: str) -> str:
+    """A result file's context line: the date (dropped by the docs), the commit (marked where the
+    tracked files differ from it), the machine, the versions, ``threads``, and the load average
+    at the end of the run."""
+    import numpy
+    import torch
+
+    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
+    if _git("status", "--porcelain", "--untracked-files=no"):
+        commit += " (+ uncommitted changes)"
+    return (f"{datetime.datetime.now():%Y-%m-%d %H:%M} · commit {commit} · {platform.machine()}, "
+            f"{os.cpu_count()} cores ({_cpu_model()}) · Python {platform.python_version()} · "
+            f"torch {torch.__version__} · NumPy {numpy.__version__} · {threads} · "
+            f"load average {os.getloadavg()[0]:.2f} at the end")
 
 
 @dataclass(frozen=True)

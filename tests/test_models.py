@@ -248,3 +248,54 @@ def test_global_pool_is_the_adaptive_average_pool() -> None:
 
     x = torch.randn(2, 8, 5, 7)
     torch.testing.assert_close(GlobalAvgPool()(x), nn.functional.adaptive_avg_pool2d(x, 1))
+
+
+def _pool_inputs(shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    """Inputs to a pool after a ReLU, ties of every kind included: zeros (what ReLU leaves),
+    few distinct values (a quantized net's activations), and windows all equal."""
+    g = _seeded(3)
+    return {"relu of normal": torch.randn(shape, generator=g).relu(),
+            "three levels": torch.randint(0, 3, shape, generator=g).float(),
+            "quantized": (2 * torch.randn(shape, generator=g)).round().relu() * 0.25,
+            "zeros": torch.zeros(shape),
+            "negative": -torch.rand(shape, generator=g)}
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 26, 26), (4, 5, 11, 11), (2, 1, 7, 4)])
+def test_channels_last_pool_gives_max_pool2d_values_and_gradients_bit_for_bit(shape) -> None:
+    """Same values, and each window's gradient on the same element (the first maximum in
+    row-major order, also among ties); odd sizes drop the last row/column as MaxPool2d does."""
+    from stequiv.models._pool import ChannelsLastMaxPool2d
+
+    fast, reference = ChannelsLastMaxPool2d(2), nn.MaxPool2d(2)
+    for name, x in _pool_inputs(shape).items():
+        grad = torch.randn(reference(x).shape, generator=_seeded(4))
+        results = []
+        for pool in (fast, reference):
+            leaf = x.clone().requires_grad_()
+            out = pool(leaf)
+            out.backward(grad)
+            results.append((out.detach(), leaf.grad))
+        for got, want in zip(results[0], results[1], strict=True):
+            assert got.is_contiguous() and torch.equal(got, want), name
+        with torch.no_grad():
+            assert torch.equal(fast(x), reference(x)), name
+
+
+def test_convnet_pools_are_max_pools_with_the_same_state() -> None:
+    from stequiv.models._pool import ChannelsLastMaxPool2d
+
+    net = ConvNet(generator=_seeded())
+    assert isinstance(net.pool1, ChannelsLastMaxPool2d) and isinstance(net.pool1, nn.MaxPool2d)
+    assert net.pool1.kernel_size == 2 and net.pool1.stride == 2
+    assert not list(net.pool1.state_dict())  # a checkpoint of the ConvNet is unchanged
+
+
+def test_channels_last_pool_under_vmap_is_max_pool2d() -> None:
+    """Inside ``torch.func.vmap`` (the study's batched nets) the pool falls back to
+    ``F.max_pool2d``, which vmap knows."""
+    from stequiv.models._pool import ChannelsLastMaxPool2d
+
+    x = torch.randn(3, 2, 4, 6, 6, generator=_seeded(5))
+    got = torch.func.vmap(ChannelsLastMaxPool2d(2))(x)
+    assert torch.equal(got, torch.stack([nn.MaxPool2d(2)(xi) for xi in x]))

@@ -11,3 +11,6 @@ __all__ = ["main"]
 @click.version_option(package_name="stequiv", help="Show the version and exit.")
 def main() -> None:
     """stequiv: custom gradient estimators are STEs in disguise (arXiv:2405.05171)."""
+    from .._memory import keep_freed_memory
+
+    keep_freed_memory()  # this process is stequiv's own: reuse freed pages (no number changes)

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
+from .._memory import keep_freed_memory
 from .config import ExperimentConfig, PairSpec
-from .engine import TrainData, run_group
+from .engine import PhaseTimes, TrainData, run_group
 from .parallel import Dist, setup_distributed
 
 __all__ = ["train_groups"]
@@ -47,16 +48,26 @@ def _announce(label: str, specs: Sequence[PairSpec], what: str = "") -> None:
 
 
 def _in_worker(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainData,
-               out_dirs: Sequence[Path], label: str) -> None:
+               out_dirs: Sequence[Path], label: str) -> list[dict[str, float | str]]:
+    """Train one group in this worker process; returns its phase times."""
+    keep_freed_memory()
     torch.use_deterministic_algorithms(True)
+    phases = PhaseTimes()
     with torch_threads(config.threads):
         run_group(config, specs, data, out_dirs, setup_distributed(config.device),
-                  progress=False, label=label)
+                  progress=False, label=label, phases=phases)
+    return phases.rows
 
 
 def train_groups(config: ExperimentConfig, groups: Sequence[Sequence[PairSpec]], data: TrainData,
-                 runs: Path, dist: Dist, *, progress: bool = True) -> None:
-    """Train every group into ``runs/<run id>`` (resuming finished and checkpointed ones)."""
+                 runs: Path, dist: Dist, *, progress: bool = True,
+                 phases: PhaseTimes | None = None) -> None:
+    """Train every group into ``runs/<run id>`` (resuming finished and checkpointed ones).
+
+    ``phases``, if given, receives each group's phases (:func:`run_group`), named after its label
+    (e.g. ``group 1 of 4: train``), wherever the group trained.
+    """
+    phases = PhaseTimes() if phases is None else phases
     labels = [f"group {k} of {len(groups)}" for k in range(1, len(groups) + 1)]
     dirs = [[runs / s.run_id for s in specs] for specs in groups]
     workers = min(config.processes, len(groups))
@@ -64,8 +75,11 @@ def train_groups(config: ExperimentConfig, groups: Sequence[Sequence[PairSpec]],
         for label, specs, out_dirs in zip(labels, groups, dirs, strict=True):
             if progress and dist.is_main:
                 _announce(label, specs)
+            group = PhaseTimes()
             with torch_threads(config.threads):
-                run_group(config, specs, data, out_dirs, dist, progress=progress, label=label)
+                run_group(config, specs, data, out_dirs, dist, progress=progress, label=label,
+                          phases=group)
+            phases.extend(label, group.rows)
         return
     if dist.device.type != "cpu":
         raise ValueError(f"`processes`={config.processes} trains pair groups in CPU worker "
@@ -89,5 +103,6 @@ def train_groups(config: ExperimentConfig, groups: Sequence[Sequence[PairSpec]],
                     raise RuntimeError(f"{label} failed in a worker process: {error} (workers "
                                        "know the estimators stequiv registers on import; use "
                                        "processes=1 for one registered at run time)") from error
+                phases.extend(label, future.result())
                 if progress:
                     _announce(label, specs, "done")

@@ -22,7 +22,7 @@ from ..data import (
 from ..models import LM_SIZES
 from ._groups import train_groups
 from .config import ADAM_IS_BASELINE, IMAGE_FOLDER, PROTOCOL, ExperimentConfig, PairSpec, pair_specs
-from .engine import TrainData, check_builds, check_compiles, check_estimator_dtype
+from .engine import PhaseTimes, TrainData, check_builds, check_compiles, check_estimator_dtype
 from .parallel import Dist, setup_distributed
 from .results import (
     check_claim,
@@ -32,10 +32,16 @@ from .results import (
     remove_partial_writes,
     results_remedy,
     write_config,
+    write_json,
     write_with_manifest,
 )
 
-__all__ = ["group_specs", "load_data", "reproduce"]
+__all__ = ["TIMINGS", "group_specs", "load_data", "reproduce"]
+
+TIMINGS = "timings.json"
+"""The file of a results folder holding the wall-clock and CPU seconds of each phase of the last
+``reproduce`` call: ``{"phases": [{"phase", "wall_s", "cpu_s"}, ...], "processes", "threads"}``.
+Outside every manifest (a rerun's times differ, its results do not)."""
 
 
 def _image_folders(config: ExperimentConfig) -> tuple[ImageFolderSplit, ImageFolderSplit]:
@@ -71,15 +77,20 @@ def load_data(config: ExperimentConfig) -> TrainData:
     return TrainData(train, val)
 
 
-def checked_data(config: ExperimentConfig, dist: Dist) -> TrainData:
+def checked_data(config: ExperimentConfig, dist: Dist,
+                 phases: PhaseTimes | None = None) -> TrainData:
     """The data of ``config``, once the batch size, the estimators' float32 evaluation, (with
     ``compile``) their tracing, and every group's nets and partners are checked: every refusal
-    before anything is trained or written."""
-    data = load_data(config)
-    config.check_data(len(data.train), dist.world_size)
-    check_estimator_dtype(config, dist.device)
-    check_compiles(config)
-    check_builds(config, group_specs(pair_specs(config)), data)
+    before anything is trained or written. ``phases``, if given, receives the seconds of
+    ``load data`` and ``preflight``."""
+    phases = PhaseTimes() if phases is None else phases
+    with phases.phase("load data"):
+        data = load_data(config)
+    with phases.phase("preflight"):
+        config.check_data(len(data.train), dist.world_size)
+        check_estimator_dtype(config, dist.device)
+        check_compiles(config)
+        check_builds(config, group_specs(pair_specs(config)), data)
     return data
 
 
@@ -134,7 +145,9 @@ def reproduce(config: ExperimentConfig, out_dir: str | Path, *, progress: bool =
               dist: Dist | None = None) -> dict:
     """Run (or resume) every pair of ``config`` into ``out_dir`` and write the report.
 
-    Returns the summary (also saved as ``out_dir/summary.json``).
+    Returns the summary (also saved as ``out_dir/summary.json``). The wall-clock and CPU seconds
+    of each phase of this call go to ``out_dir/timings.json`` (:data:`TIMINGS`), which no manifest
+    lists: the times differ from run to run, the results do not.
     """
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
     if dist is None:
@@ -144,25 +157,32 @@ def reproduce(config: ExperimentConfig, out_dir: str | Path, *, progress: bool =
         finally:
             dist.close()
     torch.use_deterministic_algorithms(True)
-    data = checked_data(config, dist)  # before the folder is claimed
+    phases = PhaseTimes()
+    data = checked_data(config, dist, phases)  # before the folder is claimed
     if config.parallel == "fsdp" and not dist.enabled and dist.is_main:
         print("note: `parallel` 'fsdp' in one process: nothing to shard, each net trains whole "
               "(start with `torchrun --nproc-per-node N` to shard the nets over N processes)",
               file=sys.stderr)
     out = Path(out_dir)
     _claim_folder(out, config, dist)
-    train_groups(config, group_specs(pair_specs(config)), data, out / "runs", dist,
-                 progress=progress)
-    if dist.is_main and "adam" in config.optimizers:
-        for name in config.experiments:
-            if PROTOCOL[name].adam == "baseline":
-                _copy_adam_baseline(out / "runs", name)
+    with phases.phase("train groups (all, worker processes included)"):
+        train_groups(config, group_specs(pair_specs(config)), data, out / "runs", dist,
+                     progress=progress, phases=phases)
     summary: dict = {}
     if dist.is_main:
         from ..plots import plot_estimators
         from .results import rebuild
 
-        plot_estimators(out / "figures", [config.estimator, "ste", "pwl"])
-        summary = rebuild(out).summary
+        if "adam" in config.optimizers:
+            with phases.phase("copy Adam baselines"):
+                for name in config.experiments:
+                    if PROTOCOL[name].adam == "baseline":
+                        _copy_adam_baseline(out / "runs", name)
+        with phases.phase("figure 1 (estimators)"):
+            plot_estimators(out / "figures", [config.estimator, "ste", "pwl"])
+        with phases.phase("summary, tables, figures, report"):
+            summary = rebuild(out).summary
+        write_json(out / TIMINGS, {"phases": phases.rows, "processes": config.processes,
+                                   "threads": config.threads}, newline=True)
     dist.barrier()
     return summary

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ._init import he_uniform_
+from ._pool import ChannelsLastMaxPool2d
 
 __all__ = ["ConvNet"]
 
@@ -20,7 +21,9 @@ class ConvNet(nn.Module):
 
     Designed for 28x28 inputs (28 -> 26 -> 13 -> 11 -> 5 -> 3). With one input channel and
     10 classes it has 104,202 parameters, of which 92,672 are in the three convolutions.
-    Weights are He-uniform, biases zero (:func:`~stequiv.models.he_uniform_`).
+    Weights are He-uniform, biases zero (:func:`~stequiv.models.he_uniform_`). The pools are
+    :class:`~torch.nn.MaxPool2d` computed channels-last on the CPU (the same numbers, faster:
+    ``stequiv.models._pool``).
 
     Attributes
     ----------
@@ -44,10 +47,10 @@ class ConvNet(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, 32, kernel_size=3)
         self.relu1 = nn.ReLU()
-        self.pool1 = nn.MaxPool2d(2)
+        self.pool1 = ChannelsLastMaxPool2d(2)
         self.conv2 = nn.Conv2d(32, 64, kernel_size=3)
         self.relu2 = nn.ReLU()
-        self.pool2 = nn.MaxPool2d(2)
+        self.pool2 = ChannelsLastMaxPool2d(2)
         self.conv3 = nn.Conv2d(64, 128, kernel_size=3)
         self.relu3 = nn.ReLU()
         self.flatten = nn.Flatten()

@@ -35,3 +35,5 @@ from ._setup import make_optimizer as make_optimizer
 from ._setup import warmup_cosine as warmup_cosine
 from ._task import correct as correct
 from ._task import cross_entropy as cross_entropy
+from ._timings import PhaseTimes as PhaseTimes
+from ._timings import cpu_seconds as cpu_seconds

@@ -61,6 +61,7 @@ from ._checkpoint import load_checkpoint, save_checkpoint
 from ._net import Net, NonFiniteError
 from ._partners import build_partner, describe_partner, follower, partner_role
 from ._setup import build_qnet, estimator_schedule, make_optimizer
+from ._timings import PhaseTimes
 
 __all__ = ["check_builds", "run_group", "run_pair", "seconds_per_net_step"]
 
@@ -293,10 +294,12 @@ def _weights_npz(a: torch.nn.Module, b: torch.nn.Module, spec: PairSpec) -> byte
 
 def run_group(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainData,
               out_dirs: Sequence[Path], dist: Dist, *, progress: bool = True,
-              label: str | None = None) -> list[dict[str, Any]]:
+              label: str | None = None, phases: PhaseTimes | None = None) -> list[dict[str, Any]]:
     """Train one Q̂-net with a partner per spec (results of ``specs[k]`` in ``out_dirs[k]``).
 
     ``label`` names the group on its progress bar (e.g. ``group 2 of 4``; default: its run ids).
+    ``phases``, if given, receives the seconds of ``set-up``, ``train``, ``evaluate`` and
+    ``write results`` (none for a group already finished).
 
     The specs must share the optimizer and learning-rate factor (the Q̂-net they train); the
     checkpoint lives in ``out_dirs[0]`` and a group resumes from it. Returns each final.json.
@@ -313,12 +316,37 @@ def run_group(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainDa
     if all(p.exists() for p in final_paths):
         return [json.loads(read_verified(p, results_remedy(p.parent), required=False))
                 for p in final_paths]
-    torch.manual_seed(config.seed)
-    group = _Group(config, specs, data, dist)
-    ckpt = out_dirs[0] / "checkpoint.pt"
-    if ckpt.exists():
-        group.load(load_checkpoint(ckpt, dist.device), ckpt)
+    phases = PhaseTimes() if phases is None else phases
+    with phases.phase("set-up"):
+        torch.manual_seed(config.seed)
+        group = _Group(config, specs, data, dist)
+        ckpt = out_dirs[0] / "checkpoint.pt"
+        if ckpt.exists():
+            group.load(load_checkpoint(ckpt, dist.device), ckpt)
     started = time.perf_counter()
+    with phases.phase("train"):
+        _train(group, ckpt, progress=progress, label=label)
+    views = [net.view() for net in (group.qnet, *group.partners)]  # whole weights
+    with phases.phase("evaluate"):
+        finals = _finish(group, time.perf_counter() - started, views)
+    with phases.phase("write results"):
+        if dist.is_main:
+            # the checkpoint's folder last: until its manifest lists the results instead of the
+            # checkpoint, a killed finish resumes from the checkpoint (and writes them all again)
+            for k in reversed(range(len(out_dirs))):
+                write_with_manifest(out_dirs[k], {
+                    "metrics.csv": metrics_csv(group.histories[k]),
+                    "weights.npz": _weights_npz(views[0], views[1 + k], group.specs[k]),
+                    "final.json": json_text(finals[k])})
+            ckpt.unlink(missing_ok=True)
+    dist.barrier()
+    return finals
+
+
+def _train(group: _Group, ckpt: Path, *, progress: bool, label: str | None) -> None:
+    """Step ``group`` to its last step: Ē/agreement every ``eval_every`` steps, a checkpoint every
+    ``checkpoint_every`` (resuming where ``group.step`` stands)."""
+    config, dist, data = group.config, group.dist, group.data
     bar = tqdm(total=group.total, initial=group.step, desc=label or group.run_id, leave=False,
                disable=not (progress and dist.is_main), dynamic_ncols=True)
     while group.step < group.total:
@@ -338,19 +366,6 @@ def run_group(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainDa
             if group.step == group.total:
                 break
     bar.close()
-    views = [net.view() for net in (group.qnet, *group.partners)]  # whole weights
-    finals = _finish(group, time.perf_counter() - started, views)
-    if dist.is_main:
-        # the checkpoint's folder last: until its manifest lists the results instead of the
-        # checkpoint, a killed finish resumes from the checkpoint (and writes them all again)
-        for k in reversed(range(len(out_dirs))):
-            write_with_manifest(out_dirs[k], {
-                "metrics.csv": metrics_csv(group.histories[k]),
-                "weights.npz": _weights_npz(views[0], views[1 + k], group.specs[k]),
-                "final.json": json_text(finals[k])})
-        ckpt.unlink(missing_ok=True)
-    dist.barrier()
-    return finals
 
 
 def check_builds(config: ExperimentConfig, groups: Sequence[Sequence[PairSpec]],

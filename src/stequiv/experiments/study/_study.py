@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ... import qat
+from ..._memory import keep_freed_memory
 from ...core import BinaryQuantizer, NoRemapError, UniformQuantizer, constants, get_estimator
 from ...data import Split, load_split
 from ..config import PairSpec
@@ -424,6 +425,7 @@ _WORKER_DATA: dict[str, StudyData] = {}
 
 
 def _worker_init(threads: int) -> None:
+    keep_freed_memory()
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
 
