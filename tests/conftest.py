@@ -20,3 +20,12 @@ def interrupt_at():
             run(*args, **kwargs)
 
     return interrupt
+
+
+@pytest.fixture
+def small_bound_check(monkeypatch):
+    """``theory.bound_check`` on one estimator and a few steps, in place of a study's full one."""
+    from stequiv import theory
+
+    real = theory.bound_check
+    monkeypatch.setattr(theory, "bound_check", lambda: real(["mad"], steps=10, etas=(0.1,)))

@@ -9,7 +9,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from stequiv import theory
 from stequiv.cli import main
 from stequiv.experiments import study
 from stequiv.experiments.study import (
@@ -21,6 +20,7 @@ from stequiv.experiments.study import (
     train_sequential,
 )
 from stequiv.experiments.testing import interrupted_study, pair_metrics
+from study_reference import GaussianSplit
 
 # The batched forward/backward sums float32 convolutions in another order than one net's: weights
 # agree to ~1e-7 per step. On real images, quantized weights make exact max-pool ties common, and a
@@ -34,32 +34,11 @@ WEIGHT_ATOL = 1e-5
 # so there the two paths must agree to summation noise: the same function, computed twice.
 FLOAT64_ATOL = 1e-12
 
+
 TINY = {"datasets": ["mnist-5k"], "steps": 2, "batch_size": 8, "eval_samples": 40,
         "estimators": [{"name": "htge", "sharpness": 5.5, "bits": [2]},
                        {"name": "study_cosine", "bits": [4]}],
         "lrs": {"sgd": [0.05], "adam": [1e-3]}, "nets_per_batch": 6}
-
-
-@pytest.fixture
-def small_bound_check(monkeypatch):
-    real = theory.bound_check
-    monkeypatch.setattr(theory, "bound_check", lambda: real(["mad"], steps=10, etas=(0.1,)))
-
-
-class _GaussianSplit:
-    """Continuous images (no exact ties), MNIST-shaped."""
-
-    in_channels, num_classes = 1, 10
-
-    def __init__(self, n: int = 64):
-        g = torch.Generator().manual_seed(0)
-        self.x, self.y = torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def batch(self, idx):
-        return self.x[idx], self.y[idx]
 
 
 def _train_batched(cells, config, data):
@@ -81,7 +60,7 @@ def test_batched_equals_one_pair_at_a_time():
     config = StudyConfig.from_dict({**TINY, "steps": 4})
     cells = config.cells()[::3][:2]  # htge/sgd and study_cosine/adam
     assert {c.optimizer for c in cells} == {"sgd", "adam"}
-    data = study.StudyData(_GaussianSplit(), torch.zeros(0), torch.zeros(0))
+    data = study.StudyData(GaussianSplit(), torch.zeros(0), torch.zeros(0))
     batched = _train_batched(cells, config, data)
     reference = [s for group in train_sequential(cells, config, data) for s in group]
     start = build_cell(cells[0], config, data)[0].net
@@ -95,7 +74,7 @@ def test_batched_equals_one_pair_at_a_time():
 
 def test_stacked_convnet_forward_equals_the_vmap_path_values_and_gradients():
     config = StudyConfig.from_dict(TINY)
-    data = study.StudyData(_GaussianSplit(), torch.zeros(0), torch.zeros(0))
+    data = study.StudyData(GaussianSplit(), torch.zeros(0), torch.zeros(0))
     cells = config.cells()[::3][:2]
     stacked = BatchedNets([s for c in cells for s in build_cell(c, config, data)])
     plain = BatchedNets([s for c in cells for s in build_cell(c, config, data)], stacked=False)
@@ -132,7 +111,7 @@ def test_batched_resnet20_batchnorm_equals_one_pair_at_a_time(float64_default):
     config = StudyConfig.from_dict({**TINY, "models": ["resnet20"], "steps": 3,
                                     "estimators": [{"name": "htge", "sharpness": 5.5, "bits": [2]}]})
     cells = config.cells()[:2]  # sgd and adam
-    data = study.StudyData(_GaussianSplit(), torch.zeros(0), torch.zeros(0))
+    data = study.StudyData(GaussianSplit(), torch.zeros(0), torch.zeros(0))
     batched = _train_batched(cells, config, data)
     assert all(p.dtype == torch.float64 for s in batched for p in s.net.parameters())
     reference = [s for group in train_sequential(cells, config, data) for s in group]
@@ -257,7 +236,7 @@ def test_quick_preset_has_at_least_60_cells_over_3_decades():
 def test_pair_far_outside_gets_nan_instead_of_stopping_the_study():
     """EDE's M(w) is infinite where Q̂′ underflows (a weight driven far out by a huge η)."""
     config = StudyConfig.from_dict({**TINY, "estimators": [{"name": "ede", "bits": [1]}]})
-    data = study.StudyData(_GaussianSplit(), torch.zeros(0), torch.zeros(0))
+    data = study.StudyData(GaussianSplit(), torch.zeros(0), torch.zeros(0))
     a, twin, _ = (s.net for s in build_cell(config.cells()[0], config, data))
     with torch.no_grad():
         next(p for n, p in a.named_parameters() if n.startswith("conv2.param")).fill_(1e6)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 
-from stequiv import qat, theory
+from stequiv import qat
 from stequiv.experiments import study
 from stequiv.experiments.study import (
     STUDY_OPTIMIZERS,
@@ -20,37 +19,16 @@ from stequiv.experiments.study import (
     slope_verdict,
     train_sequential,
 )
+from study_reference import GaussianSplit
 
 TINY = {"datasets": ["mnist-5k"], "steps": 3, "batch_size": 8, "eval_samples": 40,
         "estimators": [{"name": "htge", "sharpness": 5.5, "bits": [2]}], "nets_per_batch": 48}
 
 
-@pytest.fixture
-def small_bound_check(monkeypatch):
-    real = theory.bound_check
-    monkeypatch.setattr(theory, "bound_check", lambda: real(["mad"], steps=10, etas=(0.1,)))
-
-
-class _GaussianSplit:
-    """Continuous images (no exact max-pool ties), MNIST-shaped (as in tests/test_study.py)."""
-
-    in_channels, num_classes = 1, 10
-
-    def __init__(self, n: int = 64):
-        g = torch.Generator().manual_seed(0)
-        self.x, self.y = torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def batch(self, idx):
-        return self.x[idx], self.y[idx]
-
-
 def test_every_study_optimizer_gets_the_twin_rule_of_to_ste():
     config = StudyConfig.from_dict({**TINY, "optimizers": [n for n, o in STUDY_OPTIMIZERS.items()
                                                              if o.available]})
-    data = study.StudyData(_GaussianSplit(), torch.zeros(0), torch.zeros(0))
+    data = study.StudyData(GaussianSplit(), torch.zeros(0), torch.zeros(0))
     for cell in config.cells()[::8]:  # one cell per optimizer
         qnet, twin, _ = build_cell(cell, config, data)
         rule = qat.optimizer_rule(qnet.optimizer)
@@ -67,7 +45,7 @@ def test_clipped_cells_train_batched_as_one_pair_at_a_time():
                                     "clip_grad_norm": 0.05,
                                     "lrs": {"sgd-clip": [0.1], "adam-clip-own": [1e-3]}})
     cells = config.cells()
-    data = study.StudyData(_GaussianSplit(), torch.zeros(0), torch.zeros(0))
+    data = study.StudyData(GaussianSplit(), torch.zeros(0), torch.zeros(0))
     states = [s for c in cells for s in build_cell(c, config, data)]
     nets = BatchedNets(states)
     clips = [study.clipper(c, config, *(s.net for s in states[3 * k:3 * k + 3]))
