@@ -100,3 +100,15 @@ def test_a_bisected_study_finds_the_dense_grids_breakdown_from_fewer_cells(tmp_p
                {k: v for k, v in rows["grid"][lr].items() if k != "seconds"}
     report = (tmp_path / "bisect" / "report.md").read_text()
     assert "Adaptive η search" in report and "3 cells of the grid were left out as implied" in report
+
+
+def test_coefficient_correlation_ranks_a_censored_breakdown_above_every_eta():
+    from stequiv.experiments.study._study_report import coefficient_correlation
+
+    def series(opt, coefficient, eta_star):
+        return {"optimizer": opt, "coefficient": coefficient, "eta_star": eta_star}
+
+    # η* ∝ 1/coefficient, the smallest coefficient censored (held at every η): rank correlation −1
+    table = [series("sgd", c, None if c == 0.1 else 1e-2 / c) for c in (0.1, 1.0, 10.0, 100.0)]
+    table += [series("adam", 0.0, 1e-3), series("adam", 1.0, 1e-3)]  # too few series with c > 0
+    assert coefficient_correlation(table) == {"sgd": {"series": 4, "spearman": -1.0}}

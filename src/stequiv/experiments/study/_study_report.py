@@ -258,6 +258,41 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
+BREAKDOWN_COLUMNS = ("model", "dataset", "estimator", "bits", "optimizer", "coefficient", "eta_star",
+                     "max_lr", "points", "slope_twin", "slope_tweak", "slope_twin_where_A_holds",
+                     "agreement_twin_at_min_lr")
+
+
+def coefficient_correlation(table: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per optimizer, Spearman's rank correlation of η* with Appendix H's coefficient over the
+    series whose coefficient is > 0 (a censored η* ranks above every η tried). Appendix H predicts
+    η* ∝ 1/coefficient: a correlation near −1."""
+    from scipy.stats import spearmanr
+
+    out: dict[str, dict[str, float]] = {}
+    for opt in dict.fromkeys(t["optimizer"] for t in table):
+        pts = [(t["coefficient"], t["eta_star"] if t["eta_star"] is not None else math.inf)
+               for t in table if t["optimizer"] == opt and t["coefficient"] > 0]
+        if len(pts) >= 3 and len({c for c, _ in pts}) > 1 and len({e for _, e in pts}) > 1:
+            rho = float(spearmanr(*zip(*pts, strict=True)).statistic)
+            out[opt] = {"series": len(pts), "spearman": rho}
+    return out
+
+
+def breakdowns_markdown(table: list[dict[str, Any]]) -> str:
+    """The per-series table (η*, coefficient, slopes) as Markdown (``breakdowns.md``), and the
+    rank correlation of η* with the coefficient per optimizer."""
+    lines = ["| " + " | ".join(BREAKDOWN_COLUMNS) + " |", "|" + "---|" * len(BREAKDOWN_COLUMNS)]
+    lines += ["| " + " | ".join(_fmt(t[c]) for c in BREAKDOWN_COLUMNS) + " |" for t in table]
+    corr = coefficient_correlation(table)
+    if corr:
+        parts = [f"{opt} {c['spearman']:+.2f} over {c['series']} series" for opt, c in corr.items()]
+        lines += ["", "Rank correlation (Spearman) of η* with the coefficient, series with a "
+                  "coefficient > 0 (a censored η* ranks above every η tried): " + "; ".join(parts)
+                  + "."]
+    return "\n".join(lines) + "\n"
+
+
 def optimizers_markdown(optimizers: list[dict[str, Any]]) -> str:
     """The optimizer table as Markdown (``optimizers.md`` of the study folder)."""
     cols = ("optimizer", "twin_rule", "order", "slope", "verdict", "cells", "slope_all", "estimator",
@@ -281,15 +316,12 @@ def _search_note(config: StudyConfig, implied: int) -> list[str]:
 def _report(config: StudyConfig, rows: list[dict[str, Any]], table: list[dict[str, Any]],
             optimizers: list[dict[str, Any]], bound: dict[str, Any], figures: list[str],
             implied: int = 0) -> str:
-    cols = ("model", "dataset", "estimator", "bits", "optimizer", "coefficient", "eta_star", "max_lr",
-            "slope_twin", "slope_tweak", "slope_twin_where_A_holds", "agreement_twin_at_min_lr")
     lines = [f"# stequiv study: {len(rows)} of {len(config.cells())} cells", "",
              f"{', '.join(config.models)}; {config.steps} steps of batch {config.batch_size}, "
              f"lr-tweak × {config.lr_tweak}; "
              "Point A holds at η when Ē_twin ≤ Ē_tweak; η* is the smallest η where it fails "
              "(— : it held at every η tried).", "", *_search_note(config, implied),
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(t[c]) for c in cols) + " |" for t in table]
+             breakdowns_markdown(table).rstrip("\n")]
     lines += ["", "Per optimizer: the twin rule of `to_ste`, its order, the slope of log Ē_twin "
               "against log η below η*, and the order that slope shows (optimizers.md).", "",
               optimizers_markdown(optimizers).rstrip("\n")]
@@ -324,9 +356,11 @@ def write_study_outputs(out: Path, config: StudyConfig, rows: list[dict[str, Any
     optimizers = optimizer_table(rows, config)
     figures = _figures(out, rows, table, optimizers) if rows else []
     atomic_write(out / "optimizers.md", optimizers_markdown(optimizers))
+    atomic_write(out / "breakdowns.md", breakdowns_markdown(table))
     implied = len(_implied(out, config))
     atomic_write(out / "report.md", _report(config, rows, table, optimizers, bound, figures, implied))
     summary = {"cells": len(rows), "of": len(config.cells()), "implied": implied, "breakdowns": table,
+               "coefficient_correlation": coefficient_correlation(table),
                "optimizers": optimizers,
                "bound_check": {k: bound[k] for k in ("checks", "violations", "tightness_min")}}
     atomic_write(out / "summary.json", json.dumps(summary, indent=2))
