@@ -58,9 +58,10 @@ class ChannelsLastMaxPool2d(nn.MaxPool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.kernel_size
-        if (x.device.type != "cpu" or x.dim() != 4 or not isinstance(k, int)
-                or is_functorch_wrapped_tensor(x) or torch.compiler.is_compiling() or torch.jit.is_tracing()
-                or torch.onnx.is_in_onnx_export()):
+        # is_compiling first: dynamo cannot trace is_functorch_wrapped_tensor (a pybind builtin)
+        if (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+                or x.device.type != "cpu" or x.dim() != 4 or not isinstance(k, int)
+                or is_functorch_wrapped_tensor(x)):
             return F.max_pool2d(x, k)
         if torch.is_grad_enabled() and x.requires_grad:
             return _ChannelsLastMaxPool.apply(x, k)
