@@ -22,17 +22,25 @@ The slope of Ē against η is then fitted on the trained cells (at least η₀ a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ._study_config import Cell
 
-__all__ = ["SEARCHES", "Bracket", "bracket", "cells_to_train", "implied_cells", "series_of"]
+__all__ = ["SEARCHES", "Bracket", "bracket", "cells_to_train", "implied_cells", "most_cells",
+           "series_of"]
 
 SEARCHES = ("grid", "bisect")
 
 SeriesKey = tuple[str, str, str, int, str]
+
+
+def most_cells(n: int) -> int:
+    """The most cells the search trains on a ladder of ``n`` η when Point A breaks once:
+    the two ends, then ⌈log₂(n − 1)⌉ halvings of the bracket (n itself when n ≤ 2)."""
+    return n if n <= 2 else math.ceil(math.log2(n - 1)) + 2
 
 
 def series_of(cells: Sequence[Cell]) -> dict[SeriesKey, list[Cell]]:

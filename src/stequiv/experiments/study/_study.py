@@ -52,7 +52,7 @@ from ..results import (
 )
 from ._batched import BatchedNets, NetState
 from ._optimizers import STUDY_OPTIMIZERS, study_rule
-from ._search import cells_to_train, series_of
+from ._search import cells_to_train, most_cells, series_of
 from ._study_config import Cell, StudyConfig
 
 __all__ = ["StudyData", "build_cell", "cell_batches", "clipper", "index_stream", "load_study_data",
@@ -368,8 +368,8 @@ def _cells_left(config: StudyConfig, out: Path) -> int:
     if config.search == "grid":
         return len(_cells_to_train(config, out))
     trained = _trained(out)
-    return sum(max(0, (math.ceil(math.log2(len(s) - 1)) if len(s) > 2 else 0) + min(len(s), 2)
-                   - sum(trained(c) is not None for c in s)) for s in series_of(config.cells()).values())
+    return sum(max(0, most_cells(len(s)) - sum(trained(c) is not None for c in s))
+               for s in series_of(config.cells()).values())
 
 
 def _of(config: StudyConfig, batches: int) -> str:
