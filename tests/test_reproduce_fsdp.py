@@ -56,7 +56,9 @@ def _stop_after_first_checkpoint(cmd: list[str], checkpoint: Path) -> None:
                             start_new_session=True, env=ONE_THREAD)
     try:
         deadline = time.monotonic() + 240
-        while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        listed = checkpoint.with_name("manifest.json")  # the checkpoint is complete once listed
+        while (not (listed.exists() and checkpoint.name in listed.read_text())
+               and proc.poll() is None and time.monotonic() < deadline):
             time.sleep(0.2)
         assert checkpoint.exists(), (proc.communicate(timeout=30)[0][-3000:]
                                      if proc.poll() is not None else "timed out")
