@@ -1,8 +1,10 @@
 """What a reproduction will train and about how long it takes, before it starts.
 
-A reproduction trains groups (one Q̂-net with its partners, :func:`~.group_specs`); each net of a
-group takes ``steps = ⌊n_train / batch_size⌋ · epochs`` steps, so the run costs
-``Σ_groups (1 + partners) · steps`` net-steps. The time per net-step is measured here, on a few
+A reproduction trains groups (one Q̂-net with its partners, :func:`~.group_specs`, split to share
+``processes`` workers evenly: :func:`~._reproduce.planned_groups`); each net of a
+group takes ``steps = ⌊n_train / batch_size⌋ · epochs`` steps, so a group costs
+``(1 + partners) · steps`` net-steps and the run the makespan of the groups on its workers
+(:func:`~._balance.makespan`; their sum on one). The time per net-step is measured here, on a few
 batches of the first group (this machine and device), and the estimate is their product
 (evaluation, checkpoints and the report come on top).
 """
@@ -11,8 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._reproduce import checked_data, group_specs
-from .config import ExperimentConfig, PairSpec, pair_specs
+from ._balance import group_cost, makespan
+from ._reproduce import checked_data, planned_groups
+from .config import ExperimentConfig, PairSpec
 from .engine import seconds_per_net_step
 from .parallel import Dist, setup_distributed
 
@@ -29,6 +32,7 @@ class RunPlan:
     steps: int
     seconds_per_net_step: float | None
     device: str
+    workers: int = 1
 
     @property
     def nets(self) -> int:
@@ -37,16 +41,21 @@ class RunPlan:
 
     @property
     def seconds(self) -> float | None:
-        """Estimated training time: net-steps × seconds per net-step."""
+        """Estimated training time: the groups' makespan on the workers, in net-steps, × seconds
+        per net-step."""
         sps = self.seconds_per_net_step
-        return None if sps is None else self.nets * self.steps * sps
+        if sps is None:
+            return None
+        costs = [group_cost(g, self.config.switch_fraction) for g in self.groups]
+        return makespan(costs, self.workers) * self.steps * sps
 
     def text(self) -> str:
         """The plan as a few lines for the terminal."""
         c = self.config
         lines = [f"{c.epochs} epoch(s) of {c.model} on {c.dataset} ({self.train_size:,} training "
                  f"samples, batch {c.batch_size}): {self.steps:,} steps per net, "
-                 f"{len(self.groups)} group(s), {self.nets} nets"]
+                 f"{len(self.groups)} group(s), {self.nets} nets"
+                 + (f", on {self.workers} worker processes" if self.workers > 1 else "")]
         lines += [f"  group {k} of {len(self.groups)} ({1 + len(g)} nets): "
                   + ", ".join(s.run_id for s in g) for k, g in enumerate(self.groups, 1)]
         if self.seconds is not None:
@@ -74,7 +83,8 @@ def plan(config: ExperimentConfig, *, measure: bool = True, dist: Dist | None = 
         finally:
             dist.close()
     data = checked_data(config, dist)
-    groups = tuple(tuple(g) for g in group_specs(pair_specs(config)))
+    workers = 1 if dist.enabled else config.processes
+    groups = tuple(tuple(g) for g in planned_groups(config, workers))
     steps = len(data.train) // config.batch_size * config.epochs
     sps = seconds_per_net_step(config, groups[0], data, dist) if measure else None
-    return RunPlan(config, groups, len(data.train), steps, sps, str(dist.device))
+    return RunPlan(config, groups, len(data.train), steps, sps, str(dist.device), workers)

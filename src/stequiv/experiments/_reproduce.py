@@ -20,6 +20,7 @@ from ..data import (
     load_text,
 )
 from ..models import LM_SIZES
+from ._balance import balance_groups
 from ._groups import train_groups
 from .config import ADAM_IS_BASELINE, IMAGE_FOLDER, PROTOCOL, ExperimentConfig, PairSpec, pair_specs
 from .engine import PhaseTimes, TrainData, check_builds, check_compiles, check_estimator_dtype
@@ -28,6 +29,7 @@ from .results import (
     check_claim,
     config_diff,
     json_text,
+    read_claimed_config,
     read_verified,
     remove_partial_writes,
     results_remedy,
@@ -36,7 +38,7 @@ from .results import (
     write_with_manifest,
 )
 
-__all__ = ["TIMINGS", "group_specs", "load_data", "reproduce"]
+__all__ = ["TIMINGS", "group_specs", "load_data", "planned_groups", "reproduce"]
 
 TIMINGS = "timings.json"
 """The file of a results folder holding the wall-clock and CPU seconds of each phase of the last
@@ -141,6 +143,21 @@ def group_specs(specs: list[PairSpec]) -> list[list[PairSpec]]:
     return list(groups.values())
 
 
+def planned_groups(config: ExperimentConfig, processes: int) -> list[list[PairSpec]]:
+    """The groups a reproduction trains on ``processes`` worker processes: :func:`group_specs`,
+    split where that lets the workers finish sooner (:func:`~._balance.balance_groups`)."""
+    return balance_groups(group_specs(pair_specs(config)), processes, config.switch_fraction)
+
+
+def _started_processes(out: Path, config: ExperimentConfig, dist: Dist) -> int:
+    """The ``processes`` of the claimed ``config.json``: the run's groups are those it started
+    with, so a resume with another count finds each group's checkpoint where it left it."""
+    if dist.enabled:
+        return 1  # under torchrun the groups train one after another
+    saved = read_claimed_config(out, "runs", f"delete the folder {out} and run again")
+    return int((saved or {}).get("processes", config.processes))
+
+
 def reproduce(config: ExperimentConfig, out_dir: str | Path, *, progress: bool = True,
               dist: Dist | None = None) -> dict:
     """Run (or resume) every pair of ``config`` into ``out_dir`` and write the report.
@@ -166,7 +183,8 @@ def reproduce(config: ExperimentConfig, out_dir: str | Path, *, progress: bool =
     out = Path(out_dir)
     _claim_folder(out, config, dist)
     with phases.phase("train groups (all, worker processes included)"):
-        train_groups(config, group_specs(pair_specs(config)), data, out / "runs", dist,
+        groups = planned_groups(config, _started_processes(out, config, dist))
+        train_groups(config, groups, data, out / "runs", dist,
                      progress=progress, phases=phases)
     summary: dict = {}
     if dist.is_main:
