@@ -211,6 +211,19 @@ def test_max_minutes_too_small_is_refused_before_training(tmp_path):
     assert not (tmp_path / "cells").exists()
 
 
+def test_max_minutes_counts_each_model_at_its_own_step_time(tmp_path, monkeypatch):
+    """ResNet-20 cells are estimated at ResNet-20's measured step time, not the ConvNet's."""
+    config = StudyConfig.from_dict({**TINY, "models": ["convnet", "resnet20"], "steps": 100})
+    speed = {"convnet": 0.001, "resnet20": 0.1}  # seconds per net-step, as calibrated
+    monkeypatch.setattr(study._study, "calibrate", lambda c, d, *, model: speed[model])
+    # 4 cells per model, 12 nets × 100 steps each: 1.2 s of ConvNet, 120 s of ResNet-20
+    with pytest.raises(ValueError, match=r"8 cells left \(convnet: 12 nets at 1 ms per net-step, "
+                                         r"resnet20: 12 nets at 100 ms per net-step, × 100 steps, "
+                                         r"measured now, on 1 worker\(s\)\) need about 2.0 minutes"):
+        run_study(config, tmp_path, max_minutes=1.5, progress=False)
+    assert not (tmp_path / "cells").exists()
+
+
 def test_study_command_reports_bad_input_cleanly(tmp_path):
     result = CliRunner().invoke(main, ["study", "--quick", "--out", str(tmp_path),
                                        "--set", "lrs={sgd: [0.1], adam: [-1]}"])

@@ -235,9 +235,11 @@ def train_sequential(cells: Sequence[Cell], config: StudyConfig, data: StudyData
     return out
 
 
-def calibrate(config: StudyConfig, data: StudyData, steps: int = 2) -> float:
-    """Seconds per net-step of a full training batch (throwaway nets; nothing is written)."""
-    cells = cell_batches(config)[0]
+def calibrate(config: StudyConfig, data: StudyData, steps: int = 2, *,
+              model: str | None = None) -> float:
+    """Seconds per net-step of a full training batch of ``model``'s cells (default: the first
+    batch of the grid); throwaway nets, nothing is written."""
+    cells = next(b for b in cell_batches(config) if model is None or b[0].model == model)
     nets = BatchedNets([s for c in cells for s in build_cell(c, config, data)])
     stream = index_stream(len(data.train), config.batch_size, config.seed, steps + 1)
     nets.train_step(*data.train.batch(next(stream)))  # warm-up
@@ -271,18 +273,22 @@ def report_study(config: StudyConfig, out_dir: str | Path) -> dict[str, Any]:
     return write_study_outputs(out, config, read_rows(out, config))
 
 
-def _check_budget(cells: int, config: StudyConfig, max_minutes: float,
-                  seconds_per_net_step: float, workers: int) -> None:
-    nets = cells * NETS_PER_CELL
-    need = nets * config.steps * seconds_per_net_step / 60.0 / workers
+def _check_budget(left: dict[str, int], config: StudyConfig, max_minutes: float,
+                  seconds_per_net_step: dict[str, float], workers: int) -> None:
+    """Refuse a grid whose cells left need more than ``max_minutes``: Σ over models of cells × 3
+    nets × steps × that model's seconds per net-step, shared by ``workers``."""
+    need = sum(cells * NETS_PER_CELL * config.steps * seconds_per_net_step[model]
+               for model, cells in left.items()) / 60.0 / workers
     if need > max_minutes:
         at_most = " at most" if config.search == "bisect" else ""
+        parts = ", ".join(f"{model}: {cells * NETS_PER_CELL} nets at "
+                          f"{seconds_per_net_step[model] * 1e3:.0f} ms per net-step"
+                          for model, cells in left.items() if cells)
         raise ValueError(
-            f"--max-minutes {max_minutes:g} is too small for the grid: {cells} cells left{at_most} "
-            f"({nets} nets × {config.steps} steps at {seconds_per_net_step * 1e3:.0f} ms "
-            f"per net-step, measured now, on {workers} worker(s)) need about {need:.1f} minutes; "
-            "raise --max-minutes, or shrink the grid (fewer `lrs`, `estimators`, `bits`, "
-            "`datasets`) or `steps`")
+            f"--max-minutes {max_minutes:g} is too small for the grid: {sum(left.values())} cells "
+            f"left{at_most} ({parts}, × {config.steps} steps, measured now, on {workers} "
+            f"worker(s)) need about {need:.1f} minutes; raise --max-minutes, or shrink the grid "
+            "(fewer `lrs`, `estimators`, `bits`, `datasets`, `models`) or `steps`")
 
 
 def run_study(config: StudyConfig, out_dir: str | Path, *, max_minutes: float | None = None,
@@ -321,9 +327,10 @@ def _run(config: StudyConfig, out: Path, max_minutes: float | None, progress: bo
     read_rows(out, config)  # every saved cell verified before any is trusted as done
     if max_minutes is not None:
         left = _cells_left(config, out)
-        if left:
-            first = config.cells()[0]
-            _check_budget(left, config, max_minutes, calibrate(config, data[first.dataset]), workers)
+        if sum(left.values()):
+            first = {c.model: c.dataset for c in reversed(config.cells())}  # each model's first
+            speed = {m: calibrate(config, data[first[m]], model=m) for m, n in left.items() if n}
+            _check_budget(left, config, max_minutes, speed, workers)
     if claim:
         write_config(out, config.to_dict())
     done = 0
@@ -363,13 +370,19 @@ def _cells_to_train(config: StudyConfig, out: Path) -> list[Cell]:
     return [c for c in config.cells() if not (out / CELLS / f"{c.cell_id}.json").exists()]
 
 
-def _cells_left(config: StudyConfig, out: Path) -> int:
-    """How many cells the study still trains (bisect: at most, if every series bisects fully)."""
+def _cells_left(config: StudyConfig, out: Path) -> dict[str, int]:
+    """How many cells of each model the study still trains (bisect: at most, if every series
+    bisects fully)."""
+    left = dict.fromkeys(config.models, 0)
     if config.search == "grid":
-        return len(_cells_to_train(config, out))
+        for cell in _cells_to_train(config, out):
+            left[cell.model] += 1
+        return left
     trained = _trained(out)
-    return sum(max(0, most_cells(len(s)) - sum(trained(c) is not None for c in s))
-               for s in series_of(config.cells()).values())
+    for series in series_of(config.cells()).values():
+        left[series[0].model] += max(0, most_cells(len(series))
+                                     - sum(trained(c) is not None for c in series))
+    return left
 
 
 def _of(config: StudyConfig, batches: int) -> str:
