@@ -303,15 +303,18 @@ STUDY_PRESETS: dict[str, dict[str, Any]] = {
                    "lrs": {o.name: tuple(float(f"{x:.3g}") for x in
                                          np.geomspace(o.lrs[0] / 10, o.lrs[0] * 10**1.5, 6))
                            for o in STUDY_OPTIMIZERS.values()}},
-    # The ConvNet on the whole grid of the class defaults: 2 datasets × 23 (estimator, bits) × 2 × 8
-    # = 736 cells; ResNet-20 (BatchNorm, ~10× the ConvNet's cost per step) with HTGE at 2 and 8
-    # bits on both datasets: 64 cells more, 800 in all.
     # η* and slopes of every (estimator, bits) the ConvNet has in `full` (23 of them), under SGD
     # and Adam on MNIST-5k at the quick budget, found by bisecting each 8-η series: ≤ 5 cells of
     # 8, ≤ 230 of the grid's 368.
     "estimators": {"datasets": ("mnist-5k",), "steps": 40, "batch_size": 16, "eval_samples": 500,
                    "search": "bisect"},
+    # The ConvNet on the whole grid of the class defaults: 2 datasets × 23 (estimator, bits) × 2 × 8
+    # = 736 cells; ResNet-20 (BatchNorm, ~10× the ConvNet's cost per step) with HTGE at 2 and 8
+    # bits on both datasets: 64 cells more, 800 in all (every η: a preset for bigger machines).
     "full": {"models": ("convnet", "resnet20"),
              "estimators": (*({**e, "models": ["convnet"]} for e in StudyConfig.estimators),
                             {"name": "htge", "sharpness": 5.5, "bits": [2, 8], "models": ["resnet20"]})},
 }
+# The full grid's questions (η* per estimator, bits, optimizer, dataset and model; the slope of Ē
+# against η) at its full budget, each 8-η series bisected for η*: ≤ 500 of the 800 cells.
+STUDY_PRESETS["full-bisect"] = {**STUDY_PRESETS["full"], "search": "bisect"}
