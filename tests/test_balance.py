@@ -8,15 +8,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stequiv.experiments import PRESETS, ExperimentConfig, group_specs, pair_specs, reproduce
-from stequiv.experiments import _reproduce
+from stequiv.experiments import (
+    PRESETS,
+    ExperimentConfig,
+    _reproduce,
+    group_specs,
+    pair_specs,
+    reproduce,
+)
 from stequiv.experiments._balance import balance_groups, group_cost, makespan
 from stequiv.experiments.config import PairSpec
 
 
 def _optimal(costs, workers):
     """The best makespan over every assignment of ``costs`` to ``workers`` (brute force)."""
-    return min(max(sum(c for c, w in zip(costs, owners) if w == k) for k in range(workers))
+    return min(max(sum(c for c, w in zip(costs, owners, strict=True) if w == k) for k in range(workers))
                for owners in itertools.product(range(workers), repeat=len(costs)))
 
 
