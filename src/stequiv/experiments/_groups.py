@@ -15,6 +15,7 @@ process, so such a run needs ``processes`` 1.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -24,11 +25,12 @@ from pathlib import Path
 import torch
 
 from .._memory import keep_freed_memory
+from .._process import die_with_parent
 from .config import ExperimentConfig, PairSpec
 from .engine import PhaseTimes, TrainData, run_group
 from .parallel import Dist, setup_distributed
 
-__all__ = ["train_groups"]
+__all__ = ["group_pool", "train_groups"]
 
 
 @contextmanager
@@ -59,6 +61,13 @@ def _in_worker(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainD
     return phases.rows
 
 
+def group_pool(workers: int) -> ProcessPoolExecutor:
+    """``workers`` spawned processes for pair groups, each killed if this process dies: a group
+    writes its own run folders, and an orphan would go on writing beside a resumed run."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=die_with_parent, initargs=(os.getpid(),))
+
+
 def train_groups(config: ExperimentConfig, groups: Sequence[Sequence[PairSpec]], data: TrainData,
                  runs: Path, dist: Dist, *, progress: bool = True,
                  phases: PhaseTimes | None = None) -> None:
@@ -84,8 +93,7 @@ def train_groups(config: ExperimentConfig, groups: Sequence[Sequence[PairSpec]],
     if dist.device.type != "cpu":
         raise ValueError(f"`processes`={config.processes} trains pair groups in CPU worker "
                          f"processes, but the device is {dist.device}; use processes=1 on a GPU")
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with group_pool(workers) as pool:
         futures = {pool.submit(_in_worker, config, specs, data, out_dirs, label): (label, specs)
                    for label, specs, out_dirs in zip(labels, groups, dirs, strict=True)}
         if progress:

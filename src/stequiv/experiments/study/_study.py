@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +37,7 @@ from torch.nn import functional as F
 
 from ... import qat
 from ..._memory import keep_freed_memory
+from ..._process import die_with_parent
 from ...core import BinaryQuantizer, NoRemapError, UniformQuantizer, constants, get_estimator
 from ...data import Split, load_split
 from ..config import PairSpec
@@ -437,7 +439,8 @@ def _in_process(todo: list[list[Cell]], config: StudyConfig,
 _WORKER_DATA: dict[str, StudyData] = {}
 
 
-def _worker_init(threads: int) -> None:
+def _worker_init(threads: int, parent: int) -> None:
+    die_with_parent(parent)
     keep_freed_memory()
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
@@ -454,9 +457,10 @@ def _worker_batch(config: dict[str, Any], cells: list[Cell]) -> _Done:
 
 def worker_pool(config: StudyConfig, workers: int) -> ProcessPoolExecutor:
     """``workers`` fresh (spawned) processes with ``config.threads`` threads each and torch's
-    deterministic algorithms, as the main process trains."""
+    deterministic algorithms, as the main process trains; each is killed if this process dies
+    (:func:`~stequiv._process.die_with_parent`)."""
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_init, initargs=(config.threads,))
+                               initializer=_worker_init, initargs=(config.threads, os.getpid()))
 
 
 def _in_workers(todo: list[list[Cell]], config: StudyConfig, workers: int) -> Iterator[_Done]:
