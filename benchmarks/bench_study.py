@@ -16,6 +16,10 @@ Pair-steps/s: a cell holds two pairs, (Q̂-net, STE twin) and (Q̂-net, lr-tweak
 against 25 s with one thread — OpenMP's fork/join in every small op loses a scheduler slice on a
 loaded machine — so it is not rerun here; see docs/benchmarks.md.)
 
+This process keeps freed memory (``keep_freed_memory``), as every process of ``stequiv study``
+does (its command line and its workers): the in-process rows, batched and sequential alike, run
+as the study runs them, without faulting the batched step's large activations in again each step.
+
 Target (issue 14): ≥ 3× the pair-steps/s of the sequential reference, i.e. time ≤ 0.33×.
 Every time includes building the nets (as a study's batch does). On a shared machine wall time
 depends on the CPU share each side gets (with Linux's autogroups a session's processes share one
@@ -33,6 +37,7 @@ from concurrent.futures import wait
 import torch
 
 from _bench import Row, compare, interleaved, markdown, single
+from stequiv._memory import keep_freed_memory
 from stequiv.experiments import study
 from stequiv.experiments.study import (
     STUDY_PRESETS,
@@ -89,6 +94,7 @@ def _cpu(times: dict[str, list[float]], name: str, fn):
 
 def run() -> list[Row]:
     config = _config()
+    keep_freed_memory()  # as in stequiv's own processes (module docstring)
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     started = time.perf_counter()
