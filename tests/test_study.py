@@ -149,6 +149,21 @@ def test_batched_resnet20_batchnorm_equals_one_pair_at_a_time(float64_default):
     assert nets.skeleton.training  # back in training mode
 
 
+def test_study_processes_train_deterministically_without_the_nan_fill():
+    """Deterministic algorithms on (a resumed study trains as an uninterrupted one), but not
+    torch's NaN fill of every new tensor, which only costs time."""
+    from stequiv.experiments.study._study import _deterministic
+
+    before = torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory
+    try:
+        _deterministic()
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.utils.deterministic.fill_uninitialized_memory
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.utils.deterministic.fill_uninitialized_memory = before[1]
+
+
 def _rows(path):
     with open(path) as f:
         return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
