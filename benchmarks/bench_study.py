@@ -26,13 +26,18 @@ depends on the CPU share each side gets (with Linux's autogroups a session's pro
 slice, so 2 workers get no more CPU than 1 process when other sessions fill the cores); the CPU
 seconds of each side (all its processes) are reported next to it as the load-independent measure
 of work: 2 workers on 2 idle cores run in about half their CPU seconds. The theorem check: ≤ 30 s.
-Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_study.py
+Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_study.py (writes benchmarks/results/study.md)
 """
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
 import time
 from concurrent.futures import wait
+from pathlib import Path
 
 import torch
 
@@ -49,6 +54,7 @@ from stequiv.experiments.study import (
 )
 from stequiv.theory import bound_check
 
+OUT = Path(__file__).with_name("results") / "study.md"
 STEPS = 5
 BATCHES = 2  # of 8 cells each: 16 cells, 32 pairs
 REPEAT = 2
@@ -136,7 +142,26 @@ def run() -> list[Row]:
 
 
 def main() -> None:
-    print(markdown(run()))
+    load_before = os.getloadavg()
+    rows = run()
+    load_after = os.getloadavg()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    text = "\n".join([
+        "# The study's batched trainer against the same pairs one after another",
+        "",
+        f"commit {commit} · {platform.machine()}, {os.cpu_count()} cores · Python "
+        f"{platform.python_version()} · torch {torch.__version__} · load average (1 min) "
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after",
+        "",
+        "Made by `OMP_NUM_THREADS=1 python benchmarks/bench_study.py`. Wall time of the worker "
+        "row depends on the CPU share the session gets; the CPU-second rows do not.",
+        "",
+        markdown(rows),
+    ]) + "\n"
+    OUT.parent.mkdir(exist_ok=True)
+    OUT.write_text(text, encoding="utf-8")
+    sys.stdout.write(text)
 
 
 if __name__ == "__main__":
