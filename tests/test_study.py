@@ -106,6 +106,34 @@ def test_stacked_convnet_pools_before_relu_bit_for_bit_ties_included():
     assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
 
 
+@pytest.mark.parametrize("stacked", [True, False])
+def test_batched_per_group_and_ste_layers_match_each_net(stacked):
+    """Per-group Δ (the layout's rows view), per-channel and per-tensor fallbacks and a plain STE
+    net in one batch: the logits and gradients of each net's own forward and backward."""
+    from stequiv.experiments.study._batched import NetState
+    from stequiv.models import ConvNet
+    from stequiv.qat import QuantConfig, quantize_
+
+    torch.manual_seed(0)
+    nets = [ConvNet() for _ in range(3)]
+    for net, estimator in zip(nets, ["htge", "ste", "study_cosine"], strict=True):
+        quantize_(net, QuantConfig(estimator=estimator, bits=2, group_size=32,
+                                   group_fallback="per-channel"), log=False)
+    states = [NetState(n, torch.optim.SGD(n.parameters(), lr=0.1), None) for n in nets]
+    x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
+    out = BatchedNets(states, stacked=stacked).forward(x)
+    F.cross_entropy(out.flatten(0, 1), y.repeat(3)).backward()
+    grads = [[p.grad for p in n.parameters()] for n in nets]
+    for n in nets:
+        n.zero_grad(set_to_none=True)
+    ref = torch.stack([n(x) for n in nets])
+    F.cross_entropy(ref.flatten(0, 1), y.repeat(3)).backward()
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-6)
+    for g, n in zip(grads, nets, strict=True):
+        for a, p in zip(g, n.parameters(), strict=True):
+            torch.testing.assert_close(a, p.grad, atol=1e-6, rtol=1e-5)
+
+
 def test_batched_first_step_on_mnist_matches_to_float_rounding():
     config = StudyConfig.from_dict({**TINY, "steps": 1})
     cells = config.cells()[::3][:2]
