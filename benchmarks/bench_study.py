@@ -16,23 +16,33 @@ Pair-steps/s: a cell holds two pairs, (Q̂-net, STE twin) and (Q̂-net, lr-tweak
 against 25 s with one thread — OpenMP's fork/join in every small op loses a scheduler slice on a
 loaded machine — so it is not rerun here; see docs/benchmarks.md.)
 
+This process keeps freed memory (``keep_freed_memory``), as every process of ``stequiv study``
+does (its command line and its workers): the in-process rows, batched and sequential alike, run
+as the study runs them, without faulting the batched step's large activations in again each step.
+
 Target (issue 14): ≥ 3× the pair-steps/s of the sequential reference, i.e. time ≤ 0.33×.
 Every time includes building the nets (as a study's batch does). On a shared machine wall time
 depends on the CPU share each side gets (with Linux's autogroups a session's processes share one
 slice, so 2 workers get no more CPU than 1 process when other sessions fill the cores); the CPU
 seconds of each side (all its processes) are reported next to it as the load-independent measure
 of work: 2 workers on 2 idle cores run in about half their CPU seconds. The theorem check: ≤ 30 s.
-Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_study.py
+Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_study.py (writes benchmarks/results/study.md)
 """
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
 import time
 from concurrent.futures import wait
+from pathlib import Path
 
 import torch
 
 from _bench import Row, compare, interleaved, markdown, single
+from stequiv._memory import keep_freed_memory
 from stequiv.experiments import study
 from stequiv.experiments.study import (
     STUDY_PRESETS,
@@ -44,6 +54,7 @@ from stequiv.experiments.study import (
 )
 from stequiv.theory import bound_check
 
+OUT = Path(__file__).with_name("results") / "study.md"
 STEPS = 5
 BATCHES = 2  # of 8 cells each: 16 cells, 32 pairs
 REPEAT = 2
@@ -89,6 +100,7 @@ def _cpu(times: dict[str, list[float]], name: str, fn):
 
 def run() -> list[Row]:
     config = _config()
+    keep_freed_memory()  # as in stequiv's own processes (module docstring)
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     started = time.perf_counter()
@@ -130,7 +142,26 @@ def run() -> list[Row]:
 
 
 def main() -> None:
-    print(markdown(run()))
+    load_before = os.getloadavg()
+    rows = run()
+    load_after = os.getloadavg()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    text = "\n".join([
+        "# The study's batched trainer against the same pairs one after another",
+        "",
+        f"commit {commit} · {platform.machine()}, {os.cpu_count()} cores · Python "
+        f"{platform.python_version()} · torch {torch.__version__} · load average (1 min) "
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after",
+        "",
+        "Made by `OMP_NUM_THREADS=1 python benchmarks/bench_study.py`. Wall time of the worker "
+        "row depends on the CPU share the session gets; the CPU-second rows do not.",
+        "",
+        markdown(rows),
+    ]) + "\n"
+    OUT.parent.mkdir(exist_ok=True)
+    OUT.write_text(text, encoding="utf-8")
+    sys.stdout.write(text)
 
 
 if __name__ == "__main__":

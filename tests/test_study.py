@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from torch.nn import functional as F
 
 from stequiv.cli import main
 from stequiv.experiments import study
@@ -89,6 +90,50 @@ def test_stacked_convnet_forward_equals_the_vmap_path_values_and_gradients():
             torch.testing.assert_close(p.grad, q.grad, atol=1e-6, rtol=1e-5)
 
 
+def test_stacked_convnet_pools_before_relu_bit_for_bit_ties_included():
+    """The stacked forward max-pools before its ReLU (cheaper: the ReLU runs on a quarter of the
+    elements): the same values and gradients as the ConvNet's ReLU-then-pool, on integer-valued
+    activations where ties, zeros and all-negative windows are everywhere."""
+    a = torch.randint(-2, 3, (4, 6, 8, 8), generator=torch.Generator().manual_seed(0)).float()
+    a = a.contiguous(memory_format=torch.channels_last)  # as the stacked conv1 hands it over
+    g = torch.randn(4, 6, 4, 4, generator=torch.Generator().manual_seed(1))
+    outs = []
+    for first_pool in (False, True):
+        x = a.clone().requires_grad_()
+        y = torch.relu(F.max_pool2d(x, 2)) if first_pool else F.max_pool2d(torch.relu(x), 2)
+        y.backward(g)
+        outs.append((y.detach(), x.grad))
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+
+
+@pytest.mark.parametrize("stacked", [True, False])
+def test_batched_per_group_and_ste_layers_match_each_net(stacked):
+    """Per-group Δ (the layout's rows view), per-channel and per-tensor fallbacks and a plain STE
+    net in one batch: the logits and gradients of each net's own forward and backward."""
+    from stequiv.experiments.study._batched import NetState
+    from stequiv.models import ConvNet
+    from stequiv.qat import QuantConfig, quantize_
+
+    torch.manual_seed(0)
+    nets = [ConvNet() for _ in range(3)]
+    for net, estimator in zip(nets, ["htge", "ste", "study_cosine"], strict=True):
+        quantize_(net, QuantConfig(estimator=estimator, bits=2, group_size=32,
+                                   group_fallback="per-channel"), log=False)
+    states = [NetState(n, torch.optim.SGD(n.parameters(), lr=0.1), None) for n in nets]
+    x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
+    out = BatchedNets(states, stacked=stacked).forward(x)
+    F.cross_entropy(out.flatten(0, 1), y.repeat(3)).backward()
+    grads = [[p.grad for p in n.parameters()] for n in nets]
+    for n in nets:
+        n.zero_grad(set_to_none=True)
+    ref = torch.stack([n(x) for n in nets])
+    F.cross_entropy(ref.flatten(0, 1), y.repeat(3)).backward()
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-6)
+    for g, n in zip(grads, nets, strict=True):
+        for a, p in zip(g, n.parameters(), strict=True):
+            torch.testing.assert_close(a, p.grad, atol=1e-6, rtol=1e-5)
+
+
 def test_batched_first_step_on_mnist_matches_to_float_rounding():
     config = StudyConfig.from_dict({**TINY, "steps": 1})
     cells = config.cells()[::3][:2]
@@ -130,6 +175,21 @@ def test_batched_resnet20_batchnorm_equals_one_pair_at_a_time(float64_default):
             loss = torch.nn.functional.cross_entropy(state.net(x), y).item()
         assert score["loss"] == pytest.approx(loss, rel=1e-10)
     assert nets.skeleton.training  # back in training mode
+
+
+def test_study_processes_train_deterministically_without_the_nan_fill():
+    """Deterministic algorithms on (a resumed study trains as an uninterrupted one), but not
+    torch's NaN fill of every new tensor, which only costs time."""
+    from stequiv.experiments.study._study import _deterministic
+
+    before = torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory
+    try:
+        _deterministic()
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.utils.deterministic.fill_uninitialized_memory
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.utils.deterministic.fill_uninitialized_memory = before[1]
 
 
 def _rows(path):

@@ -2,9 +2,10 @@ r"""Many independent small nets trained at once: one vmapped forward and backwar
 
 N fake-quantized nets of one architecture (different estimators, bit widths, Δ, optimizers and
 learning rates allowed) see the same batch. Their latent weights are stacked
-(``torch.stack``, so the gradient flows back to each net's own parameters), fake-quantized under
-``torch.func.vmap``, and evaluated with the architecture's stacked forward (:mod:`._stacked`, the
-ConvNet) or else with ``vmap`` over ``functional_call`` of one float copy of the architecture. Each net then
+(``torch.stack``, so the gradient flows back to each net's own parameters), fake-quantized all at
+once (Δ, l, u, z stacked to broadcast over the nets), and evaluated with the architecture's stacked
+forward (:mod:`._stacked`, the ConvNet) or else with ``vmap`` over ``functional_call`` of one float
+copy of the architecture. Each net then
 takes its own optimizer and schedule step (any torch optimizer, with the state and per-layer learning
 rates ``to_ste`` gave it), so optimizer numbers are those of the one-net path.
 
@@ -17,9 +18,12 @@ where sg stops gradients, :math:`Q_i` is Eq. 1 with net i's Δ, l, u, z evaluate
 operations in the same order as :class:`~stequiv.qat.WeightFakeQuant` (on the layer's
 ``layout.view`` of the weight, which every net must share), and :math:`H_i` is computed before the
 forward by that layer's own ``gradient`` (the NumPy path of the one-net backward), at
-:math:`x_i = w_i/\Delta_i - z_i` (bin units) or :math:`w_i` (weight units). The forward value is
-exactly :math:`Q_i(w_i)` and the gradient exactly :math:`\partial L/\partial W_i \cdot H_i`, as in
-the one-net backward; only the convolutions' summation order may differ (measured in
+:math:`x_i = w_i/\Delta_i - z_i` (bin units: the grid coordinate that Q is then computed from) or
+:math:`w_i` (weight units); :math:`H_i = 1` for a plain STE layer, whose one-net backward passes the
+gradient through. One autograd function returns :math:`Q_i(w_i)` and multiplies the upstream
+gradient by :math:`H_i` (the sg form above, without its zero term). The forward value is exactly
+:math:`Q_i(w_i)` and the gradient exactly :math:`\partial L/\partial W_i \cdot H_i`, as in the
+one-net backward; only the convolutions' summation order may differ (measured in
 tests/test_study.py).
 
 Buffers (BatchNorm's running statistics) are stacked like the weights and passed to vmap as
@@ -45,6 +49,7 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
 from ... import qat
+from ...core.estimators._basic import STE
 from ...qat import WeightFakeQuant
 from ._stacked import stacked_forward
 
@@ -97,12 +102,20 @@ def _float_skeleton(net: nn.Module) -> nn.Module:
     return skeleton
 
 
-def _fake_quant(w: torch.Tensor, h: torch.Tensor, q: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Q(w) forward, H·upstream backward (module docstring); ``q`` holds inv_delta, delta, l, u, z
-    (w and h in the layer's ``layout.view``)."""
-    v = torch.mul(w, q["inv_delta"].to(w.dtype)).sub(q["offset"])
-    level = v.clamp(q["lower"], q["upper"]).round().add(q["offset"]).mul(q["delta"].to(w.dtype))
-    return level.detach() + (w - w.detach()) * h
+class _FakeQuant(torch.autograd.Function):
+    """Q(w) forward from the grid coordinate v, H·upstream backward (module docstring); v, H and
+    the limits broadcast over the stacked nets."""
+
+    @staticmethod
+    def forward(ctx: Any, w: torch.Tensor, v: torch.Tensor, h: torch.Tensor,
+                q: dict[str, torch.Tensor]) -> torch.Tensor:
+        ctx.save_for_backward(h)
+        return v.clamp(q["lower"], q["upper"]).round_().add_(q["offset"]).mul_(q["delta"].to(w.dtype))
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        (h,) = ctx.saved_tensors
+        return grad * h, None, None, None
 
 
 class BatchedNets:
@@ -134,33 +147,48 @@ class BatchedNets:
         if len({json.dumps(fq.layout.to_dict(), sort_keys=True) for fq in fqs}) != 1:
             raise ValueError(f"layer {layer!r}: every net must lay its Δ out the same way")
         dtype = self.states[0].net.get_parameter(self.layers[layer]).dtype
-        return {"delta": torch.stack([fq.delta for fq in fqs]),
-                "inv_delta": torch.stack([fq.inv_delta for fq in fqs]),
-                **{k: torch.tensor([float(getattr(fq, k)) for fq in fqs], dtype=dtype)
+        layout = fqs[0].layout
+        dims = layout.view(torch.empty(layout.shape, device="meta")).dim()  # of one net's view
+
+        def stacked(values: list[torch.Tensor]) -> torch.Tensor:  # (N, ...) against (N, *view)
+            out = torch.stack(values)
+            return out.reshape(len(values), *(1,) * (1 + dims - out.dim()), *out.shape[1:])
+
+        return {"delta": stacked([fq.delta for fq in fqs]),
+                "inv_delta": stacked([fq.inv_delta for fq in fqs]),
+                **{k: stacked([torch.tensor(float(getattr(fq, k)), dtype=dtype) for fq in fqs])
                    for k in ("lower", "upper", "offset")}}
 
     @torch.no_grad()
-    def _slopes(self, layer: str, weights: list[torch.Tensor]) -> torch.Tensor:
-        """H of every net for one layer, by each layer's own backward evaluation."""
+    def _slopes(self, layer: str, w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """H of every net for one layer (w, v: (N, *view)), by each layer's own backward
+        evaluation; 1 for a plain STE layer, whose backward passes the gradient through."""
         out = []
-        for fqs, w in zip(self.fqs, weights, strict=True):
+        for fqs, wi, vi in zip(self.fqs, w, v, strict=True):
             fq = fqs[layer]
-            w = fq.layout.view(w.detach())
-            x = w if fq.estimator.units == "weight" else torch.mul(w, fq.inv_delta.to(w.dtype)).sub_(fq.offset)
-            out.append(fq.gradient(x, torch.ones((), dtype=w.dtype)))
+            if isinstance(fq.estimator, STE) and type(fq).gradient is WeightFakeQuant.gradient:
+                out.append(torch.ones_like(wi))
+            else:
+                x = wi if fq.estimator.units == "weight" else vi
+                out.append(fq.gradient(x, torch.ones((), dtype=wi.dtype)))
         return torch.stack(out)
 
-    def _weights(self, params: dict[str, torch.Tensor], slopes: dict[str, torch.Tensor],
-                 quant: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """One net's float-model tensors: biases as they are, quantized weights fake-quantized."""
+    def _weights(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The float-model tensors of all nets, stacked: biases as they are, quantized weights
+        fake-quantized (Q forward, H backward)."""
         tensors = {}
         for name, p in params.items():
             plain, layer = self.plain[name]
             if layer is None:
                 tensors[plain] = p
-            else:
-                layout = self.fqs[0][layer].layout
-                tensors[plain] = layout.unview(_fake_quant(layout.view(p), slopes[layer], quant[layer]))
+                continue
+            layout, q = self.fqs[0][layer].layout, self.quant[layer]
+            w = vmap(layout.view)(p) if layout.rowwise else p
+            with torch.no_grad():
+                v = torch.mul(w, q["inv_delta"].to(w.dtype)).sub_(q["offset"])
+                h = self._slopes(layer, w.detach(), v)
+            out = _FakeQuant.apply(w, v, h, q)
+            tensors[plain] = vmap(layout.unview)(out) if layout.rowwise else out
         return tensors
 
     def _call(self, tensors: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
@@ -174,9 +202,7 @@ class BatchedNets:
         params = {n: torch.stack([p[n] for p in per_net]) for n in self.names}
         per_buf = [dict(s.net.named_buffers()) for s in self.states]
         buffers = {n: torch.stack([b[n] for b in per_buf]) for n in self.buffer_names}
-        slopes = {layer: self._slopes(layer, [p[name] for p in per_net])
-                  for layer, name in self.layers.items()}
-        tensors = vmap(self._weights)(params, slopes, self.quant)
+        tensors = self._weights(params)
         if self.stacked is not None and not buffers:
             out = self.stacked(self.skeleton, tensors, x)
         else:
