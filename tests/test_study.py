@@ -177,10 +177,10 @@ def test_batched_resnet20_batchnorm_equals_one_pair_at_a_time(float64_default):
     assert nets.skeleton.training  # back in training mode
 
 
-def test_study_processes_train_deterministically_without_the_nan_fill():
-    """Deterministic algorithms on (a resumed study trains as an uninterrupted one), but not
-    torch's NaN fill of every new tensor, which only costs time."""
-    from stequiv.experiments.study._study import _deterministic
+def test_training_processes_are_deterministic_without_the_nan_fill():
+    """Deterministic algorithms on (a resumed study or reproduction trains as an uninterrupted
+    one), but not torch's NaN fill of every new tensor, which only costs time."""
+    from stequiv.experiments.engine import deterministic_algorithms as _deterministic
 
     before = torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory
     try:

@@ -27,7 +27,7 @@ import torch
 from .._memory import keep_freed_memory
 from .._process import die_with_parent
 from .config import ExperimentConfig, PairSpec
-from .engine import PhaseTimes, TrainData, run_group
+from .engine import PhaseTimes, TrainData, deterministic_algorithms, run_group
 from .parallel import Dist, setup_distributed
 
 __all__ = ["group_pool", "train_groups"]
@@ -53,7 +53,7 @@ def _in_worker(config: ExperimentConfig, specs: Sequence[PairSpec], data: TrainD
                out_dirs: Sequence[Path], label: str) -> list[dict[str, float | str]]:
     """Train one group in this worker process; returns its phase times."""
     keep_freed_memory()
-    torch.use_deterministic_algorithms(True)
+    deterministic_algorithms()
     phases = PhaseTimes()
     with torch_threads(config.threads):
         run_group(config, specs, data, out_dirs, setup_distributed(config.device),

@@ -9,8 +9,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..data import (
     TEXT_DATASETS,
     DataError,
@@ -23,7 +21,14 @@ from ..models import LM_SIZES
 from ._balance import balance_groups
 from ._groups import train_groups
 from .config import ADAM_IS_BASELINE, IMAGE_FOLDER, PROTOCOL, ExperimentConfig, PairSpec, pair_specs
-from .engine import PhaseTimes, TrainData, check_builds, check_compiles, check_estimator_dtype
+from .engine import (
+    PhaseTimes,
+    TrainData,
+    check_builds,
+    check_compiles,
+    check_estimator_dtype,
+    deterministic_algorithms,
+)
 from .parallel import Dist, setup_distributed
 from .results import (
     check_claim,
@@ -173,7 +178,7 @@ def reproduce(config: ExperimentConfig, out_dir: str | Path, *, progress: bool =
             return reproduce(config, out_dir, progress=progress, dist=dist)
         finally:
             dist.close()
-    torch.use_deterministic_algorithms(True)
+    deterministic_algorithms()
     phases = PhaseTimes()
     data = checked_data(config, dist, phases)  # before the folder is claimed
     if config.parallel == "fsdp" and not dist.enabled and dist.is_main:

@@ -13,6 +13,7 @@ from ._batches import evaluate as evaluate
 from ._batches import index_batches as index_batches
 from ._checkpoint import load_checkpoint as load_checkpoint
 from ._checkpoint import save_checkpoint as save_checkpoint
+from ._determinism import deterministic_algorithms as deterministic_algorithms
 from ._net import Net as Net
 from ._net import NonFiniteError as NonFiniteError
 from ._pair import check_builds as check_builds

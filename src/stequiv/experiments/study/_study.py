@@ -41,7 +41,13 @@ from ..._process import die_with_parent
 from ...core import BinaryQuantizer, NoRemapError, UniformQuantizer, constants, get_estimator
 from ...data import Split, load_split
 from ..config import PairSpec
-from ..engine import build_partner, build_qnet, check_estimator_dtype, warmup_cosine
+from ..engine import (
+    build_partner,
+    build_qnet,
+    check_estimator_dtype,
+    deterministic_algorithms,
+    warmup_cosine,
+)
 from ..results import (
     add_to_manifest,
     check_claim,
@@ -321,7 +327,7 @@ def _run(config: StudyConfig, out: Path, max_minutes: float | None, progress: bo
     nothing, so the corrected command can run into the same folder."""
     from ._study_report import read_rows, write_study_csv, write_study_outputs
 
-    _deterministic()
+    deterministic_algorithms()
     data = _checked_data(config)
     claim = check_claim(out, config.to_dict(), CELLS, config_diff)
     if out.is_dir():
@@ -439,20 +445,11 @@ def _in_process(todo: list[list[Cell]], config: StudyConfig,
 _WORKER_DATA: dict[str, StudyData] = {}
 
 
-def _deterministic() -> None:
-    """torch's deterministic algorithms, as every study process trains (a resumed study trains
-    each batch as an uninterrupted one would), without torch's NaN fill of every new tensor that
-    comes with them: the fill only exposes reads of uninitialized memory, which no number depends
-    on, and costs a pass over every activation (2–3 % of the batched ConvNet step)."""
-    torch.use_deterministic_algorithms(True)
-    torch.utils.deterministic.fill_uninitialized_memory = False
-
-
 def _worker_init(threads: int, parent: int) -> None:
     die_with_parent(parent)
     keep_freed_memory()
     torch.set_num_threads(threads)
-    _deterministic()
+    deterministic_algorithms()
 
 
 def _worker_batch(config: dict[str, Any], cells: list[Cell]) -> _Done:
