@@ -162,50 +162,81 @@ def derivative(estimator: Estimator, x: torch.Tensor, lower: float, upper: float
 def _numpy_backward(estimator: Estimator, x: torch.Tensor, grad: torch.Tensor,
                     lower: float, upper: float, offset: float) -> torch.Tensor:
     """``grad · Q̂′(x)`` by NumPy in cache-sized chunks (eager CPU float32/float64)."""
-    out = torch.empty(x.shape, dtype=x.dtype)
+    return _numpy_chunks(estimator, x, grad, torch.empty(x.shape, dtype=x.dtype), lower, upper,
+                         offset)
+
+
+def _numpy_chunks(estimator: Estimator, x: torch.Tensor, grad: torch.Tensor | None,
+                  out: torch.Tensor, lower: float, upper: float, offset: float) -> torch.Tensor:
+    """``out = Q̂′(x)``, times ``grad`` if given, by NumPy in cache-sized chunks. ``out`` is a
+    contiguous tensor shaped like x; it may be x itself (each chunk is read before it is written)."""
     flat_x, flat_out = x.detach().reshape(-1).numpy(), out.view(-1).numpy()
-    flat_g = grad.expand_as(x).reshape(-1).numpy()
+    flat_g = None if grad is None else grad.expand_as(x).reshape(-1).numpy()
     with np.errstate(all="ignore"):  # inf and NaN as torch gives them: silently
         for start in range(0, flat_x.size, _CHUNK):
             part = slice(start, start + _CHUNK)
             scale = estimator.gradient(flat_x[part], lower, upper, offset)
-            np.multiply(flat_g[part], scale, out=flat_out[part])
+            if flat_g is None:
+                flat_out[part] = scale
+            else:
+                np.multiply(flat_g[part], scale, out=flat_out[part])
     return out
+
+
+def _numpy_applies(estimator: Estimator, x: torch.Tensor) -> bool:
+    """Whether the NumPy path applies to x: eager, CPU, float32/float64, a NumPy-capable formula."""
+    return (not torch.compiler.is_compiling() and x.device.type == "cpu"
+            and x.dtype in _NUMPY_DTYPES and formula_of(estimator) != "torch")
 
 
 def gradient_times(estimator: Estimator, x: torch.Tensor, grad: torch.Tensor, lower: float,
                    upper: float, offset: float) -> torch.Tensor:
     """``grad · Q̂′(x)`` in x's dtype, by the fastest path that applies (module docstring)."""
-    if (not torch.compiler.is_compiling() and x.device.type == "cpu"
-            and x.dtype in _NUMPY_DTYPES and not torch.is_grad_enabled()
-            and formula_of(estimator) != "torch"):
+    if _numpy_applies(estimator, x) and not torch.is_grad_enabled():
         return _numpy_backward(estimator, x, grad, lower, upper, offset)
     scale = derivative(estimator, x, lower, upper, offset)
     return (grad.to(scale.dtype) * scale).to(x.dtype)
 
 
+def _scale(estimator: Estimator, x: torch.Tensor, lower: float, upper: float, offset: float,
+           *, scratch: bool) -> torch.Tensor:
+    r""":math:`\hat Q'(x)` for the backward, computed by the forward (x has no autograd history).
+
+    On the NumPy path it is written over x itself when x is ``scratch`` (v, which the forward no
+    longer needs; never w) and contiguous: no fresh tensor, and x is still in cache.
+    """
+    if not _numpy_applies(estimator, x):
+        return derivative(estimator, x, lower, upper, offset)
+    out = x if scratch and x.is_contiguous() else torch.empty(x.shape, dtype=x.dtype)
+    return _numpy_chunks(estimator, x, None, out, lower, upper, offset)
+
+
 class _FakeQuantize(torch.autograd.Function):
     # Fresh large CPU tensors are slow (every page is faulted in), so the forward allocates only
-    # what it keeps: v for the backward (not for the STE, nor without grad) and the output,
-    # computed in place by the same operations in the same order as the core's Q.
+    # what it keeps: the output, computed in place by the same operations in the same order as the
+    # core's Q, and (for the backward; not for the STE, nor without grad) Q̂′, which depends on w
+    # alone. Evaluated here, it is written over v on the NumPy path and leaves the backward one
+    # multiplication, in the same dtypes as gradient_times (so the same numbers).
     @staticmethod
     def forward(ctx: Any, w: torch.Tensor, delta: torch.Tensor, inv_delta: torch.Tensor,
                 estimator: Estimator, lower: int, upper: int, offset: float) -> torch.Tensor:
-        ctx.estimator, ctx.limits = estimator, (lower, upper, offset)
+        ctx.estimator = estimator
         v = torch.mul(w, inv_delta.to(w.dtype)).sub_(offset)
         if isinstance(estimator, STE) or not ctx.needs_input_grad[0]:
             out = v.clamp_(lower, upper)
         else:
-            ctx.save_for_backward(w if estimator.units == "weight" else v)
             out = v.clamp(lower, upper)
+            weight_units = estimator.units == "weight"
+            ctx.save_for_backward(_scale(estimator, w.detach() if weight_units else v, lower,
+                                         upper, offset, scratch=not weight_units))
         return out.round_().add_(offset).mul_(delta.to(w.dtype))
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         if isinstance(ctx.estimator, STE):  # Q̂′ ≡ 1: the upstream gradient passes through
             return grad, None, None, None, None, None, None
-        (x,) = ctx.saved_tensors
-        return gradient_times(ctx.estimator, x, grad, *ctx.limits), None, None, None, None, None, None
+        (scale,) = ctx.saved_tensors
+        return (grad.to(scale.dtype) * scale).to(grad.dtype), None, None, None, None, None, None
 
 
 def fake_quantize(w: torch.Tensor, delta: torch.Tensor, inv_delta: torch.Tensor,
