@@ -5,7 +5,9 @@ Forward is the core's Eq. 1, :math:`Q(w) = \Delta(\operatorname{round}(\operator
 dtype. Backward multiplies the upstream gradient g by the estimator's :math:`\hat Q'` at the
 forward's grid coordinate :math:`v = w\Delta^{-1} - z` (or at w, for weight-unit estimators),
 through :meth:`~stequiv.core.Estimator.gradient`: the in-range formula on ``[l, u]`` *including its
-edges*, the estimator's tail outside.
+edges*, the estimator's tail outside. :math:`\hat Q'` depends on w alone, so the forward evaluates
+it (on the NumPy path over v's own memory, still in cache) and keeps it for the backward, which is
+one multiplication.
 
 **One formula, three ways to evaluate it.** Estimator formulas are written once against the array
 API, so the same definition runs on NumPy arrays and on torch tensors:
