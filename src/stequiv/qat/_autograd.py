@@ -44,6 +44,7 @@ from array_api_compat.common import _helpers as _array_api_helpers
 
 from ..core import Estimator
 from ..core.estimators._basic import STE
+from ..core.estimators._tanh import DSQ, HTGE
 
 __all__ = ["derivative", "fake_quantize", "formula_of", "gradient_times"]
 
@@ -53,6 +54,9 @@ _CHUNK = 1 << 18  # elements per NumPy pass of the CPU backward: the temporaries
 _NUMPY_DTYPES = (torch.float32, torch.float64)
 _HALF = (torch.float16, torch.bfloat16)
 _PROBE = (-3.0, -0.5, 0.0, 0.25, 0.5, 1.75)  # grid coordinates (or weights) to try a formula on
+# Q̂′ = A sech²(k(x − ⌊x⌋ − ½)) with a zero tail, (A, k) = sech2_shape. Exact classes: a subclass
+# may redefine its derivative, and then takes the core's gradient.
+_SECH2_FAMILY = (HTGE, DSQ)
 
 
 
@@ -177,12 +181,47 @@ def _numpy_chunks(estimator: Estimator, x: torch.Tensor, grad: torch.Tensor | No
     with np.errstate(all="ignore"):  # inf and NaN as torch gives them: silently
         for start in range(0, flat_x.size, _CHUNK):
             part = slice(start, start + _CHUNK)
-            scale = estimator.gradient(flat_x[part], lower, upper, offset)
+            scale = _chunk_scale(estimator, flat_x[part], lower, upper, offset)
             if flat_g is None:
                 flat_out[part] = scale
             else:
                 np.multiply(flat_g[part], scale, out=flat_out[part])
     return out
+
+
+def _chunk_scale(estimator: Estimator, x: np.ndarray, lower: float, upper: float,
+                 offset: float) -> np.ndarray:
+    """Q̂′ on one chunk: :func:`_sech2_in_place` for HTGE and DSQ, else the core's
+    :meth:`~stequiv.core.Estimator.gradient`."""
+    shape = estimator.sech2_shape
+    if type(estimator) not in _SECH2_FAMILY or shape is None:
+        return estimator.gradient(x, lower, upper, offset)
+    return _sech2_in_place(shape, x, lower, upper)
+
+
+def _sech2_in_place(shape: tuple[float, float], x: np.ndarray, lower: float,
+                    upper: float) -> np.ndarray:
+    r""":math:`A\,\operatorname{sech}^2(k(x - \lfloor x\rfloor - \tfrac12))` on ``[lower, upper]``,
+    0 outside, for ``shape = (A, k)`` (HTGE, DSQ): the core's ``gradient`` by the same operations
+    in the same order (``_offset_from_boundary``, ``sech2``, the amplitude, the zero tail), so the
+    same numbers, in one buffer instead of a fresh array per operation."""
+    amplitude, k = shape
+    e = np.floor(x)
+    np.subtract(x, e, out=e)
+    e -= 0.5
+    e *= k
+    np.abs(e, out=e)
+    e *= -2.0
+    np.exp(e, out=e)  # sech²(z) = 4e/(1+e)², e = exp(-2|z|)
+    square = e + 1.0
+    square *= square
+    e *= 4.0
+    e /= square
+    e *= amplitude
+    inside = x >= lower
+    inside &= x <= upper
+    np.copyto(e, 0.0, where=~inside)
+    return e
 
 
 def _numpy_applies(estimator: Estimator, x: torch.Tensor) -> bool:
