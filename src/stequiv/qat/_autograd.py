@@ -14,10 +14,12 @@ API, so the same definition runs on NumPy arrays and on torch tensors:
 
 * ``torch.compile`` (``torch.compiler.is_compiling()``): Q̂′ by torch operations, which inductor
   fuses with the multiply into one kernel (C++/OpenMP on CPU, Triton on CUDA); no graph break;
-* eager, CPU, float32/float64, no double backward: NumPy in cache-sized chunks, the fastest eager
-  path (vectorised transcendentals; no OpenMP region and no fresh 25 M-element temporary per
-  operation, each of which costs a page-faulting allocation or a scheduler slice on a busy machine);
-* otherwise (accelerators, half precision, ``create_graph=True``): torch operations.
+* eager, CPU, float32/float64 (an activation's backward: without ``create_graph``): NumPy in
+  cache-sized chunks, the fastest eager path (vectorised transcendentals; no OpenMP region and no
+  fresh 25 M-element temporary per operation, each of which costs a page-faulting allocation or a
+  scheduler slice on a busy machine); HTGE and DSQ in one buffer per chunk, by the core's
+  operations in the core's order;
+* otherwise (accelerators, half precision, an activation's ``create_graph=True``): torch operations.
 
 **User formulas.** :func:`formula_of` calls a user derivative once on a tiny NumPy array and once on
 a tiny tensor and records which it accepts: ``"array-api"`` (both), ``"torch"`` (tensors only: never
