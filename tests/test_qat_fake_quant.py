@@ -1,5 +1,7 @@
 """Fake-quantization on torch models: forward is the core's Q, backward the core's Q̂′."""
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 import torch
@@ -54,6 +56,55 @@ def test_boundary_and_clip_edge_conventions():
     sech2_half_t = 1 / np.cosh(2.0) ** 2
     np.testing.assert_allclose(w.grad.numpy(), [2.0, 2.0, 2.0 * sech2_half_t, 0.0, 0.0])
 
+
+
+class _CountingHTGE(type(get_estimator("htge"))):
+    """HTGE that records each evaluation of its derivative."""
+
+    calls: ClassVar[list[int]] = []
+
+    def derivative(self, x):
+        self.calls.append(int(x.size if isinstance(x, np.ndarray) else x.numel()))
+        return super().derivative(x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_q_hat_prime_is_evaluated_by_the_forward_once(dtype):
+    # Q̂′ depends on w alone: the forward evaluates it (over v, on the NumPy path) and the backward
+    # only multiplies, so a retained graph's second backward evaluates nothing and gets the same
+    # gradient
+    est = _CountingHTGE()
+    fq = WeightFakeQuant(est, MULTI, torch.Size([4, 8]))
+    w = (torch.linspace(-1.7, 1.6, 32, dtype=dtype) ** 3).reshape(4, 8).requires_grad_()
+    upstream = torch.linspace(-2.0, 3.0, 32, dtype=dtype).reshape(4, 8)
+    fq(w)  # the first use probes the formula's kind
+    est.calls.clear()
+    out = fq(w)
+    assert est.calls == [32]
+    out.backward(upstream, retain_graph=True)
+    first, w.grad = w.grad, None
+    out.backward(upstream)
+    assert est.calls == [32]
+    assert torch.equal(w.grad, first)
+
+
+@pytest.mark.parametrize("name", [n for n in list_estimators() if get_estimator(n).sech2_shape])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_eager_cpu_gradient_is_the_core_gradient_bit_for_bit(name, dtype):
+    # the eager CPU path evaluates A sech²(k e) in one buffer: the same numbers as the core's
+    # gradient, at the levels, boundaries, clip edges, beyond them, and at NaN and ±inf
+    est = get_estimator(name)
+    q = _quantizer_for(est)
+    v = np.concatenate([q.to_grid(_grid_points(q)), [np.nan, np.inf, -np.inf, 1e30]])
+    x = torch.tensor(v, dtype=dtype)
+    upstream = torch.linspace(-2.0, 3.0, v.size, dtype=dtype)
+    fq = WeightFakeQuant(est, q, torch.Size([v.size]))
+    with torch.no_grad():
+        got = fq.gradient(x, upstream).numpy()
+    with np.errstate(invalid="ignore"):
+        core = np.asarray(est.gradient(x.numpy(), q.lower, q.upper, q.offset)) * upstream.numpy()
+    assert got.dtype == core.dtype
+    np.testing.assert_array_equal(got, core)
 
 def _mlp(seed=0):
     torch.manual_seed(seed)

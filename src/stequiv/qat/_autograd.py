@@ -5,17 +5,21 @@ Forward is the core's Eq. 1, :math:`Q(w) = \Delta(\operatorname{round}(\operator
 dtype. Backward multiplies the upstream gradient g by the estimator's :math:`\hat Q'` at the
 forward's grid coordinate :math:`v = w\Delta^{-1} - z` (or at w, for weight-unit estimators),
 through :meth:`~stequiv.core.Estimator.gradient`: the in-range formula on ``[l, u]`` *including its
-edges*, the estimator's tail outside.
+edges*, the estimator's tail outside. :math:`\hat Q'` depends on w alone, so the forward evaluates
+it (on the NumPy path over v's own memory, still in cache) and keeps it for the backward, which is
+one multiplication.
 
 **One formula, three ways to evaluate it.** Estimator formulas are written once against the array
 API, so the same definition runs on NumPy arrays and on torch tensors:
 
 * ``torch.compile`` (``torch.compiler.is_compiling()``): Q̂′ by torch operations, which inductor
   fuses with the multiply into one kernel (C++/OpenMP on CPU, Triton on CUDA); no graph break;
-* eager, CPU, float32/float64, no double backward: NumPy in cache-sized chunks, the fastest eager
-  path (vectorised transcendentals; no OpenMP region and no fresh 25 M-element temporary per
-  operation, each of which costs a page-faulting allocation or a scheduler slice on a busy machine);
-* otherwise (accelerators, half precision, ``create_graph=True``): torch operations.
+* eager, CPU, float32/float64 (an activation's backward: without ``create_graph``): NumPy in
+  cache-sized chunks, the fastest eager path (vectorised transcendentals; no OpenMP region and no
+  fresh 25 M-element temporary per operation, each of which costs a page-faulting allocation or a
+  scheduler slice on a busy machine); HTGE and DSQ in one buffer per chunk, by the core's
+  operations in the core's order;
+* otherwise (accelerators, half precision, an activation's ``create_graph=True``): torch operations.
 
 **User formulas.** :func:`formula_of` calls a user derivative once on a tiny NumPy array and once on
 a tiny tensor and records which it accepts: ``"array-api"`` (both), ``"torch"`` (tensors only: never
@@ -42,6 +46,7 @@ from array_api_compat.common import _helpers as _array_api_helpers
 
 from ..core import Estimator
 from ..core.estimators._basic import STE
+from ..core.estimators._tanh import DSQ, HTGE
 
 __all__ = ["derivative", "fake_quantize", "formula_of", "gradient_times"]
 
@@ -51,6 +56,9 @@ _CHUNK = 1 << 18  # elements per NumPy pass of the CPU backward: the temporaries
 _NUMPY_DTYPES = (torch.float32, torch.float64)
 _HALF = (torch.float16, torch.bfloat16)
 _PROBE = (-3.0, -0.5, 0.0, 0.25, 0.5, 1.75)  # grid coordinates (or weights) to try a formula on
+# Q̂′ = A sech²(k(x − ⌊x⌋ − ½)) with a zero tail, (A, k) = sech2_shape. Exact classes: a subclass
+# may redefine its derivative, and then takes the core's gradient.
+_SECH2_FAMILY = (HTGE, DSQ)
 
 
 
@@ -162,50 +170,116 @@ def derivative(estimator: Estimator, x: torch.Tensor, lower: float, upper: float
 def _numpy_backward(estimator: Estimator, x: torch.Tensor, grad: torch.Tensor,
                     lower: float, upper: float, offset: float) -> torch.Tensor:
     """``grad · Q̂′(x)`` by NumPy in cache-sized chunks (eager CPU float32/float64)."""
-    out = torch.empty(x.shape, dtype=x.dtype)
+    return _numpy_chunks(estimator, x, grad, torch.empty(x.shape, dtype=x.dtype), lower, upper,
+                         offset)
+
+
+def _numpy_chunks(estimator: Estimator, x: torch.Tensor, grad: torch.Tensor | None,
+                  out: torch.Tensor, lower: float, upper: float, offset: float) -> torch.Tensor:
+    """``out = Q̂′(x)``, times ``grad`` if given, by NumPy in cache-sized chunks. ``out`` is a
+    contiguous tensor shaped like x; it may be x itself (each chunk is read before it is written)."""
     flat_x, flat_out = x.detach().reshape(-1).numpy(), out.view(-1).numpy()
-    flat_g = grad.expand_as(x).reshape(-1).numpy()
+    flat_g = None if grad is None else grad.expand_as(x).reshape(-1).numpy()
     with np.errstate(all="ignore"):  # inf and NaN as torch gives them: silently
         for start in range(0, flat_x.size, _CHUNK):
             part = slice(start, start + _CHUNK)
-            scale = estimator.gradient(flat_x[part], lower, upper, offset)
-            np.multiply(flat_g[part], scale, out=flat_out[part])
+            scale = _chunk_scale(estimator, flat_x[part], lower, upper, offset)
+            if flat_g is None:
+                flat_out[part] = scale
+            else:
+                np.multiply(flat_g[part], scale, out=flat_out[part])
     return out
+
+
+def _chunk_scale(estimator: Estimator, x: np.ndarray, lower: float, upper: float,
+                 offset: float) -> np.ndarray:
+    """Q̂′ on one chunk: :func:`_sech2_in_place` for HTGE and DSQ, else the core's
+    :meth:`~stequiv.core.Estimator.gradient`."""
+    shape = estimator.sech2_shape
+    if type(estimator) not in _SECH2_FAMILY or shape is None:
+        return estimator.gradient(x, lower, upper, offset)
+    return _sech2_in_place(shape, x, lower, upper)
+
+
+def _sech2_in_place(shape: tuple[float, float], x: np.ndarray, lower: float,
+                    upper: float) -> np.ndarray:
+    r""":math:`A\,\operatorname{sech}^2(k(x - \lfloor x\rfloor - \tfrac12))` on ``[lower, upper]``,
+    0 outside, for ``shape = (A, k)`` (HTGE, DSQ): the core's ``gradient`` by the same operations
+    in the same order (``_offset_from_boundary``, ``sech2``, the amplitude, the zero tail), so the
+    same numbers, in one buffer instead of a fresh array per operation."""
+    amplitude, k = shape
+    e = np.floor(x)
+    np.subtract(x, e, out=e)
+    e -= 0.5
+    e *= k
+    np.abs(e, out=e)
+    e *= -2.0
+    np.exp(e, out=e)  # sech²(z) = 4e/(1+e)², e = exp(-2|z|)
+    square = e + 1.0
+    square *= square
+    e *= 4.0
+    e /= square
+    e *= amplitude
+    inside = x >= lower
+    inside &= x <= upper
+    np.copyto(e, 0.0, where=~inside)
+    return e
+
+
+def _numpy_applies(estimator: Estimator, x: torch.Tensor) -> bool:
+    """Whether the NumPy path applies to x: eager, CPU, float32/float64, a NumPy-capable formula."""
+    return (not torch.compiler.is_compiling() and x.device.type == "cpu"
+            and x.dtype in _NUMPY_DTYPES and formula_of(estimator) != "torch")
 
 
 def gradient_times(estimator: Estimator, x: torch.Tensor, grad: torch.Tensor, lower: float,
                    upper: float, offset: float) -> torch.Tensor:
     """``grad · Q̂′(x)`` in x's dtype, by the fastest path that applies (module docstring)."""
-    if (not torch.compiler.is_compiling() and x.device.type == "cpu"
-            and x.dtype in _NUMPY_DTYPES and not torch.is_grad_enabled()
-            and formula_of(estimator) != "torch"):
+    if _numpy_applies(estimator, x) and not torch.is_grad_enabled():
         return _numpy_backward(estimator, x, grad, lower, upper, offset)
     scale = derivative(estimator, x, lower, upper, offset)
     return (grad.to(scale.dtype) * scale).to(x.dtype)
 
 
+def _scale(estimator: Estimator, x: torch.Tensor, lower: float, upper: float, offset: float,
+           *, scratch: bool) -> torch.Tensor:
+    r""":math:`\hat Q'(x)` for the backward, computed by the forward (x has no autograd history).
+
+    On the NumPy path it is written over x itself when x is ``scratch`` (v, which the forward no
+    longer needs; never w) and contiguous: no fresh tensor, and x is still in cache.
+    """
+    if not _numpy_applies(estimator, x):
+        return derivative(estimator, x, lower, upper, offset)
+    out = x if scratch and x.is_contiguous() else torch.empty(x.shape, dtype=x.dtype)
+    return _numpy_chunks(estimator, x, None, out, lower, upper, offset)
+
+
 class _FakeQuantize(torch.autograd.Function):
     # Fresh large CPU tensors are slow (every page is faulted in), so the forward allocates only
-    # what it keeps: v for the backward (not for the STE, nor without grad) and the output,
-    # computed in place by the same operations in the same order as the core's Q.
+    # what it keeps: the output, computed in place by the same operations in the same order as the
+    # core's Q, and (for the backward; not for the STE, nor without grad) Q̂′, which depends on w
+    # alone. Evaluated here, it is written over v on the NumPy path and leaves the backward one
+    # multiplication, in the same dtypes as gradient_times (so the same numbers).
     @staticmethod
     def forward(ctx: Any, w: torch.Tensor, delta: torch.Tensor, inv_delta: torch.Tensor,
                 estimator: Estimator, lower: int, upper: int, offset: float) -> torch.Tensor:
-        ctx.estimator, ctx.limits = estimator, (lower, upper, offset)
+        ctx.estimator = estimator
         v = torch.mul(w, inv_delta.to(w.dtype)).sub_(offset)
         if isinstance(estimator, STE) or not ctx.needs_input_grad[0]:
             out = v.clamp_(lower, upper)
         else:
-            ctx.save_for_backward(w if estimator.units == "weight" else v)
             out = v.clamp(lower, upper)
+            weight_units = estimator.units == "weight"
+            ctx.save_for_backward(_scale(estimator, w.detach() if weight_units else v, lower,
+                                         upper, offset, scratch=not weight_units))
         return out.round_().add_(offset).mul_(delta.to(w.dtype))
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         if isinstance(ctx.estimator, STE):  # Q̂′ ≡ 1: the upstream gradient passes through
             return grad, None, None, None, None, None, None
-        (x,) = ctx.saved_tensors
-        return gradient_times(ctx.estimator, x, grad, *ctx.limits), None, None, None, None, None, None
+        (scale,) = ctx.saved_tensors
+        return (grad.to(scale.dtype) * scale).to(grad.dtype), None, None, None, None, None, None
 
 
 def fake_quantize(w: torch.Tensor, delta: torch.Tensor, inv_delta: torch.Tensor,
