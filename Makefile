@@ -71,6 +71,7 @@ reproduce-lm: setup fortunes
 	$(BIN)/stequiv reproduce --preset lm --out results/lm
 
 bench: setup
+	$(BIN)/pip install -q -c constraints.txt -e '.[peers]'
 	$(BIN)/python benchmarks/run_all.py
 
 clean:

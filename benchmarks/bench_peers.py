@@ -13,7 +13,7 @@ same layers:
 
 Eager and ``torch.compile``-d (inductor; float, stequiv HTGE and torchao). Writes
 ``benchmarks/results/peers.md`` with the machine, versions and thread count.
-Run: .venv/bin/python benchmarks/bench_peers.py   (peers: pip install torchao brevitas)
+Run: .venv/bin/python benchmarks/bench_peers.py   (the peers: pip install -c constraints.txt -e '.[peers]')
 """
 
 from __future__ import annotations
