@@ -197,6 +197,41 @@ def _rows(path):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
 
 
+def test_a_round_s_costly_batch_is_cut_for_the_workers_first():
+    """ResNet-20's batch (10 × the ConvNet's cost per net) is cut and handed out first."""
+    from stequiv.experiments._balance import makespan
+    from stequiv.experiments.study._study import scheduled
+
+    config = StudyConfig.from_dict({**TINY, "models": ["convnet", "resnet20"], "nets_per_batch": 24,
+                                    "lrs": {"sgd": [0.05, 0.1], "adam": [1e-3, 1e-2]}})
+    todo = study.cell_batches(config)
+    assert [(b[0].model, len(b)) for b in todo] == [("convnet", 8), ("resnet20", 8)]
+    flops = {"convnet": 1.0, "resnet20": 10.0}
+
+    def cost(b):
+        return 3 * len(b) * flops[b[0].model]
+
+    plan = scheduled(todo, 2, flops)
+    assert sorted(c.cell_id for b in plan for c in b) == sorted(c.cell_id for b in todo for c in b)
+    assert [(b[0].model, len(b)) for b in plan] == [("resnet20", 4)] * 2 + [("convnet", 4)] * 2
+    assert makespan([cost(b) for b in plan], 2) == 132 < makespan([cost(b) for b in todo], 2) == 240
+    assert sum(cost(b) for b in todo) / 2 == 132  # the even share
+    assert scheduled(todo, 1, flops) == todo
+    measured = study._study.model_flops(config, {"mnist-5k": load_study_data(config, "mnist-5k")})
+    assert 8 < measured["resnet20"] / measured["convnet"] < 12  # ~62 and ~6.2 MFLOPs per image
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the workers' own imports
+def test_a_batch_cut_for_two_workers_gives_the_rows_of_one_batch(tmp_path, small_bound_check):
+    """A cell's numbers do not depend on its batch-mates: one batch of 4 cells in one process,
+    or that batch cut in two for two workers, give the same rows to the bit."""
+    config = StudyConfig.from_dict({**TINY, "nets_per_batch": 12})
+    assert len(study.cell_batches(config)) == 1
+    run_study(config, tmp_path / "one", progress=False)
+    run_study(config, tmp_path / "two", progress=False, workers=2)
+    assert _rows(tmp_path / "one" / "study.csv") == _rows(tmp_path / "two" / "study.csv")
+
+
 def test_study_resumes_after_a_stop_and_is_deterministic(tmp_path, small_bound_check):
     """Stopped after one batch, resumed by 2 worker processes: the rows equal one process's."""
     config = StudyConfig.from_dict({**TINY, "nets_per_batch": 3})  # one cell per batch

@@ -12,16 +12,22 @@ share. A group may be split: each part trains the same Q̂-net again (same seed,
 thus the same bits, ``tests/test_experiments.py`` checks a group against separate pairs) beside
 some of the partners. A split costs one more Q̂-net, so :func:`balance_groups` splits only where
 the makespan falls: the quick preset's SGD group becomes 1 + 4 and 1 + 1 nets, a makespan of 8.
+
+:func:`balance` is the rule for any jobs with a cost and a way to cut them; the study cuts its
+batches of cells with it (a cut there costs nothing: each cell trains its own nets).
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
 
 from .config import PairSpec
 
-__all__ = ["balance_groups", "group_cost", "makespan"]
+__all__ = ["balance", "balance_groups", "group_cost", "makespan"]
+
+T = TypeVar("T")
 
 
 def group_cost(specs: Sequence[PairSpec], switch_fraction: float) -> float:
@@ -41,31 +47,42 @@ def makespan(costs: Sequence[float], workers: int) -> float:
     return max(load for load, _ in loads)
 
 
-def balance_groups(groups: Sequence[Sequence[PairSpec]], workers: int,
-                   switch_fraction: float = 0.0) -> list[list[PairSpec]]:
-    """``groups`` for ``workers`` processes: split while a split shortens the makespan, longest
-    first.
+def balance(jobs: Sequence[T], workers: int, cost: Callable[[T], float],
+            cuts: Callable[[T], Iterable[tuple[T, T]]]) -> list[T]:
+    """``jobs`` for ``workers`` processes: cut while a cut shortens the :func:`makespan`.
 
-    Each round tries every group of two or more partners cut in two (its first ``j`` partners and
-    the rest, the larger part first) and keeps the cut that lowers :func:`makespan` most; none
-    lowers it: done. With one
-    worker nothing is split and the order is kept. The result is sorted by decreasing cost
-    (stable), the order in which the groups are handed to the workers.
+    Each round tries every cut ``cuts(job)`` offers (a job in two parts) and keeps the one that
+    lowers the makespan most; none lowers it: done. With one worker nothing is cut and the order
+    is kept. The result is sorted by decreasing cost (stable), the order in which the jobs are
+    handed to the workers.
     """
-    plan = [list(g) for g in groups]
+    plan = list(jobs)
     if workers == 1:
         return plan
 
-    def span(candidate: list[list[PairSpec]]) -> float:
-        return makespan([group_cost(g, switch_fraction) for g in candidate], workers)
+    def span(candidate: list[T]) -> float:
+        return makespan([cost(job) for job in candidate], workers)
 
     best = span(plan)
     while True:
-        cuts = [[*plan[:i], g[:j], g[j:], *plan[i + 1:]]
-                for i, g in enumerate(plan) for j in range(len(g) - 1, 0, -1)]
-        scored = [(span(c), k) for k, c in enumerate(cuts)]
+        options = [[*plan[:i], a, b, *plan[i + 1:]] for i, job in enumerate(plan)
+                   for a, b in cuts(job)]
+        scored = [(span(option), k) for k, option in enumerate(options)]
         if not scored or min(scored)[0] >= best - 1e-9:
             break
         best, k = min(scored)
-        plan = cuts[k]
-    return sorted(plan, key=lambda g: -group_cost(g, switch_fraction))
+        plan = options[k]
+    return sorted(plan, key=lambda job: -cost(job))
+
+
+def balance_groups(groups: Sequence[Sequence[PairSpec]], workers: int,
+                   switch_fraction: float = 0.0) -> list[list[PairSpec]]:
+    """``groups`` for ``workers`` processes (:func:`balance`): a group is cut into its first
+    partners and the rest (the larger part first), each part training the Q̂-net again."""
+
+    def cuts(group: list[PairSpec]) -> Iterator[tuple[list[PairSpec], list[PairSpec]]]:
+        for j in range(len(group) - 1, 0, -1):
+            yield group[:j], group[j:]
+
+    return balance([list(g) for g in groups], workers,
+                   lambda g: group_cost(g, switch_fraction), cuts)

@@ -40,6 +40,8 @@ from ..._memory import keep_freed_memory
 from ..._process import die_with_parent
 from ...core import BinaryQuantizer, NoRemapError, UniformQuantizer, constants, get_estimator
 from ...data import Split, load_split
+from ...models import build_model
+from .._balance import balance
 from ..config import PairSpec
 from ..engine import (
     build_partner,
@@ -320,6 +322,36 @@ def run_study(config: StudyConfig, out_dir: str | Path, *, max_minutes: float | 
         torch.set_num_threads(threads)
 
 
+def model_flops(config: StudyConfig, data: dict[str, StudyData]) -> dict[str, float]:
+    """Floating-point operations of one forward pass on one image, per model of the grid
+    (:class:`torch.utils.flop_counter.FlopCounterMode`): the relative cost of their net-steps,
+    for sharing the batches among workers (ResNet-20 ≈ 10 ConvNets on 28 × 28 images)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    first = {c.model: data[c.dataset] for c in reversed(config.cells())}  # each model's dataset
+    out = {}
+    for model, d in first.items():
+        x = d.val_x[:1]
+        net = build_model(model, num_classes=d.train.num_classes, in_channels=x.shape[1]).eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(x)
+        out[model] = float(counter.get_total_flops())
+    return out
+
+
+def scheduled(todo: list[list[Cell]], workers: int, flops: dict[str, float]) -> list[list[Cell]]:
+    """A round's batches for ``workers`` processes: a batch is cut in two where that lets the
+    workers finish sooner, costliest first (:func:`~stequiv.experiments._balance.balance`; cost
+    = nets × the model's :func:`model_flops`). Each cell trains its own three nets, and a cell's
+    numbers do not depend on its batch-mates (tests/test_study.py), so a cut changes no row."""
+
+    def cuts(batch: list[Cell]) -> Iterator[tuple[list[Cell], list[Cell]]]:
+        for j in range(len(batch) - 1, 0, -1):
+            yield batch[:j], batch[j:]
+
+    return balance(todo, workers, lambda b: len(b) * NETS_PER_CELL * flops[b[0].model], cuts)
+
+
 def _run(config: StudyConfig, out: Path, max_minutes: float | None, progress: bool,
          workers: int) -> dict[str, Any]:
     """Check everything, then claim ``out``, then train the missing batches: a refused study
@@ -342,7 +374,10 @@ def _run(config: StudyConfig, out: Path, max_minutes: float | None, progress: bo
     if claim:
         write_config(out, config.to_dict())
     done = 0
+    flops = model_flops(config, data) if workers > 1 else {}
     while todo := cell_batches(config, _cells_to_train(config, out)):
+        if workers > 1:
+            todo = scheduled(todo, workers, flops)
         batches = _in_workers(todo, config, workers) if workers > 1 else _in_process(todo, config, data)
         for cells, rows, seconds in batches:
             for row in rows:
