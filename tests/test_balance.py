@@ -16,8 +16,8 @@ from stequiv.experiments import (
     pair_specs,
     reproduce,
 )
-from stequiv.experiments._balance import balance_groups, group_cost, makespan
 from stequiv.experiments.config import PairSpec
+from stequiv.experiments.parallel import balance_groups, group_cost, makespan
 
 
 def _optimal(costs, workers):

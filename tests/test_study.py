@@ -199,7 +199,7 @@ def _rows(path):
 
 def test_a_round_s_costly_batch_is_cut_for_the_workers_first():
     """ResNet-20's batch (10 × the ConvNet's cost per net) is cut and handed out first."""
-    from stequiv.experiments._balance import makespan
+    from stequiv.experiments.parallel import makespan
     from stequiv.experiments.study._study import scheduled
 
     config = StudyConfig.from_dict({**TINY, "models": ["convnet", "resnet20"], "nets_per_batch": 24,

@@ -4,7 +4,7 @@ A reproduction trains groups (one Q̂-net with its partners, :func:`~.group_spec
 ``processes`` workers evenly: :func:`~._reproduce.planned_groups`); each net of a
 group takes ``steps = ⌊n_train / batch_size⌋ · epochs`` steps, so a group costs
 ``(1 + partners) · steps`` net-steps and the run the makespan of the groups on its workers
-(:func:`~._balance.makespan`; their sum on one). The time per net-step is measured here, on a few
+(:func:`~.parallel.makespan`; their sum on one). The time per net-step is measured here, on a few
 batches of the first group (this machine and device), and the estimate is their product
 (evaluation, checkpoints and the report come on top).
 """
@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._balance import group_cost, makespan
 from ._reproduce import checked_data, planned_groups
 from .config import ExperimentConfig, PairSpec
 from .engine import seconds_per_net_step
-from .parallel import Dist, setup_distributed
+from .parallel import Dist, group_cost, makespan, setup_distributed
 
 __all__ = ["RunPlan", "plan"]
 

@@ -18,7 +18,6 @@ from ..data import (
     load_text,
 )
 from ..models import LM_SIZES
-from ._balance import balance_groups
 from ._groups import train_groups
 from .config import ADAM_IS_BASELINE, IMAGE_FOLDER, PROTOCOL, ExperimentConfig, PairSpec, pair_specs
 from .engine import (
@@ -29,7 +28,7 @@ from .engine import (
     check_estimator_dtype,
     deterministic_algorithms,
 )
-from .parallel import Dist, setup_distributed
+from .parallel import Dist, balance_groups, setup_distributed
 from .results import (
     check_claim,
     config_diff,
@@ -150,7 +149,7 @@ def group_specs(specs: list[PairSpec]) -> list[list[PairSpec]]:
 
 def planned_groups(config: ExperimentConfig, processes: int) -> list[list[PairSpec]]:
     """The groups a reproduction trains on ``processes`` worker processes: :func:`group_specs`,
-    split where that lets the workers finish sooner (:func:`~._balance.balance_groups`)."""
+    split where that lets the workers finish sooner (:func:`~.parallel.balance_groups`)."""
     return balance_groups(group_specs(pair_specs(config)), processes, config.switch_fraction)
 
 

@@ -134,7 +134,7 @@ class ExperimentConfig:
     ``processes``: the reductions of a group run on ``threads`` threads wherever it trains, so
     ``processes = cores`` with ``threads = 1`` is the fast setting on a CPU. A group much larger
     than the others is split for the workers to finish together (each part trains the same
-    Q̂-net beside some partners: :func:`~stequiv.experiments._balance.balance_groups`).
+    Q̂-net beside some partners: :func:`~stequiv.experiments.parallel.balance_groups`).
 
     Every value is type-checked strictly on construction (pydantic, see ``_config_types``):
     integers are integers, booleans are booleans, lists have the right length, numbers lie in

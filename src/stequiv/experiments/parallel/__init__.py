@@ -1,8 +1,13 @@
 """Several processes: torchrun set-up (:func:`setup_distributed`, :class:`Dist`), FSDP2 sharding of
-a net with its optimizer and schedule, and a BatchNorm whose statistics are synchronised on CPU and
-GPU (:func:`convert_sync_batchnorm`). One process is the same code with ``Dist.enabled`` false.
+a net with its optimizer and schedule, a BatchNorm whose statistics are synchronised on CPU and
+GPU (:func:`convert_sync_batchnorm`), and sharing jobs among worker processes so that they finish
+together (:func:`balance`). One process is the same code with ``Dist.enabled`` false.
 """
 
+from ._balance import balance as balance
+from ._balance import balance_groups as balance_groups
+from ._balance import group_cost as group_cost
+from ._balance import makespan as makespan
 from ._distributed import Dist as Dist
 from ._distributed import end_worker_process as end_worker_process
 from ._distributed import setup_distributed as setup_distributed

@@ -41,7 +41,6 @@ from ..._process import die_with_parent
 from ...core import BinaryQuantizer, NoRemapError, UniformQuantizer, constants, get_estimator
 from ...data import Split, load_split
 from ...models import build_model
-from .._balance import balance
 from ..config import PairSpec
 from ..engine import (
     build_partner,
@@ -50,6 +49,7 @@ from ..engine import (
     deterministic_algorithms,
     warmup_cosine,
 )
+from ..parallel import balance
 from ..results import (
     add_to_manifest,
     check_claim,
@@ -341,7 +341,7 @@ def model_flops(config: StudyConfig, data: dict[str, StudyData]) -> dict[str, fl
 
 def scheduled(todo: list[list[Cell]], workers: int, flops: dict[str, float]) -> list[list[Cell]]:
     """A round's batches for ``workers`` processes: a batch is cut in two where that lets the
-    workers finish sooner, costliest first (:func:`~stequiv.experiments._balance.balance`; cost
+    workers finish sooner, costliest first (:func:`~stequiv.experiments.parallel.balance`; cost
     = nets × the model's :func:`model_flops`). Each cell trains its own three nets, and a cell's
     numbers do not depend on its batch-mates (tests/test_study.py), so a cut changes no row."""
 

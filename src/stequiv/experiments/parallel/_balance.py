@@ -23,7 +23,7 @@ import heapq
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
-from .config import PairSpec
+from ..config import PairSpec
 
 __all__ = ["balance", "balance_groups", "group_cost", "makespan"]
 
